@@ -1,0 +1,3 @@
+//! One function per verb. No clap types in here: verbs take settings.
+
+pub mod version;

@@ -1,0 +1,46 @@
+//! The `berth` binary: parses the command line, runs one verb, maps errors to
+//! exit codes.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use berth::cli::{Cli, Command};
+use berth::commands;
+use berth::printer::Printer;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let printer = Printer;
+    let result = match cli.command {
+        Command::Version(args) => commands::version::version(&printer, args.format, args.short),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&err),
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
+
+/// Prints the error chain on one line and picks the exit code. A broken pipe
+/// (`berth config | head`) is not an error.
+fn report(err: &anyhow::Error) -> ExitCode {
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+    }
+    let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+    eprintln!("{}", chain.join(": "));
+    ExitCode::from(1)
+}

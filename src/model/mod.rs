@@ -1,0 +1,10 @@
+//! The Compose model: from files on disk to one normalized [`Project`].
+//!
+//! Compose's order of work, one module a stage: `yaml` (parse, anchors, merge
+//! keys, `!reset`/`!override`) → `interpolate` (with `dotenv` and the
+//! environment) → `schema` (validation against the Compose JSON schema) →
+//! `extends` → `include` → `merge` (of the `-f` files) → `profiles` →
+//! `normalize` (into the typed `Project`) → `consistency`. `load` runs them in
+//! that order. Everything here is pure: no kernel access, no network.
+
+pub mod node;

@@ -1,0 +1,1 @@
+//! Command line and environment (`COMPOSE_*`) resolved into typed settings.
