@@ -7,4 +7,6 @@
 //! `normalize` (into the typed `Project`) → `consistency`. `load` runs them in
 //! that order. Everything here is pure: no kernel access, no network.
 
+pub mod merge;
 pub mod node;
+pub mod schema;
