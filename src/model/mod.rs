@@ -10,3 +10,4 @@
 pub mod merge;
 pub mod node;
 pub mod schema;
+pub mod project;
