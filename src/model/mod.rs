@@ -9,5 +9,6 @@
 
 pub mod merge;
 pub mod node;
+pub mod paths;
 pub mod schema;
 pub mod project;
