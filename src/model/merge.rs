@@ -135,78 +135,126 @@ fn rule_for(path: &[String]) -> Option<Rule> {
 /// at that key path; a `!reset` value then disappears, an `!override` value
 /// takes the place of the removed one. Tags inside sequences have no effect
 /// on `base`. The result carries no tags.
-pub fn merge(base: Node, over: Node) -> Result<Node, MergeError> {
-    let merged = merge_at(base, over, &mut Vec::new())?;
+pub fn merge(mut base: Node, mut over: Node) -> Result<Node, MergeError> {
+    Tags::take(&mut over).apply(&mut base);
+    Tags::take(&mut base);
+    let merged = merge_yaml(base, over, &mut Vec::new())?;
     enforce_unicity(merged)
 }
 
 /// Merges a service definition on top of the service it `extends` (both
 /// already free of `extends` chains), with the same per-key rules as
-/// [`merge`] applied at `services.<name>`. No de-duplication happens here:
-/// Compose de-duplicates when the file's tree is merged into the project.
-pub fn extend_service(base: Node, service: Node) -> Result<Node, MergeError> {
-    let mut path = vec!["services".to_owned(), "x".to_owned()];
-    merge_at(base, service, &mut path)
+/// [`merge`] applied at `services.<name>`. Tags left in `service` apply to
+/// `base` first. No de-duplication happens here: Compose de-duplicates when
+/// the file's tree is merged into the project.
+pub fn extend_service(mut base: Node, mut service: Node) -> Result<Node, MergeError> {
+    Tags::take(&mut service).apply(&mut base);
+    Tags::take(&mut base);
+    merge_yaml(
+        base,
+        service,
+        &mut vec!["services".to_owned(), "x".to_owned()],
+    )
 }
 
 /// Merges an included project's resource (`services.<name>`, …) with a
 /// definition the including file also has: rules as in [`merge`].
-pub(crate) fn merge_resource(
-    kind: &str,
-    name: &str,
-    base: Node,
-    over: Node,
-) -> Result<Node, MergeError> {
-    let mut path = vec![kind.to_owned(), name.to_owned()];
-    merge_at(base, over, &mut path)
+pub fn merge_resource(kind: &str, name: &str, base: Node, over: Node) -> Result<Node, MergeError> {
+    merge_yaml(base, over, &mut vec![kind.to_owned(), name.to_owned()])
 }
 
-fn merge_at(mut base: Node, mut over: Node, path: &mut Path) -> Result<Node, MergeError> {
-    apply_tags(&mut base, &over);
-    strip_tags(&mut over);
-    strip_tags(&mut base);
-    merge_yaml(base, over, path)
+/// The `!reset` / `!override` marks of one YAML document, taken out of its
+/// tree (Compose records them when it parses a document, then applies them to
+/// whatever the document is merged onto: the earlier files, and the base of
+/// an `extends`).
+#[derive(Clone, Debug, Default)]
+pub struct Tags {
+    paths: Vec<Vec<String>>,
 }
 
-/// Removes from `base` every mapping entry whose key path carries a
-/// `!reset` or `!override` tag in `over` (Compose's reset post-processor).
-pub fn apply_tags(base: &mut Node, over: &Node) {
-    let (Some(bm), Some(om)) = (base.as_map_mut(), over.as_map()) else {
-        return;
-    };
-    for (k, v) in om {
-        match v.tag {
-            Tag::Reset | Tag::Override => {
-                bm.shift_remove(k.name.as_str());
-            }
-            Tag::None => {
-                if let Some(b) = bm.get_mut(k.name.as_str()) {
-                    apply_tags(b, v);
-                }
+impl Tags {
+    /// Records the key path of every tagged mapping entry of `doc`, then
+    /// removes `!reset` values (entries and sequence items) and clears
+    /// `!override` tags, leaving a plain tree.
+    pub fn take(doc: &mut Node) -> Tags {
+        let mut tags = Tags::default();
+        let mut path = Vec::new();
+        if matches!(doc.tag, Tag::Reset | Tag::Override) {
+            tags.paths.push(Vec::new());
+        }
+        doc.tag = Tag::None;
+        take_at(doc, &mut path, &mut tags.paths, true);
+        tags
+    }
+
+    /// Whether the document had no tag at all.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Removes from `target` (a whole document) every mapping entry at a
+    /// recorded path.
+    pub fn apply(&self, target: &mut Node) {
+        for p in &self.paths {
+            remove_path(target, p);
+        }
+    }
+
+    /// Removes from `target`, a subtree found at `prefix` in a document,
+    /// the entries whose recorded path lies below `prefix` (how `extends`
+    /// applies a service's tags to the service it extends).
+    pub fn apply_below(&self, prefix: &[&str], target: &mut Node) {
+        for p in &self.paths {
+            if p.len() > prefix.len() && p.iter().zip(prefix).all(|(a, b)| a == b) {
+                remove_path(target, &p[prefix.len()..]);
             }
         }
     }
 }
 
-/// Drops `!reset` values (mapping entries and sequence items) and clears
-/// `!override` tags: what a document looks like once its tags have done
-/// their work.
-pub fn strip_tags(node: &mut Node) {
-    node.tag = Tag::None;
+fn take_at(node: &mut Node, path: &mut Vec<String>, out: &mut Vec<Vec<String>>, record: bool) {
     match &mut node.value {
         Value::Map(m) => {
+            for (k, v) in m.iter_mut() {
+                path.push(k.name.clone());
+                if record && matches!(v.tag, Tag::Reset | Tag::Override) {
+                    out.push(path.clone());
+                }
+                take_at(v, path, out, record);
+                path.pop();
+            }
             m.retain(|_, v| v.tag != Tag::Reset);
             for v in m.values_mut() {
-                strip_tags(v);
+                v.tag = Tag::None;
             }
         }
         Value::Seq(items) => {
+            // Compose records paths inside sequences but never matches them.
+            for v in items.iter_mut() {
+                take_at(v, path, out, false);
+            }
             items.retain(|v| v.tag != Tag::Reset);
             for v in items.iter_mut() {
-                strip_tags(v);
+                v.tag = Tag::None;
             }
         }
         _ => {}
+    }
+}
+
+fn remove_path(target: &mut Node, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = target;
+    for k in parents {
+        match cur.as_map_mut().and_then(|m| m.get_mut(k.as_str())) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Some(m) = cur.as_map_mut() {
+        m.shift_remove(last.as_str());
     }
 }
 

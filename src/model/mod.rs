@@ -7,6 +7,8 @@
 //! `normalize` (into the typed `Project`) → `consistency`. `load` runs them in
 //! that order. Everything here is pure: no kernel access, no network.
 
+pub mod extends;
+pub mod include;
 pub mod merge;
 pub mod node;
 pub mod paths;
