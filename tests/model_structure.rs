@@ -200,3 +200,315 @@ mod merge {
         );
     }
 }
+
+/// A stand-in for the coordinator's loader: parse with serde_yaml (no
+/// interpolation), keep tags.
+fn load_docs(path: &Path) -> Result<Vec<Node>, berth::model::extends::BoxError> {
+    let text = fs_err::read_to_string(path)?;
+    Ok(vec![yaml(&text, &path.display().to_string())])
+}
+
+fn testdata() -> PathBuf {
+    let p = fixture("compose-go/loader/testdata");
+    PathBuf::from(berth::model::paths::clean(&p.to_string_lossy()))
+}
+
+mod extends {
+    use super::*;
+    use berth::model::extends::{apply_extends, ExtendsContext, ExtendsError};
+    use berth::model::merge::Tags;
+
+    fn run(text: &str, dir: &Path) -> Result<serde_json::Value, ExtendsError> {
+        let file = dir.join("compose.yaml");
+        let mut doc = yaml(text, &file.display().to_string());
+        let tags = Tags::take(&mut doc);
+        let ctx = ExtendsContext {
+            file: &file,
+            working_dir: dir,
+            home: None,
+        };
+        let mut loader = load_docs;
+        apply_extends(&mut doc, &tags, ctx, &mut loader)?;
+        Ok(doc.to_json()["services"].clone())
+    }
+
+    /// compose-go TestExtends: services from another file, and a chain in it.
+    #[test]
+    fn other_file_and_chain() {
+        let s = run(
+            "services:\n  test1:\n    extends:\n      file: extends/base.yaml\n      service: base\n    hostname: test1\n  test3:\n    extends:\n      file: extends/base.yaml\n      service: another\n    hostname: test3\n",
+            &testdata(),
+        )
+        .unwrap();
+        assert_eq!(
+            s["test1"],
+            serde_json::json!({"image": "base", "hostname": "test1"})
+        );
+        assert_eq!(
+            s["test3"],
+            serde_json::json!({"image": "base", "hostname": "test3"})
+        );
+    }
+
+    /// Relative paths of the extended file keep pointing into its directory,
+    /// also through a second hop (nested.yaml → sibling.yaml).
+    #[test]
+    fn relative_paths_are_rebased() {
+        let td = testdata();
+        let s = run(
+            "services:\n  importer:\n    extends:\n      file: compose-test-extends.yaml\n      service: x\n",
+            &td,
+        );
+        assert!(
+            matches!(s, Err(ExtendsError::NotFoundInFile { .. })),
+            "{s:?}"
+        );
+        let s = run(
+            "services:\n  importer:\n    extends:\n      file: subdir/compose-test-extends-imported.yaml\n      service: imported\n  nested:\n    extends:\n      file: extends/nested.yaml\n      service: with-build\n",
+            &td,
+        )
+        .unwrap();
+        let sub = td.join("subdir");
+        assert_eq!(
+            s["importer"]["env_file"],
+            serde_json::json!([format!("{}/extra.env", sub.display())])
+        );
+        assert_eq!(
+            s["importer"]["volumes"],
+            serde_json::json!(["/opt/data:/var/lib/mysql"])
+        );
+        assert_eq!(
+            s["nested"]["build"],
+            serde_json::json!(td.join("extends").display().to_string())
+        );
+    }
+
+    /// compose-go TestExtendsReset: `command: !reset` in the extended file.
+    #[test]
+    fn reset_in_extended_file() {
+        let s = run(
+            "services:\n  test:\n    extends:\n      file: extends/reset.yaml\n      service: base\n",
+            &testdata(),
+        )
+        .unwrap();
+        assert_eq!(s["test"], serde_json::json!({"image": "alpine:latest"}));
+    }
+
+    /// compose-go TestLoadExtendsDependsOn: `!override` replaces the
+    /// inherited depends_on.
+    #[test]
+    fn override_depends_on() {
+        let s = run(
+            "services:\n  service_a:\n    image: a\n    depends_on:\n      - service_c\n  service_b:\n    extends: service_a\n    depends_on: !override\n      - service_a\n  service_c:\n    image: c\n",
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(
+            s["service_b"],
+            serde_json::json!({"image": "a", "depends_on": ["service_a"]})
+        );
+        assert_eq!(
+            s["service_a"]["depends_on"],
+            serde_json::json!(["service_c"])
+        );
+    }
+
+    #[test]
+    fn inherited_merge_rules() {
+        let s = run(
+            "services:\n  base:\n    image: a\n    command: [x]\n    environment: {A: '1'}\n    ports: ['80:80']\n  web:\n    extends: base\n    command: [y]\n    environment: [B=2]\n    ports: ['81:81']\n",
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(
+            s["web"],
+            serde_json::json!({"image": "a", "command": ["y"], "environment": ["A=1", "B=2"], "ports": ["80:80", "81:81"]})
+        );
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let e = run(
+            "services:\n  a:\n    extends: b\n  b:\n    extends: c\n  c:\n    extends: a\n",
+            Path::new("/p"),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(
+                "Circular reference:\n  a in /p/compose.yaml\n  extends b in /p/compose.yaml"
+            ),
+            "{msg}"
+        );
+        let e = run("services:\n  a:\n    extends: a\n", Path::new("/p")).unwrap_err();
+        assert!(matches!(e, ExtendsError::Cycle { .. }), "{e}");
+    }
+
+    /// compose-go TestExtendsWihtMissingService.
+    #[test]
+    fn missing_service() {
+        let e = run("services:\n  a:\n    extends: nope\n", Path::new("/p")).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "cannot extend service \"a\" in /p/compose.yaml: service \"nope\" not found"
+            ),
+            "{e}"
+        );
+    }
+}
+
+mod include {
+    use super::*;
+    use berth::model::include::{apply_include, IncludeContext, IncludeError, IncludeRequest};
+    use berth::model::merge::{merge, Tags};
+    use berth::model::paths::{resolve_relative_paths, PathBase};
+
+    /// A miniature of the coordinator's sub-project loader: parse, nested
+    /// include, merge, resolve paths.
+    fn load_project(req: &IncludeRequest) -> Result<Node, berth::model::extends::BoxError> {
+        let mut dict = empty_map();
+        for f in &req.files {
+            for mut doc in load_docs(f)? {
+                let tags = Tags::take(&mut doc);
+                let ctx = IncludeContext {
+                    file: f,
+                    working_dir: &req.project_directory,
+                    chain: &req.chain,
+                    home: None,
+                };
+                let mut loader = load_project;
+                apply_include(&mut doc, ctx, &mut loader)?;
+                tags.apply(&mut dict);
+                dict = merge(dict, doc)?;
+            }
+        }
+        let base = PathBase {
+            working_dir: &req.project_directory,
+            home: None,
+        };
+        resolve_relative_paths(&mut dict, base)?;
+        Ok(dict)
+    }
+
+    fn run(text: &str, dir: &Path) -> Result<Node, IncludeError> {
+        let file = dir.join("compose.yaml");
+        let mut doc = yaml(text, &file.display().to_string());
+        let ctx = IncludeContext {
+            file: &file,
+            working_dir: dir,
+            chain: &[],
+            home: None,
+        };
+        let mut loader = load_project;
+        apply_include(&mut doc, ctx, &mut loader)?;
+        Ok(doc)
+    }
+
+    #[test]
+    fn included_paths_are_relative_to_the_included_project() {
+        let td = testdata();
+        let doc = run(
+            "include:\n  - path: include/included.yaml\nservices:\n  web:\n    image: x\n",
+            &td,
+        )
+        .unwrap();
+        let inc = td.join("include");
+        assert_eq!(
+            doc.to_json(),
+            serde_json::json!({"services": {
+                "web": {"image": "x"},
+                "included": {"build": inc.display().to_string(), "volumes": [format!("{}:/mnt", inc.display())]}
+            }})
+        );
+    }
+
+    /// compose-go TestLoadWithMultipleIncludeConflict (docker compose 2.40:
+    /// "services.bar conflicts with imported resource").
+    #[test]
+    fn conflicting_definitions_are_refused() {
+        let e = run(
+            "include:\n  - path: ./compose-include.yaml\nservices:\n  bar:\n    image: busybox\n",
+            &testdata(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("services.bar conflicts with imported resource"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn include_cycle_is_named() {
+        let td = testdata();
+        let e = run("include:\n  - compose-include-cycle.yaml\n", &td).unwrap_err();
+        let msg = format!("{e:#}");
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        let mut all = String::new();
+        while let Some(s) = source {
+            all.push_str(&s.to_string());
+            all.push('\n');
+            source = s.source();
+        }
+        assert!(all.contains("include cycle detected"), "{msg}\n{all}");
+        assert!(
+            all.contains("compose-include-cycle.yaml\n include "),
+            "{all}"
+        );
+    }
+}
+
+mod schema {
+    use super::*;
+    use berth::model::schema::validate;
+
+    /// The schema failures docker compose reports for the loader and
+    /// consistency fixtures: same verdict, same key facts.
+    #[test]
+    fn schema_errors_match_compose() {
+        let cases: &[(&str, &str)] = &[
+            ("services:\n  foo:\n    image: [1]\n", "services.foo.image must be a string"),
+            ("name: [x]\nservices: {}\n", "name must be a string"),
+            ("networks: []\n", "networks must be a mapping"),
+            ("networks:\n  default: x\n", "networks.default must be a mapping or null"),
+            ("services:\n  foo:\n    image: x\n    key1: a\n", "services.foo additional properties 'key1' not allowed"),
+            ("services:\n  web:\n    image: x\n    develop:\n      watch:\n        - path: .\n", "services.web.develop.watch[0] missing property 'action'"),
+            ("services:\n  test:\n    image: x\n    depends_on:\n      foo: {}\n", "services.test.depends_on.foo missing property 'condition'"),
+            ("services:\n  foo:\n    image: x\n    deploy:\n      resources:\n        impossible: 1\n", "services.foo.deploy.resources additional properties 'impossible' not allowed"),
+            ("services:\n  test:\n    image: x\n    ulimits:\n      nproc: [1]\n", "services.test.ulimits.nproc must be a integer or string"),
+        ];
+        let mut problems = Vec::new();
+        for (text, want) in cases {
+            match validate(&yaml(text, "compose.yaml")) {
+                Ok(()) => problems.push(format!("{want}: accepted")),
+                Err(e) => {
+                    let got = format!("{} {}", e.path, e.message);
+                    if !got.starts_with(want) {
+                        problems.push(format!("want {want}\n got {got}"));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// Every merge fixture whose merged result docker compose accepted is
+    /// valid for our schema too.
+    #[test]
+    fn accepted_files_validate() {
+        let cases = load_json("compose-go/override/merge-cases.json");
+        let mut bad = Vec::new();
+        for case in cases["cases"].as_array().unwrap() {
+            if case["kind"] != "merge" || case["reference"]["rc"] != 0 {
+                continue;
+            }
+            let base = yaml(case["base"].as_str().unwrap(), "base.yaml");
+            let over = yaml(case["override"].as_str().unwrap(), "override.yaml");
+            let merged = berth::model::merge::merge(base, over).unwrap();
+            if let Err(e) = validate(&merged) {
+                bad.push(format!("{}: {e}", case["id"]));
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+}
