@@ -640,3 +640,38 @@ mod loader_cases {
         );
     }
 }
+
+mod consistency_cases {
+    use super::*;
+    use berth::model::schema::validate;
+
+    /// compose-go's consistency cases: the schema rejects exactly those
+    /// docker compose rejected while validating; the others reach the
+    /// consistency check (or succeed), so they must pass the schema.
+    #[test]
+    fn schema_lets_consistency_cases_through() {
+        let text = fs_err::read_to_string(fixture("compose-go/consistency/cases.yaml")).unwrap();
+        let cases: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let reference = load_json("compose-go/consistency/reference.json");
+        let mut outcomes = Vec::new();
+        for case in cases["cases"].as_sequence().unwrap() {
+            let id = case["id"].as_str().unwrap();
+            let r = &reference["results"][id];
+            let error = r["error"].as_str().unwrap_or("");
+            let want = error.strip_prefix("validating __WORK__/project/compose.yaml: ");
+            let doc = yaml(case["yaml"].as_str().unwrap(), "compose.yaml");
+            let got = validate(&doc).map_err(|e| {
+                let path = e.path.to_string().replace('[', ".").replace(']', "");
+                format!("{path} {}", e.message)
+            });
+            let outcome = match (got, want) {
+                (Ok(()), None) => Ok(()),
+                (Err(e), Some(w)) if e == w => Ok(()),
+                (Err(e), None) => Err(format!("rejected: {e}")),
+                (got, Some(w)) => Err(format!("got {got:?}, docker compose: {w}")),
+            };
+            outcomes.push((id.to_owned(), outcome));
+        }
+        check_known("consistency cases (schema)", &outcomes, &[]);
+    }
+}
