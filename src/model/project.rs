@@ -98,11 +98,20 @@ pub struct Service {
     /// The service's key in `services:` (not printed).
     #[serde(skip)]
     pub name: String,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub profiles: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub annotations: Mapping,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_bool")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub attach: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
@@ -110,13 +119,25 @@ pub struct Service {
     pub develop: Option<Develop>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blkio_config: Option<BlkioConfig>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub cap_add: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub cap_drop: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub cgroup_parent: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub cgroup: String,
     #[serde(skip_serializing_if = "is_zero_i64", deserialize_with = "lenient::i64")]
     pub cpu_count: i64,
@@ -140,7 +161,10 @@ pub struct Service {
         deserialize_with = "lenient::f32"
     )]
     pub cpus: f32,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub cpuset: String,
     #[serde(skip_serializing_if = "is_zero_i64", deserialize_with = "lenient::i64")]
     pub cpu_shares: i64,
@@ -149,7 +173,10 @@ pub struct Service {
     pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<FileReference>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub container_name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential_spec: Option<CredentialSpec>,
@@ -157,19 +184,37 @@ pub struct Service {
     pub depends_on: BTreeMap<String, ServiceDependency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deploy: Option<Deploy>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub device_cgroup_rules: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceMapping>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub dns: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub dns_opt: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub dns_search: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub dockerfile: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub domainname: String,
     /// Always printed, like `command`.
     #[serde(deserialize_with = "lenient::shell_command")]
@@ -183,11 +228,17 @@ pub struct Service {
     pub environment: MappingWithEquals,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env_file: Vec<EnvFile>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub expose: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extends: Option<Extends>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub external_links: Vec<String>,
     #[serde(
         skip_serializing_if = "BTreeMap::is_empty",
@@ -195,33 +246,66 @@ pub struct Service {
         deserialize_with = "lenient::hosts"
     )]
     pub extra_hosts: BTreeMap<String, Vec<String>>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub group_add: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<DeviceRequest>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub hostname: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub image: String,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_bool")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub init: Option<bool>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub ipc: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub isolation: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub labels: Mapping,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub label_file: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub links: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logging: Option<Logging>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub log_driver: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub log_opt: Mapping,
     #[serde(skip_serializing_if = "UnitBytes::is_zero")]
     pub mem_limit: UnitBytes,
@@ -231,43 +315,79 @@ pub struct Service {
     pub memswap_limit: UnitBytes,
     #[serde(skip_serializing_if = "UnitBytes::is_zero")]
     pub mem_swappiness: UnitBytes,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub mac_address: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::null_map")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::null_map"
+    )]
     pub models: BTreeMap<String, Option<ServiceModel>>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub net: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub network_mode: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::null_map")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::null_map"
+    )]
     pub networks: BTreeMap<String, Option<ServiceNetwork>>,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub oom_kill_disable: bool,
     #[serde(skip_serializing_if = "is_zero_i64", deserialize_with = "lenient::i64")]
     pub oom_score_adj: i64,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub pid: String,
     #[serde(skip_serializing_if = "is_zero_i64", deserialize_with = "lenient::i64")]
     pub pids_limit: i64,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub platform: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<Port>,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub privileged: bool,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub pull_policy: String,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub read_only: bool,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub restart: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub runtime: String,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_i64")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i64"
+    )]
     pub scale: Option<i64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileReference>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub security_opt: Vec<String>,
     #[serde(skip_serializing_if = "UnitBytes::is_zero")]
     pub shm_size: UnitBytes,
@@ -275,13 +395,25 @@ pub struct Service {
     pub stdin_open: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<Duration>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub stop_signal: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub storage_opt: Mapping,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub sysctls: Mapping,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub tmpfs: Vec<String>,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub tty: bool,
@@ -289,19 +421,37 @@ pub struct Service {
     pub ulimits: BTreeMap<String, Ulimit>,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub use_api_socket: bool,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub user: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub userns_mode: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub uts: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub volume_driver: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<ServiceVolume>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub volumes_from: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub working_dir: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pre_start: Vec<ServiceHook>,
@@ -333,9 +483,15 @@ impl Service {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Provider {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub r#type: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::multi_options")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::multi_options"
+    )]
     pub options: BTreeMap<String, Vec<String>>,
 }
 
@@ -343,36 +499,72 @@ pub struct Provider {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Build {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub context: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub dockerfile: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub dockerfile_inline: String,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub entitlements: Vec<String>,
     #[serde(
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "lenient::mapping_with_equals"
     )]
     pub args: MappingWithEquals,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub provenance: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub sbom: String,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::ssh")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::ssh"
+    )]
     pub ssh: Vec<SshKey>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub labels: Mapping,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub cache_from: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub cache_to: Vec<String>,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub no_cache: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub no_cache_filter: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub additional_contexts: Mapping,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub pull: bool,
@@ -382,21 +574,36 @@ pub struct Build {
         deserialize_with = "lenient::hosts"
     )]
     pub extra_hosts: BTreeMap<String, Vec<String>>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub isolation: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub network: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub target: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileReference>,
     #[serde(skip_serializing_if = "UnitBytes::is_zero")]
     pub shm_size: UnitBytes,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ulimits: BTreeMap<String, Ulimit>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub platforms: Vec<String>,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub privileged: bool,
@@ -435,12 +642,21 @@ pub struct WatchTrigger {
     pub path: String,
     #[serde(deserialize_with = "lenient::string")]
     pub action: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub target: String,
     pub exec: ServiceHook,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub include: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub ignore: Vec<String>,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub initial_sync: bool,
@@ -452,13 +668,22 @@ pub struct WatchTrigger {
 pub struct ServiceHook {
     #[serde(deserialize_with = "lenient::shell_command")]
     pub command: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub image: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub user: String,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub privileged: bool,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub working_dir: String,
     #[serde(
         skip_serializing_if = "BTreeMap::is_empty",
@@ -512,11 +737,20 @@ pub struct ThrottleDevice {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DeviceMapping {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub source: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub target: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub permissions: String,
 }
 
@@ -524,16 +758,31 @@ pub struct DeviceMapping {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DeviceRequest {
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub capabilities: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub driver: String,
     /// `-1` means `all`.
-    #[serde(skip_serializing_if = "is_zero_i64", deserialize_with = "lenient::device_count")]
+    #[serde(
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "lenient::device_count"
+    )]
     pub count: i64,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub device_ids: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub options: Mapping,
 }
 
@@ -541,11 +790,20 @@ pub struct DeviceRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CredentialSpec {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub config: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub file: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub registry: String,
 }
 
@@ -553,7 +811,10 @@ pub struct CredentialSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServiceDependency {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub condition: String,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub restart: bool,
@@ -581,9 +842,15 @@ pub const CONDITION_COMPLETED: &str = "service_completed_successfully";
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Extends {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub file: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub service: String,
 }
 
@@ -591,11 +858,17 @@ pub struct Extends {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EnvFile {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub path: String,
     #[serde(deserialize_with = "lenient::bool")]
     pub required: bool,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub format: String,
 }
 
@@ -613,13 +886,19 @@ impl Default for EnvFile {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Healthcheck {
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::healthcheck_test")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::healthcheck_test"
+    )]
     pub test: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<Duration>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_u64")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_u64"
+    )]
     pub retries: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_period: Option<Duration>,
@@ -633,9 +912,15 @@ pub struct Healthcheck {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Logging {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub driver: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub options: Mapping,
 }
 
@@ -643,11 +928,20 @@ pub struct Logging {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Deploy {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub mode: String,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_i64")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i64"
+    )]
     pub replicas: Option<i64>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub labels: Mapping,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub update_config: Option<UpdateConfig>,
@@ -659,7 +953,10 @@ pub struct Deploy {
     pub restart_policy: Option<RestartPolicy>,
     /// Always printed.
     pub placement: Placement,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub endpoint_mode: String,
 }
 
@@ -667,11 +964,17 @@ pub struct Deploy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UpdateConfig {
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_u64")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_u64"
+    )]
     pub parallelism: Option<u64>,
     #[serde(skip_serializing_if = "Duration::is_zero")]
     pub delay: Duration,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub failure_action: String,
     #[serde(skip_serializing_if = "Duration::is_zero")]
     pub monitor: Duration,
@@ -681,7 +984,10 @@ pub struct UpdateConfig {
         deserialize_with = "lenient::f32"
     )]
     pub max_failure_ratio: f32,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub order: String,
 }
 
@@ -737,11 +1043,17 @@ pub struct DiscreteResourceSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RestartPolicy {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub condition: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay: Option<Duration>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_u64")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_u64"
+    )]
     pub max_attempts: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<Duration>,
@@ -751,7 +1063,10 @@ pub struct RestartPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Placement {
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub constraints: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub preferences: Vec<PlacementPreference>,
@@ -763,7 +1078,10 @@ pub struct Placement {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PlacementPreference {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub spread: String,
 }
 
@@ -771,21 +1089,42 @@ pub struct PlacementPreference {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServiceNetwork {
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub aliases: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub driver_opts: Mapping,
     #[serde(skip_serializing_if = "is_zero_i64", deserialize_with = "lenient::i64")]
     pub gw_priority: i64,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub interface_name: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub ipv4_address: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub ipv6_address: String,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub link_local_ips: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub mac_address: String,
     #[serde(skip_serializing_if = "is_zero_i64", deserialize_with = "lenient::i64")]
     pub priority: i64,
@@ -795,9 +1134,15 @@ pub struct ServiceNetwork {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServiceModel {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub endpoint_var: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub model_var: String,
 }
 
@@ -805,20 +1150,38 @@ pub struct ServiceModel {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Port {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub mode: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub host_ip: String,
     #[serde(skip_serializing_if = "is_zero_u32", deserialize_with = "lenient::u32")]
     pub target: u32,
     /// A port or a range (`8000-8010`), as text.
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub published: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub protocol: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub app_protocol: String,
 }
 
@@ -826,15 +1189,27 @@ pub struct Port {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServiceVolume {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub r#type: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub source: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub target: String,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub read_only: bool,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub consistency: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<VolumeBind>,
@@ -856,14 +1231,23 @@ pub const VOLUME_IMAGE: &str = "image";
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VolumeBind {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub selinux: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub propagation: String,
     /// Docker Compose 2.40 prints it only when true (the short syntax sets it).
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub create_host_path: bool,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub recursive: String,
 }
 
@@ -871,11 +1255,17 @@ pub struct VolumeBind {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VolumeVolume {
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub labels: Mapping,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub nocopy: bool,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub subpath: String,
 }
 
@@ -893,7 +1283,10 @@ pub struct VolumeTmpfs {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VolumeImage {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub subpath: String,
 }
 
@@ -901,13 +1294,25 @@ pub struct VolumeImage {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FileReference {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub source: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub target: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub uid: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub gid: String,
     /// File mode; printed in octal as a string (`"0440"`).
     #[serde(
@@ -961,7 +1366,8 @@ impl<'de> Deserialize<'de> for Ulimit {
         match &v {
             J::Object(m) => {
                 let get = |k: &str| -> Result<i64, D::Error> {
-                    m.get(k).map_or(Ok(0), |x| lenient::to_i64(x).map_err(de::Error::custom))
+                    m.get(k)
+                        .map_or(Ok(0), |x| lenient::to_i64(x).map_err(de::Error::custom))
                 };
                 Ok(Ulimit {
                     single: 0,
@@ -982,11 +1388,20 @@ impl<'de> Deserialize<'de> for Ulimit {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Network {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub driver: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub driver_opts: Mapping,
     /// Always printed (`"ipam": {}`), as compose-go does.
     pub ipam: Ipam,
@@ -996,11 +1411,20 @@ pub struct Network {
     pub internal: bool,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub attachable: bool,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub labels: Mapping,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_bool")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub enable_ipv4: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_bool")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub enable_ipv6: Option<bool>,
     #[serde(skip)]
     pub extensions: Extensions,
@@ -1010,11 +1434,17 @@ pub struct Network {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Ipam {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub driver: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config: Vec<IpamPool>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub options: Mapping,
 }
 
@@ -1022,13 +1452,25 @@ pub struct Ipam {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IpamPool {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub subnet: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub gateway: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub ip_range: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub aux_addresses: Mapping,
 }
 
@@ -1036,15 +1478,27 @@ pub struct IpamPool {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Volume {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub driver: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub driver_opts: Mapping,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub external: bool,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub labels: Mapping,
     #[serde(skip)]
     pub extensions: Extensions,
@@ -1054,25 +1508,49 @@ pub struct Volume {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FileObject {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub file: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub environment: String,
     /// Inline content. Never printed for secrets; printed for configs unless it
     /// came from `environment`.
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub content: String,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "lenient::bool")]
     pub external: bool,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub labels: Mapping,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub driver: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::mapping")]
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient::mapping"
+    )]
     pub driver_opts: Mapping,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub template_driver: String,
     #[serde(skip)]
     pub extensions: Extensions,
@@ -1114,13 +1592,22 @@ impl Serialize for Config {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Model {
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "lenient::string")]
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "lenient::string"
+    )]
     pub model: String,
     #[serde(skip_serializing_if = "is_zero_i64", deserialize_with = "lenient::i64")]
     pub context_size: i64,
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::string_list")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient::string_list"
+    )]
     pub runtime_flags: Vec<String>,
 }
 
@@ -1587,12 +2074,14 @@ pub(crate) mod lenient {
             J::Array(items) => {
                 for e in &items {
                     let s = scalar_text(e).unwrap_or_default();
-                    let (host, ip) = s
-                        .split_once('=')
-                        .or_else(|| s.split_once(':'))
-                        .ok_or_else(|| {
-                            D::Error::custom(format!("invalid additional host, missing IP: {s}"))
-                        })?;
+                    let (host, ip) =
+                        s.split_once('=')
+                            .or_else(|| s.split_once(':'))
+                            .ok_or_else(|| {
+                                D::Error::custom(format!(
+                                    "invalid additional host, missing IP: {s}"
+                                ))
+                            })?;
                     out.entry(host.to_owned())
                         .or_default()
                         .extend(ip.split(',').map(str::to_owned));
@@ -1618,9 +2107,7 @@ pub(crate) mod lenient {
     }
 
     /// `command`, `entrypoint`: a list, or a string split like a shell would.
-    pub fn shell_command<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Vec<String>>, D::Error> {
+    pub fn shell_command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
         match J::deserialize(d)? {
             J::Null => Ok(None),
             J::String(s) => shell_words(&s).map(Some).map_err(D::Error::custom),
@@ -1799,7 +2286,10 @@ mod tests {
     fn shell_words_split_like_a_shell() {
         let w = lenient::shell_words;
         assert_eq!(w("echo hello world").unwrap(), ["echo", "hello", "world"]);
-        assert_eq!(w(r#"sh -c "echo 'a b'""#).unwrap(), ["sh", "-c", "echo 'a b'"]);
+        assert_eq!(
+            w(r#"sh -c "echo 'a b'""#).unwrap(),
+            ["sh", "-c", "echo 'a b'"]
+        );
         assert_eq!(w(r"a\ b 'c d'").unwrap(), ["a b", "c d"]);
         assert_eq!(w(r#"x "" y"#).unwrap(), ["x", "", "y"]);
         assert!(w("'open").is_err());
@@ -1841,7 +2331,10 @@ mod tests {
         let out = serde_json::to_value(&s).unwrap();
         assert_eq!(out["mem_limit"], "1073741824");
         assert_eq!(out["ulimits"]["nproc"], 65535);
-        assert_eq!(out["extra_hosts"], serde_json::json!(["h1=1.2.3.4", "h2=::1"]));
+        assert_eq!(
+            out["extra_hosts"],
+            serde_json::json!(["h1=1.2.3.4", "h2=::1"])
+        );
         assert_eq!(out["healthcheck"]["interval"], "1m30s");
         assert_eq!(out["secrets"][0]["mode"], "0440");
     }
