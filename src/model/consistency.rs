@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::graph::{check_cycle, GraphError};
+use super::node::{Node, Span, Value};
 use super::project::{Project, VOLUME_VOLUME};
 
 /// A reference or combination of keys Compose refuses.
@@ -91,6 +92,140 @@ pub enum ConsistencyError {
     },
     #[error(transparent)]
     Graph(#[from] GraphError),
+    /// A check on the tree (compose-go's `validation` package); `path` is
+    /// written as compose-go writes it (`services.web.ports.[]`).
+    #[error("{path}: {problem}")]
+    Tree {
+        path: String,
+        span: Span,
+        problem: TreeProblem,
+    },
+}
+
+/// What a tree check found.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeProblem {
+    #[error("conflicting parameters \"external\" and {0:?} specified")]
+    ExternalConflict(String),
+    #[error("{0} attributes are mutually exclusive")]
+    Exclusive(&'static str),
+    #[error("one of {0} must be set")]
+    OneOf(&'static str),
+    #[error("value can't be blank")]
+    Blank,
+    #[error("\"count\" and \"device_ids\" attributes are exclusive")]
+    CountAndDeviceIds,
+    #[error("invalid ip address: {0}")]
+    IpAddress(String),
+}
+
+fn tree_err(path: String, node: &Node, problem: TreeProblem) -> ConsistencyError {
+    ConsistencyError::Tree {
+        path,
+        span: node.span.clone(),
+        problem,
+    }
+}
+
+/// The checks compose-go runs on the merged tree after the schema
+/// (`validation.Validate`): external volumes take no other settings, a
+/// secret or config has exactly one source, watch paths are not blank,
+/// device requests set `count` or `device_ids` but not both, and a port's
+/// `host_ip` is an IP address. Run on the canonical tree.
+pub fn validate_tree(root: &Node) -> Result<(), ConsistencyError> {
+    if let Some(volumes) = root.get("volumes").and_then(Node::as_map) {
+        for (name, v) in volumes {
+            let Some(m) = v.as_map() else { continue };
+            if m.get("external")
+                .is_some_and(|e| e.value == Value::Bool(true))
+            {
+                for k in m.keys() {
+                    if !matches!(k.name.as_str(), "name" | "external") && !k.name.starts_with("x-")
+                    {
+                        return Err(tree_err(
+                            format!("volumes.{}", name.name),
+                            v,
+                            TreeProblem::ExternalConflict(k.name.clone()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for (kind, keys, list) in [
+        (
+            "configs",
+            &["file", "environment", "content"][..],
+            "file|environment|content",
+        ),
+        ("secrets", &["file", "environment"][..], "file|environment"),
+    ] {
+        let Some(objs) = root.get(kind).and_then(Node::as_map) else {
+            continue;
+        };
+        for (name, o) in objs {
+            let Some(m) = o.as_map() else { continue };
+            let count = keys.iter().filter(|k| m.contains_key(**k)).count();
+            let path = || format!("{kind}.{}", name.name);
+            if count > 1 {
+                return Err(tree_err(path(), o, TreeProblem::Exclusive(list)));
+            }
+            if count == 0 && !m.contains_key("driver") && !m.contains_key("external") {
+                return Err(tree_err(path(), o, TreeProblem::OneOf(list)));
+            }
+        }
+    }
+    let Some(services) = root.get("services").and_then(Node::as_map) else {
+        return Ok(());
+    };
+    for (name, s) in services {
+        let at = format!("services.{}", name.name);
+        let seq = |n: Option<&Node>| n.and_then(Node::as_seq).unwrap_or(&[]).to_vec();
+        for port in seq(s.get("ports")) {
+            if let Some(ip) = port.get("host_ip") {
+                let text = ip.as_str().unwrap_or_default();
+                if text.parse::<std::net::IpAddr>().is_err() {
+                    return Err(tree_err(
+                        format!("{at}.ports.[]"),
+                        ip,
+                        TreeProblem::IpAddress(text.to_owned()),
+                    ));
+                }
+            }
+        }
+        let watch = s.get("develop").and_then(|d| d.get("watch"));
+        for w in seq(watch) {
+            if let Some(p) = w.get("path") {
+                if p.as_str() == Some("") {
+                    return Err(tree_err(
+                        format!("{at}.develop.watch.[].path"),
+                        p,
+                        TreeProblem::Blank,
+                    ));
+                }
+            }
+        }
+        let reservations = s
+            .get("deploy")
+            .and_then(|d| d.get("resources"))
+            .and_then(|r| r.get("reservations"))
+            .and_then(|r| r.get("devices"));
+        for (where_, list) in [
+            ("deploy.resources.reservations.devices", seq(reservations)),
+            ("gpus", seq(s.get("gpus"))),
+        ] {
+            for d in list {
+                if d.get("count").is_some() && d.get("device_ids").is_some() {
+                    return Err(tree_err(
+                        format!("{at}.{where_}.[]"),
+                        &d,
+                        TreeProblem::CountAndDeviceIds,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs every check; the first failure is returned.
@@ -329,12 +464,12 @@ pub fn check_consistency(project: &Project) -> Result<(), ConsistencyError> {
             return Err(E::SecretWithoutSource(name.clone()));
         }
     }
+    check_container_names(project)?;
     check_cycle(project)?;
     Ok(())
 }
 
-/// No two services may declare the same `container_name` (checked by Docker
-/// Compose before it creates containers, not by `config`).
+/// No two services may declare the same `container_name`.
 pub fn check_container_names(project: &Project) -> Result<(), ConsistencyError> {
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, s) in &project.services {

@@ -7,16 +7,16 @@
 //! `normalize` (into the typed `Project`) → `consistency`. `load` runs them in
 //! that order. Everything here is pure: no kernel access, no network.
 
+pub mod canonical;
+pub mod consistency;
 pub mod extends;
+pub mod graph;
+pub mod hash;
 pub mod include;
 pub mod merge;
 pub mod node;
-pub mod paths;
-pub mod schema;
-pub mod project;
-pub mod canonical;
-pub mod consistency;
-pub mod graph;
-pub mod hash;
 pub mod normalize;
+pub mod paths;
 pub mod profiles;
+pub mod project;
+pub mod schema;

@@ -15,12 +15,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::canonical::canonicalize;
-use super::consistency::{check_consistency, ConsistencyError};
+use super::consistency::{check_consistency, validate_tree, ConsistencyError};
 use super::node::{KeyPath, Node, Span, Value};
 use super::profiles::{self, ProfileError};
 use super::project::{
     Config, Mapping, Network, Project, Secret, Service, ServiceDependency, Volume,
-    CONDITION_STARTED,
+    CONDITION_STARTED, VOLUME_VOLUME,
 };
 
 /// What [`normalize`] needs besides the tree.
@@ -43,6 +43,9 @@ pub struct NormalizeOptions {
     pub selected_services: Vec<String>,
     /// Skip the reference checks (`config --no-consistency`).
     pub skip_consistency: bool,
+    /// Keep top-level networks, volumes, secrets, configs and models that no
+    /// enabled service uses (`--all`); Docker Compose drops them otherwise.
+    pub keep_unused_resources: bool,
     /// Keep `env_file`/`label_file` entries after merging their contents
     /// (Docker Compose drops them; keep for `config --no-normalize`-like output).
     pub keep_env_files: bool,
@@ -140,6 +143,7 @@ pub fn normalize(mut tree: Node, opts: &NormalizeOptions) -> Result<Project, Nor
         return Err(NormalizeError::EmptyProjectName);
     }
     canonicalize(&mut tree)?;
+    validate_tree(&tree)?;
     let Value::Map(top) = tree.value else {
         return Err(NormalizeError::Empty);
     };
@@ -183,6 +187,9 @@ pub fn normalize(mut tree: Node, opts: &NormalizeOptions) -> Result<Project, Nor
     }
     resolve_env_files(&mut project, !opts.keep_env_files)?;
     resolve_label_files(&mut project, !opts.keep_env_files)?;
+    if !opts.keep_unused_resources {
+        drop_unused_resources(&mut project);
+    }
     Ok(project)
 }
 
@@ -433,6 +440,36 @@ fn service_defaults(s: &mut Service, env: &Mapping) {
             }
         }
     }
+}
+
+/// Drops top-level resources no enabled service refers to (compose-go's
+/// `WithoutUnnecessaryResources`, which Docker Compose applies unless `--all`).
+fn drop_unused_resources(p: &mut Project) {
+    use std::collections::BTreeSet;
+    let mut networks = BTreeSet::new();
+    let mut volumes = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    let mut configs = BTreeSet::new();
+    let mut models = BTreeSet::new();
+    for s in p.services.values() {
+        networks.extend(s.networks.keys().cloned());
+        for v in &s.volumes {
+            if v.r#type == VOLUME_VOLUME && !v.source.is_empty() {
+                volumes.insert(v.source.clone());
+            }
+        }
+        secrets.extend(s.secrets.iter().map(|r| r.source.clone()));
+        if let Some(b) = &s.build {
+            secrets.extend(b.secrets.iter().map(|r| r.source.clone()));
+        }
+        configs.extend(s.configs.iter().map(|r| r.source.clone()));
+        models.extend(s.models.keys().cloned());
+    }
+    p.networks.retain(|k, _| networks.contains(k));
+    p.volumes.retain(|k, _| volumes.contains(k));
+    p.secrets.retain(|k, _| secrets.contains(k));
+    p.configs.retain(|k, _| configs.contains(k));
+    p.models.retain(|k, _| models.contains(k));
 }
 
 /// Go's `path.Clean`: lexical, `/`-separated.
