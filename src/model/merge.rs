@@ -66,13 +66,8 @@ fn show(path: &[String]) -> String {
     out
 }
 
-fn matches(path: &[String], pattern: &str) -> bool {
-    let n = pattern.split('.').count();
-    n == path.len()
-        && pattern
-            .split('.')
-            .zip(path)
-            .all(|(p, k)| p == "*" || p == k)
+fn matches(path: &[String], pattern: &[&str]) -> bool {
+    pattern.len() == path.len() && pattern.iter().zip(path).all(|(p, k)| *p == "*" || p == k)
 }
 
 #[derive(Clone, Copy)]
@@ -88,36 +83,42 @@ enum Rule {
     Ulimit,
 }
 
-const RULES: &[(&str, Rule)] = &[
-    ("networks.*.ipam.config", Rule::IpamConfig),
-    ("networks.*.labels", Rule::ToSequence),
-    ("volumes.*.labels", Rule::ToSequence),
-    ("services.*.annotations", Rule::ToSequence),
-    ("services.*.build", Rule::Build),
-    ("services.*.build.args", Rule::ToSequence),
-    ("services.*.build.additional_contexts", Rule::ToSequence),
-    ("services.*.build.extra_hosts", Rule::ExtraHosts),
-    ("services.*.build.labels", Rule::ToSequence),
-    ("services.*.command", Rule::Override),
-    ("services.*.depends_on", Rule::DependsOn),
-    ("services.*.deploy.labels", Rule::ToSequence),
-    ("services.*.dns", Rule::ToSequence),
-    ("services.*.dns_opt", Rule::ToSequence),
-    ("services.*.dns_search", Rule::ToSequence),
-    ("services.*.entrypoint", Rule::Override),
-    ("services.*.env_file", Rule::ToSequence),
-    ("services.*.label_file", Rule::ToSequence),
-    ("services.*.environment", Rule::ToSequence),
-    ("services.*.extra_hosts", Rule::ExtraHosts),
-    ("services.*.healthcheck.test", Rule::Override),
-    ("services.*.labels", Rule::ToSequence),
-    ("services.*.volumes.*.volume.labels", Rule::ToSequence),
-    ("services.*.logging", Rule::Logging),
-    ("services.*.models", Rule::ToMapping),
-    ("services.*.networks", Rule::ToMapping),
-    ("services.*.sysctls", Rule::ToSequence),
-    ("services.*.tmpfs", Rule::ToSequence),
-    ("services.*.ulimits.*", Rule::Ulimit),
+const RULES: &[(&[&str], Rule)] = &[
+    (&["networks", "*", "ipam", "config"], Rule::IpamConfig),
+    (&["networks", "*", "labels"], Rule::ToSequence),
+    (&["volumes", "*", "labels"], Rule::ToSequence),
+    (&["services", "*", "annotations"], Rule::ToSequence),
+    (&["services", "*", "build"], Rule::Build),
+    (&["services", "*", "build", "args"], Rule::ToSequence),
+    (
+        &["services", "*", "build", "additional_contexts"],
+        Rule::ToSequence,
+    ),
+    (&["services", "*", "build", "extra_hosts"], Rule::ExtraHosts),
+    (&["services", "*", "build", "labels"], Rule::ToSequence),
+    (&["services", "*", "command"], Rule::Override),
+    (&["services", "*", "depends_on"], Rule::DependsOn),
+    (&["services", "*", "deploy", "labels"], Rule::ToSequence),
+    (&["services", "*", "dns"], Rule::ToSequence),
+    (&["services", "*", "dns_opt"], Rule::ToSequence),
+    (&["services", "*", "dns_search"], Rule::ToSequence),
+    (&["services", "*", "entrypoint"], Rule::Override),
+    (&["services", "*", "env_file"], Rule::ToSequence),
+    (&["services", "*", "label_file"], Rule::ToSequence),
+    (&["services", "*", "environment"], Rule::ToSequence),
+    (&["services", "*", "extra_hosts"], Rule::ExtraHosts),
+    (&["services", "*", "healthcheck", "test"], Rule::Override),
+    (&["services", "*", "labels"], Rule::ToSequence),
+    (
+        &["services", "*", "volumes", "*", "volume", "labels"],
+        Rule::ToSequence,
+    ),
+    (&["services", "*", "logging"], Rule::Logging),
+    (&["services", "*", "models"], Rule::ToMapping),
+    (&["services", "*", "networks"], Rule::ToMapping),
+    (&["services", "*", "sysctls"], Rule::ToSequence),
+    (&["services", "*", "tmpfs"], Rule::ToSequence),
+    (&["services", "*", "ulimits", "*"], Rule::Ulimit),
 ];
 
 fn rule_for(path: &[String]) -> Option<Rule> {
@@ -598,36 +599,48 @@ enum Indexer {
     EnvFile,
 }
 
-const UNIQUE: &[(&str, Indexer)] = &[
-    ("networks.*.labels", Indexer::KeyValue),
-    ("networks.*.ipam.options", Indexer::KeyValue),
-    ("services.*.annotations", Indexer::KeyValue),
-    ("services.*.build.args", Indexer::KeyValue),
-    ("services.*.build.additional_contexts", Indexer::KeyValue),
-    ("services.*.build.platform", Indexer::KeyValue),
-    ("services.*.build.tags", Indexer::KeyValue),
-    ("services.*.build.labels", Indexer::KeyValue),
-    ("services.*.cap_add", Indexer::KeyValue),
-    ("services.*.cap_drop", Indexer::KeyValue),
-    ("services.*.configs", Indexer::Mount("")),
-    ("services.*.deploy.labels", Indexer::KeyValue),
-    ("services.*.dns", Indexer::KeyValue),
-    ("services.*.dns_opt", Indexer::KeyValue),
-    ("services.*.dns_search", Indexer::KeyValue),
-    ("services.*.environment", Indexer::KeyValue),
-    ("services.*.env_file", Indexer::EnvFile),
-    ("services.*.expose", Indexer::Expose),
-    ("services.*.labels", Indexer::KeyValue),
-    ("services.*.links", Indexer::KeyValue),
-    ("services.*.networks.*.aliases", Indexer::KeyValue),
-    ("services.*.networks.*.link_local_ips", Indexer::KeyValue),
-    ("services.*.ports", Indexer::Port),
-    ("services.*.profiles", Indexer::KeyValue),
-    ("services.*.secrets", Indexer::Mount("/run/secrets")),
-    ("services.*.sysctls", Indexer::KeyValue),
-    ("services.*.tmpfs", Indexer::KeyValue),
-    ("services.*.volumes", Indexer::Volume),
-    ("services.*.devices", Indexer::Device),
+const UNIQUE: &[(&[&str], Indexer)] = &[
+    (&["networks", "*", "labels"], Indexer::KeyValue),
+    (&["networks", "*", "ipam", "options"], Indexer::KeyValue),
+    (&["services", "*", "annotations"], Indexer::KeyValue),
+    (&["services", "*", "build", "args"], Indexer::KeyValue),
+    (
+        &["services", "*", "build", "additional_contexts"],
+        Indexer::KeyValue,
+    ),
+    (&["services", "*", "build", "platform"], Indexer::KeyValue),
+    (&["services", "*", "build", "tags"], Indexer::KeyValue),
+    (&["services", "*", "build", "labels"], Indexer::KeyValue),
+    (&["services", "*", "cap_add"], Indexer::KeyValue),
+    (&["services", "*", "cap_drop"], Indexer::KeyValue),
+    (&["services", "*", "configs"], Indexer::Mount("")),
+    (&["services", "*", "deploy", "labels"], Indexer::KeyValue),
+    (&["services", "*", "dns"], Indexer::KeyValue),
+    (&["services", "*", "dns_opt"], Indexer::KeyValue),
+    (&["services", "*", "dns_search"], Indexer::KeyValue),
+    (&["services", "*", "environment"], Indexer::KeyValue),
+    (&["services", "*", "env_file"], Indexer::EnvFile),
+    (&["services", "*", "expose"], Indexer::Expose),
+    (&["services", "*", "labels"], Indexer::KeyValue),
+    (&["services", "*", "links"], Indexer::KeyValue),
+    (
+        &["services", "*", "networks", "*", "aliases"],
+        Indexer::KeyValue,
+    ),
+    (
+        &["services", "*", "networks", "*", "link_local_ips"],
+        Indexer::KeyValue,
+    ),
+    (&["services", "*", "ports"], Indexer::Port),
+    (&["services", "*", "profiles"], Indexer::KeyValue),
+    (
+        &["services", "*", "secrets"],
+        Indexer::Mount("/run/secrets"),
+    ),
+    (&["services", "*", "sysctls"], Indexer::KeyValue),
+    (&["services", "*", "tmpfs"], Indexer::KeyValue),
+    (&["services", "*", "volumes"], Indexer::Volume),
+    (&["services", "*", "devices"], Indexer::Device),
 ];
 
 /// Removes redefinitions from the sequences Compose treats as sets (ports,
