@@ -359,6 +359,7 @@ mod extends {
 
 mod include {
     use super::*;
+    use berth::model::extends::{apply_extends, ExtendsContext};
     use berth::model::include::{apply_include, IncludeContext, IncludeError, IncludeRequest};
     use berth::model::merge::{merge, Tags};
     use berth::model::paths::{resolve_relative_paths, PathBase};
@@ -378,6 +379,13 @@ mod include {
                 };
                 let mut loader = load_project;
                 apply_include(&mut doc, ctx, &mut loader)?;
+                let ectx = ExtendsContext {
+                    file: f,
+                    working_dir: &req.project_directory,
+                    home: None,
+                };
+                let mut docs_loader = load_docs;
+                apply_extends(&mut doc, &tags, ectx, &mut docs_loader)?;
                 tags.apply(&mut dict);
                 dict = merge(dict, doc)?;
             }
@@ -419,6 +427,26 @@ mod include {
                 "web": {"image": "x"},
                 "included": {"build": inc.display().to_string(), "volumes": [format!("{}:/mnt", inc.display())]}
             }})
+        );
+    }
+
+    /// testdata/combined: an included file whose service extends a file of
+    /// the included project (paths relative to that project's directory).
+    #[test]
+    fn include_then_extends() {
+        let dir = testdata().join("combined");
+        let text = fs_err::read_to_string(dir.join("compose.yaml")).unwrap();
+        let doc = run(&text, &dir).unwrap();
+        assert_eq!(
+            doc.to_json()["services"],
+            serde_json::json!({"service": {"build": dir.join("dir").display().to_string()}})
+        );
+        // compose-go TestIncludeWithExtends: nested.yaml extends sibling.yaml.
+        let td = testdata();
+        let doc = run("include:\n  - extends/nested.yaml\n", &td).unwrap();
+        assert_eq!(
+            doc.to_json()["services"],
+            serde_json::json!({"with-build": {"build": td.join("extends").display().to_string()}})
         );
     }
 

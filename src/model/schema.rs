@@ -792,6 +792,37 @@ mod tests {
     }
 
     #[test]
+    fn suggestions_at_the_root_and_inside_one_of() {
+        let e = validate(&node(serde_json::json!({"service": {}}))).unwrap_err();
+        assert_eq!(e.path.to_string(), "");
+        assert_eq!(
+            e.to_string(),
+            "<test>: additional properties 'service' not allowed (did you mean 'services'?)"
+        );
+        let doc = node(serde_json::json!({"services": {"web": {"build": {"contex": "."}}}}));
+        let e = validate(&doc).unwrap_err();
+        assert_eq!(
+            format!("{} {}", e.path, e.message),
+            "services.web.build additional properties 'contex' not allowed (did you mean 'context'?)"
+        );
+        let doc = node(
+            serde_json::json!({"services": {"web": {"ports": [{"target": 80, "publised": "80"}]}}}),
+        );
+        let e = validate(&doc).unwrap_err();
+        assert_eq!(
+            format!("{} {}", e.path, e.message),
+            "services.web.ports[0] additional properties 'publised' not allowed (did you mean 'published'?)"
+        );
+        let doc =
+            node(serde_json::json!({"services": {"web": {"image": "x", "totally_unrelated": 1}}}));
+        let e = validate(&doc).unwrap_err();
+        assert_eq!(
+            e.message,
+            "additional properties 'totally_unrelated' not allowed"
+        );
+    }
+
+    #[test]
     fn types_are_worded_like_compose() {
         let doc = node(serde_json::json!({"services": {"foo": {"environment": {"FOO": [1]}}}}));
         let e = validate(&doc).unwrap_err();
