@@ -703,3 +703,70 @@ mod consistency_cases {
         check_known("consistency cases (schema)", &outcomes, &[]);
     }
 }
+
+mod extends_reference {
+    use super::*;
+    use berth::model::extends::{apply_extends, ExtendsContext};
+    use berth::model::merge::{merge, Tags};
+
+    fn dep_names(v: &serde_json::Value) -> Vec<String> {
+        let mut names: Vec<String> = match v {
+            serde_json::Value::Object(m) => m.keys().cloned().collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// compose-go TestOverrideSelfExtends against docker compose's output:
+    /// depends_on of every service, after extends chains with `!override`.
+    #[test]
+    fn override_self_extends() {
+        let cases = load_json("compose-go/loader/cases.json");
+        let case = cases["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "TestOverrideSelfExtends")
+            .unwrap();
+        let file = Path::new("/p/compose.yaml");
+        let mut doc = yaml(case["yaml"].as_str().unwrap(), "/p/compose.yaml");
+        let tags = Tags::take(&mut doc);
+        let ctx = ExtendsContext {
+            file,
+            working_dir: Path::new("/p"),
+            home: None,
+        };
+        let mut loader = load_docs;
+        apply_extends(&mut doc, &tags, ctx, &mut loader).unwrap();
+        let doc = merge(empty_map(), doc).unwrap().to_json();
+        let reference = &case["reference"]["config"]["services"];
+        let mut outcomes = Vec::new();
+        for (name, svc) in reference.as_object().unwrap() {
+            let want = dep_names(&svc["depends_on"]);
+            let got = dep_names(&doc["services"][name]["depends_on"]);
+            let outcome = if want == got {
+                Ok(())
+            } else {
+                Err(format!("got {got:?}, docker compose {want:?}"))
+            };
+            outcomes.push((name.clone(), outcome));
+        }
+        // docker compose 2.40 (compose-go v2.9.1) ignores an intermediate
+        // service's `!override` when it is resolved as part of another
+        // service's chain, and resolves services in Go's random map order,
+        // so its output for this file varies between runs. berth gives the
+        // stable answer compose-go's own test asserts (main: depend_base +
+        // depend_two), as compose-go does since v2.10.
+        let why = "docker compose 2.40's result depends on Go map order (see above)";
+        check_known(
+            "TestOverrideSelfExtends depends_on",
+            &outcomes,
+            &[("main", why), ("main_two", why)],
+        );
+    }
+}
