@@ -1,0 +1,230 @@
+//! cgroups: one container's cgroup on a v1 hierarchy (one directory per
+//! controller) or on the v2 unified hierarchy. Creates it, writes the spec's
+//! limits, adds processes, freezes and thaws, reads statistics, and removes
+//! it. The cgroup filesystem's mount point is a parameter, so the logic of
+//! both versions is tested on a fake tree in a temp dir.
+//!
+//! Layout: the container's cgroup is `<mount>[/<controller>]/<cgroupsPath>`,
+//! `cgroupsPath` defaulting to `berth/<id>`.
+
+mod v1;
+mod v2;
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
+
+/// Errors of cgroup operations; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// Writing or reading a cgroup file failed.
+    #[error("cgroup {path}: {source}")]
+    Io {
+        /// The cgroup file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A limit cannot be expressed on this cgroup version.
+    #[error("cgroup: {0}")]
+    Unsupported(String),
+    /// The freezer did not reach the wanted state in time.
+    #[error("cgroup {path}: freezer did not reach {state} within 2s")]
+    FreezeTimeout {
+        /// The freezer file.
+        path: PathBuf,
+        /// The wanted state.
+        state: &'static str,
+    },
+}
+
+pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|source| CgroupError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
+    std::fs::read_to_string(path).map_err(|source| CgroupError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Resource usage read from a cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Memory in use, bytes.
+    pub memory_usage: u64,
+    /// The memory limit, bytes (`None` for unlimited).
+    pub memory_limit: Option<u64>,
+    /// Times the memory limit was hit (v1 `failcnt`, v2 `max` events).
+    pub memory_failcnt: u64,
+    /// OOM kills in the cgroup.
+    pub oom_kills: u64,
+    /// Processes and threads in the cgroup.
+    pub pids_current: u64,
+    /// The pids limit (`None` for unlimited).
+    pub pids_limit: Option<u64>,
+    /// CPU time used, nanoseconds.
+    pub cpu_usage_ns: u64,
+}
+
+/// Which hierarchy the host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Version {
+    /// One hierarchy per controller (including hybrid hosts).
+    V1,
+    /// The unified hierarchy.
+    V2,
+}
+
+/// Detects the cgroup version mounted at `mount` (normally `/sys/fs/cgroup`).
+pub fn detect(mount: &Path) -> Version {
+    if mount.join("cgroup.controllers").exists() {
+        Version::V2
+    } else {
+        Version::V1
+    }
+}
+
+/// A container's cgroup. The closed set of backends is an enum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cgroup {
+    /// cgroup v1: one directory per controller.
+    V1(v1::V1),
+    /// cgroup v2: one directory.
+    V2(v2::V2),
+}
+
+impl Cgroup {
+    /// The cgroup for `path` (relative, like `berth/<id>`) under `mount`.
+    pub fn new(mount: &Path, path: &Path) -> Self {
+        let rel = path.strip_prefix("/").unwrap_or(path).to_owned();
+        match detect(mount) {
+            Version::V1 => Cgroup::V1(v1::V1::new(mount, &rel)),
+            Version::V2 => Cgroup::V2(v2::V2::new(mount, &rel)),
+        }
+    }
+
+    /// Creates the cgroup's directories and writes the limits. Existing
+    /// directories are fine (`ensure`).
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.create(resources),
+            Cgroup::V2(c) => c.create(resources),
+        }
+    }
+
+    /// Moves process `pid` into the cgroup.
+    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.add(pid),
+            Cgroup::V2(c) => c.add(pid),
+        }
+    }
+
+    /// Freezes (`true`) or thaws every process in the cgroup, waiting until
+    /// the kernel reports the new state.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.freeze(frozen),
+            Cgroup::V2(c) => c.freeze(frozen),
+        }
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn is_frozen(&self) -> bool {
+        match self {
+            Cgroup::V1(c) => c.is_frozen(),
+            Cgroup::V2(c) => c.is_frozen(),
+        }
+    }
+
+    /// The pids of the processes in the cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let file = match self {
+            Cgroup::V1(c) => c.procs_file(),
+            Cgroup::V2(c) => c.dir.join("cgroup.procs"),
+        };
+        Ok(read(&file)?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    }
+
+    /// Reads the statistics.
+    pub fn stats(&self) -> Result<Stats, CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.stats(),
+            Cgroup::V2(c) => c.stats(),
+        }
+    }
+
+    /// Removes the cgroup's directories (missing ones are fine). Retries
+    /// briefly: the kernel keeps a cgroup busy for a moment after its last
+    /// process died.
+    pub fn delete(&self) -> Result<(), CgroupError> {
+        let dirs = match self {
+            Cgroup::V1(c) => c.dirs(),
+            Cgroup::V2(c) => vec![c.dir.clone()],
+        };
+        let mut errors = Vec::new();
+        for dir in dirs {
+            if let Err(e) = rmdir_retry(&dir) {
+                errors.push(e);
+            }
+        }
+        errors.into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// The directories that make up this cgroup.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1(c) => c.dirs(),
+            Cgroup::V2(c) => vec![c.dir.clone()],
+        }
+    }
+}
+
+fn rmdir_retry(dir: &Path) -> Result<(), CgroupError> {
+    for attempt in 0..100 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 99 => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wait_for(path: &Path, want: &str, state: &'static str) -> Result<(), CgroupError> {
+    for _ in 0..200 {
+        if read(path)?.trim() == want {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(CgroupError::FreezeTimeout {
+        path: path.to_owned(),
+        state,
+    })
+}
+
+#[cfg(test)]
+mod tests;
