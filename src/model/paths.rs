@@ -28,6 +28,13 @@ pub enum PathsError {
         "{span}: {path}: invalid mount config for type \"bind\": field Source must not be empty"
     )]
     BindWithoutSource { path: String, span: Span },
+    #[error("{span}: cannot resolve symbolic link in {path}")]
+    Symlink {
+        path: String,
+        span: Span,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{span}: {path}: expected a path (a string), found {kind}")]
     NotAString {
         path: String,
@@ -175,9 +182,18 @@ pub fn resolve_service(service: &mut Node, at: &str, base: PathBase<'_>) -> Resu
         for (i, rule) in watch.iter_mut().enumerate() {
             if let Some(p) = rule.as_map_mut().and_then(|r| r.get_mut("path")) {
                 abs_path(p, base, &format!("{at}.develop.watch[{i}].path"))?;
+                let span = p.span.clone();
                 if let Value::String(s) = &mut p.value {
-                    if let Some(real) = through_symlink(Path::new(s)) {
-                        *s = real;
+                    match through_symlink(s) {
+                        Ok(Some(real)) => *s = real,
+                        Ok(None) => {}
+                        Err(source) => {
+                            return Err(PathsError::Symlink {
+                                path: s.clone(),
+                                span,
+                                source,
+                            })
+                        }
                     }
                 }
             }
@@ -334,14 +350,22 @@ pub fn clean(p: &str) -> String {
     }
 }
 
-fn through_symlink(p: &Path) -> Option<String> {
-    let meta = fs_err::symlink_metadata(p).ok()?;
-    if !meta.file_type().is_symlink() {
-        return None;
+/// Compose's `ResolveSymbolicLink`: the first component of `p` that is a
+/// symbolic link is replaced by its fully resolved target; `None` when no
+/// component is a link.
+fn through_symlink(p: &str) -> Result<Option<String>, std::io::Error> {
+    let mut current = PathBuf::from("/");
+    for part in p.split('/').filter(|s| !s.is_empty()) {
+        current.push(part);
+        let is_link = fs_err::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            let target = fs_err::canonicalize(&current)?;
+            let prefix = current.to_string_lossy().into_owned();
+            let target = target.to_string_lossy();
+            return Ok(Some(p.replacen(&prefix, &target, 1)));
+        }
     }
-    fs_err::canonicalize(p)
-        .ok()
-        .map(|r: PathBuf| r.to_string_lossy().into_owned())
+    Ok(None)
 }
 
 /// A short-syntax volume (`src:dst[:opts]`) whose source is a path, with the
@@ -436,6 +460,25 @@ mod tests {
                 "volumes": {"v": {"driver": "local", "driver_opts": {"o": "bind", "device": "/w/p/dev"}}}
             })
         );
+    }
+
+    #[test]
+    fn watch_paths_go_through_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs_err::canonicalize(tmp.path()).unwrap();
+        let real = root.join("real");
+        fs_err::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, root.join("link")).unwrap();
+        let mut doc = node(serde_json::json!({"services": {"a": {"develop": {"watch": [
+            {"path": "link/src", "action": "sync"}, {"path": "plain", "action": "rebuild"}]}}}}));
+        let base = PathBase {
+            working_dir: &root,
+            home: None,
+        };
+        resolve_relative_paths(&mut doc, base).unwrap();
+        let watch = &doc.to_json()["services"]["a"]["develop"]["watch"];
+        assert_eq!(watch[0]["path"], format!("{}/src", real.display()));
+        assert_eq!(watch[1]["path"], format!("{}/plain", root.display()));
     }
 
     #[test]
