@@ -4,14 +4,308 @@
 
 mod common;
 
-use common::{sh, unique, Env};
+use std::path::PathBuf;
+
+use berth_runtime::{CreateOptions, RuntimeError, Status};
+use common::{sh, unique, write_spec, Env};
+
+fn run_ok(env: &Env, id: &str, bundle: &std::path::Path) -> String {
+    let (code, out, err) = env.run(id, bundle).unwrap();
+    assert_eq!(code, 0, "exit {code}; stdout: {out}; stderr: {err}");
+    out
+}
 
 #[test]
 fn pid_one_and_hostname() {
     let env = Env::new();
     let id = unique("pid1");
     let bundle = env.bundle(&id, sh("echo pid=$$; hostname"));
-    let (code, out, err) = env.run(&id, &bundle).unwrap();
-    assert_eq!(code, 0, "stderr: {err}");
-    assert_eq!(out, "pid=1\nberth\n");
+    assert_eq!(run_ok(&env, &id, &bundle), "pid=1\nberth\n");
+}
+
+#[test]
+fn docker_default_capability_sets() {
+    let env = Env::new();
+    let id = unique("caps");
+    let bundle = env.bundle(
+        &id,
+        sh("grep -E '^Cap|^NoNewPrivs|^Seccomp:' /proc/self/status"),
+    );
+    let out = run_ok(&env, &id, &bundle);
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+    // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP
+    let docker = "00000000a80425fb";
+    for line in [
+        "CapInh:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "Seccomp:\t2",
+    ] {
+        assert!(out.contains(line), "{line} missing in {out}");
+    }
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert!(
+            out.contains(&format!("{set}:\t{docker}")),
+            "{set} is not Docker's default in {out}"
+        );
+    }
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    let env = Env::new();
+    let id = unique("mask");
+    let script = "echo timers=$(wc -c < /proc/timer_list); echo keys=$(cat /proc/keys | wc -c); \
+                  echo firmware=$(ls /sys/firmware | wc -l); \
+                  echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo sys-writable || echo sys-ro; \
+                  echo h > /proc/sysrq-trigger 2>/dev/null && echo sysrq-writable || echo sysrq-ro; \
+                  touch /sys/x 2>/dev/null && echo sysfs-writable || echo sysfs-ro";
+    let out = run_ok(&env, &id, &env.bundle(&id, sh(script)));
+    assert_eq!(
+        out,
+        "timers=0\nkeys=0\nfirmware=0\nsys-ro\nsysrq-ro\nsysfs-ro\n"
+    );
+}
+
+#[test]
+fn seccomp_denies_even_with_cap_sys_admin() {
+    // CAP_SYS_ADMIN granted, but the profile is the one for Docker's default
+    // caps: mount and unshare must fail through seccomp, not for lack of caps.
+    let env = Env::new();
+    let id = unique("seccomp");
+    let mut spec =
+        sh("mount -t tmpfs none /tmp 2>&1; echo mount=$?; unshare -u true 2>&1; echo unshare=$?");
+    let mut caps = spec
+        .process()
+        .as_ref()
+        .unwrap()
+        .capabilities()
+        .clone()
+        .unwrap();
+    let mut set = caps.bounding().clone().unwrap();
+    set.insert(oci_spec::runtime::Capability::SysAdmin);
+    caps.set_bounding(Some(set.clone()))
+        .set_effective(Some(set.clone()))
+        .set_permitted(Some(set));
+    spec.process_mut()
+        .as_mut()
+        .unwrap()
+        .set_capabilities(Some(caps));
+    let bundle = env.bundle(&id, spec.clone());
+    let out = run_ok(&env, &id, &bundle);
+    assert!(
+        out.contains("mount=1") || out.contains("mount=255"),
+        "{out}"
+    );
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(!out.contains("unshare=0"), "{out}");
+    // Control: without the seccomp profile the same mount succeeds.
+    let id2 = unique("noseccomp");
+    spec.linux_mut().as_mut().unwrap().set_seccomp(None);
+    let bundle2 = env.bundle(&id2, spec);
+    let out = run_ok(&env, &id2, &bundle2);
+    assert!(out.contains("mount=0"), "{out}");
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    let env = Env::new();
+    let id = unique("oom");
+    let mut spec = sh("tail /dev/zero");
+    let res: oci_spec::runtime::LinuxResources = serde_json::from_value(
+        serde_json::json!({"memory": {"limit": 16777216, "swap": 16777216}}),
+    )
+    .unwrap();
+    spec.linux_mut().as_mut().unwrap().set_resources(Some(res));
+    let bundle = env.bundle(&id, spec);
+    let (code, _, _) = env.run(&id, &bundle).unwrap();
+    assert_eq!(
+        code,
+        128 + libc::SIGKILL,
+        "the OOM killer should have killed the process"
+    );
+}
+
+#[test]
+fn pids_limit_makes_fork_fail() {
+    let env = Env::new();
+    let id = unique("pids");
+    let mut spec = sh("for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait; echo end");
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(serde_json::json!({"pids": {"limit": 4}})).unwrap();
+    spec.linux_mut().as_mut().unwrap().set_resources(Some(res));
+    let bundle = env.bundle(&id, spec);
+    let (_, out, err) = env.run(&id, &bundle).unwrap();
+    assert!(err.contains("can't fork"), "stdout: {out}; stderr: {err}");
+}
+
+#[test]
+fn read_only_rootfs() {
+    let env = Env::new();
+    let id = unique("ro");
+    let mut spec = sh("touch /etc/x 2>&1; echo rc=$?; touch /dev/shm/ok && echo shm-ok");
+    spec.root_mut().as_mut().unwrap().set_readonly(Some(true));
+    let out = run_ok(&env, &id, &env.bundle(&id, spec));
+    assert!(
+        out.contains("Read-only file system") && out.contains("rc=1") && out.contains("shm-ok"),
+        "{out}"
+    );
+}
+
+#[test]
+fn uid_gid_and_additional_groups() {
+    let env = Env::new();
+    let id = unique("user");
+    let mut spec = sh("id -u; id -g; id -G; grep CapEff /proc/self/status");
+    let user: oci_spec::runtime::User = serde_json::from_value(
+        serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20]}),
+    )
+    .unwrap();
+    spec.process_mut().as_mut().unwrap().set_user(user);
+    let out = run_ok(&env, &id, &env.bundle(&id, spec));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], ["1000", "1001", "1001 10 20"], "{out}");
+}
+
+#[test]
+fn overlay_rootfs_writes_land_in_upper() {
+    let env = Env::new();
+    let id = unique("overlay");
+    let base = env.tmp.path().join(format!("ovl-{id}"));
+    let (lower, upper, work) = (base.join("lower"), base.join("upper"), base.join("work"));
+    common::make_rootfs(&lower);
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let spec = sh("echo hi > /root/new; rm /etc/group; cat /root/new");
+    let bundle = env.bundle(&id, spec.clone());
+    let mut spec: oci_spec::runtime::Spec =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let empty = bundle.join("ovlroot");
+    std::fs::create_dir_all(&empty).unwrap();
+    spec.root_mut().as_mut().unwrap().set_path(empty.clone());
+    let mut mounts = spec.mounts().clone().unwrap();
+    mounts.insert(
+        0,
+        serde_json::from_value(serde_json::json!({
+            "destination": "/", "type": "overlay", "source": "overlay",
+            "options": [format!("lowerdir={}", lower.display()), format!("upperdir={}", upper.display()), format!("workdir={}", work.display())]
+        }))
+        .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+    write_spec(&bundle, &spec);
+    assert_eq!(run_ok(&env, &id, &bundle), "hi\n");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("root/new")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        !lower.join("root/new").exists(),
+        "the write leaked into the lower layer"
+    );
+    assert!(
+        lower.join("etc/group").exists(),
+        "the delete reached the lower layer"
+    );
+    assert!(
+        std::fs::read_dir(&empty).unwrap().next().is_none(),
+        "the overlay is still mounted on the host"
+    );
+}
+
+#[test]
+fn missing_command_is_127_naming_it() {
+    let env = Env::new();
+    let id = unique("nocmd");
+    let bundle = env.bundle(
+        &id,
+        berth_runtime::spec::docker_default(&["no-such-command", "x"]),
+    );
+    let err = env.run(&id, &bundle).unwrap_err();
+    assert_eq!(err.exit_code(), 127);
+    assert!(err.to_string().contains("no-such-command"), "{err}");
+    assert!(
+        matches!(env.rt.state(&id), Err(RuntimeError::NotFound(_))),
+        "state left behind"
+    );
+    assert!(
+        !PathBuf::from(format!("/sys/fs/cgroup/memory/berth-test/{id}")).exists(),
+        "cgroup left behind"
+    );
+}
+
+#[test]
+fn broken_config_is_refused_naming_the_field() {
+    let env = Env::new();
+    let id = unique("badcfg");
+    let bundle = env.bundle(&id, sh("true"));
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    v["process"]["user"]["uid"] = "root".into();
+    std::fs::write(bundle.join("config.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    let err = env
+        .rt
+        .create(&id, &bundle, &CreateOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("process.user.uid"), "{err}");
+    assert!(!env.rt.root().join(&id).exists());
+}
+
+#[test]
+fn lifecycle_exec_pause_kill_delete_leave_nothing() {
+    let env = Env::new();
+    let id = unique("life");
+    let bundle = env.bundle(&id, sh("exec sleep 60"));
+    let saved = env
+        .rt
+        .create(&id, &bundle, &CreateOptions::default())
+        .unwrap();
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Created);
+    env.rt.start(&id).unwrap();
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Running);
+
+    // exec sees the container's pid namespace: its pid 1 is the sleep.
+    let out = tempfile::tempfile().unwrap();
+    let process: oci_spec::runtime::Process = serde_json::from_value(serde_json::json!({
+        "args": ["sh", "-c", "echo $$ > /tmp/execpid; cat /proc/1/cmdline | tr '\\0' ' '; ls /proc | grep -c '^[0-9]'"],
+        "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]
+    }))
+    .unwrap();
+    let _ = out;
+    let code = env
+        .rt
+        .exec(&id, &process, &berth_runtime::ExecOptions::default())
+        .unwrap();
+    assert_eq!(code, 0);
+    let pid_inside = std::fs::read_to_string(saved.rootfs.join("tmp/execpid")).unwrap();
+    assert!(
+        pid_inside.trim().parse::<i32>().unwrap() > 1,
+        "exec'd process pid {pid_inside}"
+    );
+
+    env.rt.pause(&id).unwrap();
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Paused);
+    env.rt.resume(&id).unwrap();
+    assert_eq!(env.rt.state(&id).unwrap().status, Status::Running);
+    assert_eq!(env.rt.ps(&id).unwrap(), vec![saved.pid]);
+    assert_eq!(env.rt.list().unwrap().len(), 1);
+
+    env.rt.kill(&id, libc::SIGKILL, false).unwrap();
+    let cgroup_dirs = saved.cgroup.dirs();
+    env.rt
+        .delete(&id, false)
+        .or_else(|_| env.rt.delete(&id, true))
+        .unwrap();
+    assert!(
+        !PathBuf::from(format!("/proc/{}", saved.pid)).exists(),
+        "init survived"
+    );
+    for d in cgroup_dirs {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(saved.rootfs.to_str().unwrap()),
+        "a mount of the rootfs is left on the host"
+    );
+    assert!(!env.rt.root().join(&id).exists(), "state dir left behind");
 }

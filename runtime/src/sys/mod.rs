@@ -830,3 +830,60 @@ pub(crate) fn fstatvfs_flags(fd: RawFd) -> io::Result<libc::c_ulong> {
     check_int(unsafe { libc::fstatvfs(fd, &mut st) })?;
     Ok(st.f_flag)
 }
+
+/// Forks a child that installs `filter` (with `no_new_privs`) and makes the
+/// raw system call `nr` with `args`; returns the errno it got (0 for
+/// success). The child only runs raw system calls, so this is sound from a
+/// multi-threaded process. Used to check a compiled filter against the real
+/// kernel.
+pub fn probe_syscall_under_filter(
+    filter: &[SockFilter],
+    nr: i64,
+    args: [u64; 6],
+) -> io::Result<i32> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(filter.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: fork-like clone; the child uses only raw syscalls on memory
+    // prepared before the fork, then exits with exit_group.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: raw syscalls only; see above.
+        unsafe {
+            libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            if libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+            {
+                libc::syscall(libc::SYS_exit_group, 255);
+            }
+            let ret = libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]);
+            let code = if ret < 0 {
+                *libc::__errno_location()
+            } else {
+                0
+            };
+            libc::syscall(libc::SYS_exit_group, code);
+        }
+        unreachable!("exit_group returned");
+    }
+    let pid = check(pid)? as libc::pid_t;
+    let (_, status) = waitpid(pid, 0)?;
+    match exit_code(status) {
+        255 => Err(io::Error::other("the probe could not install the filter")),
+        code => Ok(code),
+    }
+}
