@@ -136,6 +136,12 @@ fn rule_for(path: &[String]) -> Option<Rule> {
 /// at that key path; a `!reset` value then disappears, an `!override` value
 /// takes the place of the removed one. Tags inside sequences have no effect
 /// on `base`. The result carries no tags.
+///
+/// In the loader, `extends` runs between parsing and merging and needs the
+/// marks too, so the loader takes them first (`let tags = Tags::take(&mut
+/// doc)`), hands them to `extends`, applies them to the project with
+/// `tags.apply(&mut dict)`, and then calls `merge(dict, doc)` (where taking
+/// them again finds none).
 pub fn merge(mut base: Node, mut over: Node) -> Result<Node, MergeError> {
     Tags::take(&mut over).apply(&mut base);
     Tags::take(&mut base);
