@@ -9,6 +9,7 @@
 
 pub mod canonical;
 pub mod consistency;
+pub mod dotenv;
 pub mod extends;
 pub mod graph;
 pub mod hash;
