@@ -355,6 +355,12 @@ fn implied_dependency(restart: bool) -> ServiceDependency {
 }
 
 fn service_defaults(s: &mut Service, env: &Mapping) {
+    // compose-go drops empty `dns` entries (its `OmitEmpty`).
+    s.dns.retain(|d| !d.is_empty());
+    // compose-go's consistency check copies `scale` into `deploy.replicas`.
+    if let (Some(scale), Some(d)) = (s.scale, s.deploy.as_mut()) {
+        d.replicas.get_or_insert(scale);
+    }
     if s.pull_policy == "if_not_present" {
         s.pull_policy = "missing".to_owned();
     }
@@ -640,6 +646,134 @@ fn parse_dotenv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(yaml: &str, opts: NormalizeOptions) -> Result<Project, NormalizeError> {
+        let v: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        normalize(Node::from_json(&v, &Span::synthetic("<test>")), &opts)
+    }
+
+    fn opts() -> NormalizeOptions {
+        NormalizeOptions {
+            project_name: "demo".into(),
+            working_dir: std::env::temp_dir(),
+            environment: [("FROM_ENV".to_owned(), "v".to_owned())].into(),
+            ..NormalizeOptions::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let p = run(
+            r#"
+services:
+  web:
+    image: nginx
+    pull_policy: if_not_present
+    links: ["db:database"]
+    volumes_from: ["data:ro", "container:other"]
+    environment: [FROM_ENV, UNSET, "SET=1"]
+    secrets: [token]
+    build:
+      context: .
+      args: [FROM_ENV, DROPPED]
+  db:
+    image: postgres
+    networks: [back]
+    ipc: "service:data"
+  data:
+    image: busybox
+    network_mode: none
+secrets:
+  token:
+    file: ./token
+networks:
+  back: {}
+  unused: {}
+"#,
+            opts(),
+        )
+        .unwrap();
+        let web = &p.services["web"];
+        assert_eq!(web.pull_policy, "missing");
+        assert_eq!(web.environment["FROM_ENV"].as_deref(), Some("v"));
+        assert_eq!(web.environment["UNSET"], None);
+        let b = web.build.as_ref().unwrap();
+        assert_eq!(b.dockerfile, "Dockerfile");
+        assert_eq!(b.args.len(), 1);
+        assert!(web.depends_on["db"].restart);
+        assert!(!web.depends_on["data"].restart);
+        assert!(!web.depends_on.contains_key("container:other"));
+        assert_eq!(web.secrets[0].target, "/run/secrets/token");
+        assert!(p.services["db"].depends_on["data"].restart);
+        assert!(p.services["data"].networks.is_empty());
+        assert_eq!(p.networks["default"].name, "demo_default");
+        assert_eq!(p.networks["back"].name, "demo_back");
+        assert!(
+            !p.networks.contains_key("unused"),
+            "unused networks are dropped"
+        );
+        assert_eq!(p.secrets["token"].0.name, "demo_token");
+    }
+
+    #[test]
+    fn implied_dependency_on_a_missing_service_is_reported() {
+        let e = run(
+            "services:
+  a:
+    image: x
+    network_mode: service:b
+",
+            opts(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"service "a" depends on undefined service "b": invalid compose project"#
+        );
+    }
+
+    #[test]
+    fn raw_env_files_merge_below_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("a.env"), "A=file\nB=file\n").unwrap();
+        let mut o = opts();
+        o.working_dir = dir.path().to_owned();
+        let p = run(
+            r#"
+services:
+  s:
+    image: x
+    environment: {B: env}
+    env_file:
+      - {path: a.env, format: raw}
+      - {path: missing.env, required: false}
+"#,
+            o.clone(),
+        )
+        .unwrap();
+        let s = &p.services["s"];
+        assert_eq!(s.environment["A"].as_deref(), Some("file"));
+        assert_eq!(s.environment["B"].as_deref(), Some("env"));
+        assert!(s.env_file.is_empty(), "env_file is dropped once read");
+        let e = run("services:\n  s:\n    image: x\n    env_file: nope.env\n", o).unwrap_err();
+        assert!(matches!(e, NormalizeError::EnvFileNotFound { .. }), "{e}");
+    }
+
+    #[test]
+    fn decode_errors_name_the_service() {
+        let e = run(
+            "services:
+  s:
+    image: x
+    mem_limit: lots
+",
+            opts(),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("services.s"), "{msg}");
+        assert!(msg.contains("invalid size"), "{msg}");
+    }
 
     #[test]
     fn project_names_follow_compose() {
