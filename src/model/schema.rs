@@ -419,14 +419,18 @@ impl Failure {
             }
             FailKind::Enum(values) => {
                 let shown: Vec<String> = values.iter().map(show_json).collect();
-                format!("value must be one of {}", shown.join(", "))
+                if shown.len() == 1 {
+                    format!("value must be {}", shown[0])
+                } else {
+                    format!("value must be one of {}", shown.join(", "))
+                }
             }
             FailKind::Minimum(m) => format!("must be greater than or equal to {}", show_num(m)),
             FailKind::Maximum(m) => format!("must be less than or equal to {}", show_num(m)),
             FailKind::Pattern(v, p) => format!("'{v}' does not match pattern '{}'", p.source()),
             FailKind::Unique(a, b) => format!("items at {a} and {b} are equal"),
             FailKind::OneOfMany(a, b) => {
-                format!("'oneOf' failed, subschemas {a}, {b} matched")
+                format!("oneOf failed, subschemas {a}, {b} matched")
             }
             FailKind::Never => "not allowed".to_owned(),
         };
@@ -441,6 +445,7 @@ impl Failure {
 fn show_json(v: &Json) -> String {
     match v {
         Json::String(s) => format!("'{s}'"),
+        Json::Array(_) | Json::Object(_) => "value".to_owned(),
         other => other.to_string(),
     }
 }
@@ -605,31 +610,20 @@ impl Schema {
             // A type mismatch stops the other checks of this schema.
             return Self::fail(path, &node.span, FailKind::Type(c.types));
         }
-        let mut worst: Option<Failure> = None;
+        // compose-go's validator (draft-07) checks in this order: type,
+        // enum (both final), `$ref` (final too: siblings of a `$ref` are
+        // ignored in draft-07), the checks of the value's kind, then
+        // oneOf/anyOf/allOf. The order decides which of two equally
+        // specific failures is reported.
         if let Some(values) = &c.enumeration {
             if !values.iter().any(|v| equals_json(node, v)) {
-                worst = better(
-                    worst,
-                    Self::fail(path, &node.span, FailKind::Enum(values.clone())),
-                );
+                return Self::fail(path, &node.span, FailKind::Enum(values.clone()));
             }
         }
-        if let Some(n) = number(node) {
-            if let Some(min) = c.minimum.filter(|m| n < *m) {
-                worst = better(worst, Self::fail(path, &node.span, FailKind::Minimum(min)));
-            }
-            if let Some(max) = c.maximum.filter(|m| n > *m) {
-                worst = better(worst, Self::fail(path, &node.span, FailKind::Maximum(max)));
-            }
+        if let Some(r) = c.reference {
+            return self.check(r, node, path);
         }
-        if let (Some(p), Value::String(s)) = (c.pattern, &node.value) {
-            if !p.is_match(s) {
-                worst = better(
-                    worst,
-                    Self::fail(path, &node.span, FailKind::Pattern(s.clone(), p)),
-                );
-            }
-        }
+        let mut worst: Option<Failure> = None;
         match &node.value {
             Value::Map(m) => {
                 let missing: Vec<String> = c
@@ -708,6 +702,23 @@ impl Schema {
                     }
                 }
             }
+            Value::String(s) => {
+                if let Some(p) = c.pattern.filter(|p| !p.is_match(s)) {
+                    worst = better(
+                        worst,
+                        Self::fail(path, &node.span, FailKind::Pattern(s.clone(), p)),
+                    );
+                }
+            }
+            Value::Int(_) | Value::Float(_) => {
+                let n = number(node).unwrap_or(f64::NAN);
+                if let Some(min) = c.minimum.filter(|m| n < *m) {
+                    worst = better(worst, Self::fail(path, &node.span, FailKind::Minimum(min)));
+                }
+                if let Some(max) = c.maximum.filter(|m| n > *m) {
+                    worst = better(worst, Self::fail(path, &node.span, FailKind::Maximum(max)));
+                }
+            }
             _ => {}
         }
         if !c.one_of.is_empty() {
@@ -752,9 +763,6 @@ impl Schema {
         }
         for &sub in &c.all_of {
             worst = better(worst, self.check(sub, node, path));
-        }
-        if let Some(r) = c.reference {
-            worst = better(worst, self.check(r, node, path));
         }
         worst
     }
