@@ -466,6 +466,25 @@ mod include {
         );
     }
 
+    /// compose-go TestLoadWithIncludeEnv: a missing env_file of an include
+    /// entry fails, naming the file (docker compose: `stat …/custom.env: no
+    /// such file or directory`).
+    #[test]
+    fn missing_include_env_file() {
+        let td = testdata();
+        let e = run(
+            "include:\n  - path:\n    - ./include/included.yaml\n    env_file:\n      - ./custom.env\n",
+            &td,
+        )
+        .unwrap_err();
+        assert!(matches!(e, IncludeError::EnvFile { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("{}/custom.env", td.display())),
+            "{e}"
+        );
+    }
+
     #[test]
     fn include_cycle_is_named() {
         let td = testdata();

@@ -879,6 +879,28 @@ mod tests {
     }
 
     #[test]
+    fn type_clash_names_the_path_and_the_override() {
+        let base = Node::from_json(
+            &serde_json::json!({"services": {"web": {"ports": ["80:80"]}}}),
+            &span(),
+        );
+        let over_span = Span {
+            file: std::sync::Arc::from(std::path::Path::new("override.yaml")),
+            line: 3,
+            col: 12,
+        };
+        let over = Node::from_json(
+            &serde_json::json!({"services": {"web": {"ports": {"a": 1}}}}),
+            &over_span,
+        );
+        let e = merge(base, over).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "override.yaml:3:12: cannot override services.web.ports: a sequence cannot be merged with a mapping"
+        );
+    }
+
+    #[test]
     fn go_floats() {
         assert_eq!(go_float(1.5), "1.5");
         assert_eq!(go_float(1e6), "1e+06");
