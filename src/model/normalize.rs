@@ -14,8 +14,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
+
 use super::canonical::canonicalize;
 use super::consistency::{check_consistency, validate_tree, ConsistencyError};
+use super::dotenv::{self, DotenvError};
 use super::node::{KeyPath, Node, Span, Value};
 use super::profiles::{self, ProfileError};
 use super::project::{
@@ -77,18 +80,11 @@ pub enum NormalizeError {
     EnvFileNotFound { service: String, path: PathBuf },
     #[error("service {service:?}: label file {} not found", path.display())]
     LabelFileNotFound { service: String, path: PathBuf },
-    #[error("service {service:?}: reading {}: {source}", path.display())]
-    ReadFile {
+    #[error("service {service:?}: {source}")]
+    EnvFile {
         service: String,
-        path: PathBuf,
         #[source]
-        source: std::io::Error,
-    },
-    #[error("service {service:?}: {}: {message}", path.display())]
-    EnvFileSyntax {
-        service: String,
-        path: PathBuf,
-        message: String,
+        source: DotenvError,
     },
     #[error(transparent)]
     Consistency(#[from] ConsistencyError),
@@ -522,7 +518,7 @@ fn resolve_env_files(p: &mut Project, discard: bool) -> Result<(), NormalizeErro
         if s.env_file.is_empty() {
             continue;
         }
-        let mut merged: BTreeMap<String, String> = s
+        let mut merged: IndexMap<String, String> = s
             .environment
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
@@ -545,9 +541,12 @@ fn resolve_env_files(p: &mut Project, discard: bool) -> Result<(), NormalizeErro
                     .cloned()
                     .or_else(|| service_env.get(k).cloned().flatten())
             };
-            for (k, v) in read_env_file(&s.name, &path, &ef.format, &lookup)? {
-                merged.insert(k, v);
-            }
+            let env_file_error = |source| NormalizeError::EnvFile {
+                service: s.name.clone(),
+                source,
+            };
+            let format = dotenv::Format::from_name(&ef.format).map_err(env_file_error)?;
+            dotenv::read_file_into(&path, format, &lookup, &mut merged).map_err(env_file_error)?;
         }
         let mut env: BTreeMap<String, Option<String>> =
             merged.into_iter().map(|(k, v)| (k, Some(v))).collect();
@@ -562,14 +561,15 @@ fn resolve_env_files(p: &mut Project, discard: bool) -> Result<(), NormalizeErro
     Ok(())
 }
 
-/// Merges `label_file` contents under `labels`.
+/// Merges `label_file` contents under `labels` (compose-go's
+/// `WithServicesLabelsResolved`); a file's `${}` sees the labels read so far.
 fn resolve_label_files(p: &mut Project, discard: bool) -> Result<(), NormalizeError> {
     let base = &p.working_dir;
     for s in p.services.values_mut() {
         if s.label_file.is_empty() {
             continue;
         }
-        let mut labels: BTreeMap<String, String> = BTreeMap::new();
+        let mut labels: IndexMap<String, String> = IndexMap::new();
         for lf in &s.label_file {
             let path = absolute(base, lf);
             if !path.exists() {
@@ -578,69 +578,24 @@ fn resolve_label_files(p: &mut Project, discard: bool) -> Result<(), NormalizeEr
                     path,
                 });
             }
-            let known = labels.clone();
-            let lookup = |k: &str| known.get(k).cloned();
-            for (k, v) in read_env_file(&s.name, &path, "", &lookup)? {
-                labels.insert(k, v);
-            }
+            let mut read = IndexMap::new();
+            let lookup = |k: &str| labels.get(k).cloned();
+            dotenv::read_file_into(&path, dotenv::Format::DotEnv, &lookup, &mut read).map_err(
+                |source| NormalizeError::EnvFile {
+                    service: s.name.clone(),
+                    source,
+                },
+            )?;
+            labels.extend(read);
         }
-        for (k, v) in std::mem::take(&mut s.labels) {
-            labels.insert(k, v);
-        }
-        s.labels = labels;
+        let mut merged: BTreeMap<String, String> = labels.into_iter().collect();
+        merged.append(&mut s.labels);
+        s.labels = merged;
         if discard {
             s.label_file.clear();
         }
     }
     Ok(())
-}
-
-/// Reads one env (or label) file with the `.env` syntax.
-fn read_env_file(
-    service: &str,
-    path: &Path,
-    format: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, String)>, NormalizeError> {
-    if !format.is_empty() && format != "raw" && format != "dotenv" {
-        return Err(NormalizeError::EnvFileSyntax {
-            service: service.to_owned(),
-            path: path.to_owned(),
-            message: format!("unsupported env_file format {format:?}"),
-        });
-    }
-    let text = fs_err::read_to_string(path).map_err(|source| NormalizeError::ReadFile {
-        service: service.to_owned(),
-        path: path.to_owned(),
-        source,
-    })?;
-    if format == "raw" {
-        return Ok(text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| match l.split_once('=') {
-                Some((k, v)) => (k.to_owned(), v.to_owned()),
-                None => (l.to_owned(), String::new()),
-            })
-            .collect());
-    }
-    parse_dotenv(&text, lookup).map_err(|message| NormalizeError::EnvFileSyntax {
-        service: service.to_owned(),
-        path: path.to_owned(),
-        message,
-    })
-}
-
-/// The `.env` syntax is `model::dotenv`'s; until that parser is wired in,
-/// reading an env file fails with this explanation rather than guessing.
-fn parse_dotenv(
-    _text: &str,
-    _lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, String)>, String> {
-    Err(
-        "env_file contents cannot be read yet: the .env parser (model::dotenv) is not wired in"
-            .to_owned(),
-    )
 }
 
 #[cfg(test)]
@@ -733,9 +688,15 @@ networks:
     }
 
     #[test]
-    fn raw_env_files_merge_below_environment() {
+    fn env_and_label_files_merge_below_the_service_s_own() {
         let dir = tempfile::tempdir().unwrap();
         fs_err::write(dir.path().join("a.env"), "A=file\nB=file\n").unwrap();
+        fs_err::write(
+            dir.path().join("b.env"),
+            "# comment\nexport C=\"x ${B} ${FROM_ENV}\"\nD='${A}'\n",
+        )
+        .unwrap();
+        fs_err::write(dir.path().join("l.txt"), "team=core\ntier=web\n").unwrap();
         let mut o = opts();
         o.working_dir = dir.path().to_owned();
         let p = run(
@@ -747,6 +708,9 @@ services:
     env_file:
       - {path: a.env, format: raw}
       - {path: missing.env, required: false}
+      - b.env
+    labels: {tier: db}
+    label_file: l.txt
 "#,
             o.clone(),
         )
@@ -754,7 +718,11 @@ services:
         let s = &p.services["s"];
         assert_eq!(s.environment["A"].as_deref(), Some("file"));
         assert_eq!(s.environment["B"].as_deref(), Some("env"));
+        assert_eq!(s.environment["C"].as_deref(), Some("x env v"));
+        assert_eq!(s.environment["D"].as_deref(), Some("${A}"));
         assert!(s.env_file.is_empty(), "env_file is dropped once read");
+        assert_eq!(s.labels["team"], "core");
+        assert_eq!(s.labels["tier"], "db", "labels win over label_file");
         let e = run("services:\n  s:\n    image: x\n    env_file: nope.env\n", o).unwrap_err();
         assert!(matches!(e, NormalizeError::EnvFileNotFound { .. }), "{e}");
     }
