@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use berth::cli::{Cli, Command};
 use berth::commands;
 use berth::printer::Printer;
+use berth::settings;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -14,6 +15,11 @@ fn main() -> ExitCode {
     init_tracing();
     let printer = Printer;
     let result = match cli.command {
+        Command::Config(args) => {
+            let project = settings::ProjectArgs::from(&cli.global);
+            let (services, what, stages) = settings::config_settings(args);
+            commands::config::config(&printer, &project, &services, &what, stages)
+        }
         Command::Version(args) => commands::version::version(&printer, args.format, args.short),
     };
     match result {

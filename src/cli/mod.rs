@@ -62,6 +62,8 @@ pub enum Progress {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Parse, resolve and render compose file in canonical format
+    Config(ConfigArgs),
     /// Show the Docker Compose version information
     Version(VersionArgs),
 }
@@ -79,5 +81,66 @@ pub struct VersionArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum VersionFormat {
     Pretty,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Services to render (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Format the output
+    #[arg(long, value_enum)]
+    pub format: Option<ConfigFormat>,
+    /// Save to file (default to stdout)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Only validate the configuration, don't print anything
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Print the service names, one per line
+    #[arg(long = "services")]
+    pub list_services: bool,
+    /// Print the volume names, one per line
+    #[arg(long = "volumes")]
+    pub list_volumes: bool,
+    /// Print the network names, one per line
+    #[arg(long = "networks")]
+    pub list_networks: bool,
+    /// Print the image names, one per line
+    #[arg(long = "images")]
+    pub list_images: bool,
+    /// Print the profile names, one per line
+    #[arg(long = "profiles")]
+    pub list_profiles: bool,
+    /// Print the service config hash, one per line ("*" for all services)
+    #[arg(long, value_name = "SERVICE")]
+    pub hash: Option<String>,
+    /// Print model variables and default values
+    #[arg(long)]
+    pub variables: bool,
+    /// Print environment used for interpolation
+    #[arg(long)]
+    pub environment: bool,
+    /// Don't interpolate environment variables
+    #[arg(long)]
+    pub no_interpolate: bool,
+    /// Don't normalize compose model
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Don't resolve file paths
+    #[arg(long)]
+    pub no_path_resolution: bool,
+    /// Don't check model consistency - warning: may produce invalid Compose output
+    #[arg(long)]
+    pub no_consistency: bool,
+    /// Don't resolve service env files
+    #[arg(long)]
+    pub no_env_resolution: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConfigFormat {
+    Yaml,
     Json,
 }

@@ -1,3 +1,5 @@
 //! One function per verb. No clap types in here: verbs take settings.
 
+pub mod config;
+pub mod project;
 pub mod version;

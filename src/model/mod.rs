@@ -15,6 +15,7 @@ pub mod graph;
 pub mod hash;
 pub mod include;
 pub mod interpolate;
+pub mod load;
 pub mod merge;
 pub mod node;
 pub mod normalize;

@@ -46,6 +46,10 @@ pub struct NormalizeOptions {
     pub selected_services: Vec<String>,
     /// Skip the reference checks (`config --no-consistency`).
     pub skip_consistency: bool,
+    /// Leave `env_file` entries unread and in place (compose-go's
+    /// `WithoutEnvironmentResolution`, which `docker compose config --hash`
+    /// uses: the hash covers the `env_file` list, not the files' contents).
+    pub skip_env_file_resolution: bool,
     /// Keep top-level networks, volumes, secrets, configs and models that no
     /// enabled service uses (`--all`); Docker Compose drops them otherwise.
     pub keep_unused_resources: bool,
@@ -181,7 +185,9 @@ pub fn normalize(mut tree: Node, opts: &NormalizeOptions) -> Result<Project, Nor
         profiles::enable_services(&mut project, &opts.selected_services);
         profiles::select_services(&mut project, &opts.selected_services)?;
     }
-    resolve_env_files(&mut project, !opts.keep_env_files)?;
+    if !opts.skip_env_file_resolution {
+        resolve_env_files(&mut project, !opts.keep_env_files)?;
+    }
     resolve_label_files(&mut project, !opts.keep_env_files)?;
     if !opts.keep_unused_resources {
         drop_unused_resources(&mut project);

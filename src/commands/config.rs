@@ -1,0 +1,229 @@
+//! `berth config`: parse, resolve and render the Compose model in canonical
+//! form, as `docker compose config` does (same flags, same output shapes).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::commands::project;
+use crate::model::graph::ServiceGraph;
+use crate::model::load::{self, LoadOptions};
+use crate::model::node::Node;
+use crate::model::{hash, interpolate};
+use crate::printer::Printer;
+use crate::settings::ProjectArgs;
+
+/// What `config` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigOutput {
+    Model {
+        format: Format,
+        output: Option<PathBuf>,
+        quiet: bool,
+    },
+    Services,
+    Volumes,
+    Networks,
+    Images,
+    Profiles,
+    Hash(String),
+    /// `None`: a table, as Compose prints without `--format`.
+    Variables {
+        format: Option<Format>,
+    },
+    Environment,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// Which loader stages run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stages {
+    pub no_interpolate: bool,
+    pub no_normalize: bool,
+    pub no_path_resolution: bool,
+    pub no_consistency: bool,
+    pub no_env_resolution: bool,
+}
+
+pub fn config(
+    printer: &Printer,
+    args: &ProjectArgs,
+    services: &[String],
+    what: &ConfigOutput,
+    stages: Stages,
+) -> Result<()> {
+    let settings = project::settings(args)?;
+    let details = project::details(&settings)?;
+    let mut opts = LoadOptions {
+        interpolate: !stages.no_interpolate,
+        resolve_paths: !stages.no_path_resolution,
+        normalize: !stages.no_normalize,
+        consistency: !stages.no_consistency,
+        profiles: settings.profiles.clone(),
+        selected_services: services.to_vec(),
+        keep_env_files: stages.no_env_resolution,
+    };
+    match what {
+        ConfigOutput::Variables { format } => {
+            opts.interpolate = false;
+            let model = load::load_model(&details, &opts)?;
+            return print_variables(printer, &model, *format);
+        }
+        ConfigOutput::Model {
+            format,
+            output,
+            quiet,
+        } if stages.no_interpolate || stages.no_normalize => {
+            let model = load::load_model(&details, &opts)?;
+            let text = render(&model.to_json(), *format)?;
+            return emit(printer, &text, output.as_ref(), *quiet);
+        }
+        _ => {}
+    }
+    if matches!(what, ConfigOutput::Hash(_)) {
+        opts.selected_services.clear();
+    }
+    let project = load::load(&details, &opts)?;
+    match what {
+        ConfigOutput::Model {
+            format,
+            output,
+            quiet,
+        } => {
+            if !stages.no_consistency {
+                crate::model::consistency::check_container_names(&project)?;
+            }
+            let json = serde_json::to_value(&project).context("rendering the project")?;
+            // Compose escapes `$` so the output can be fed back as input.
+            let text = render(&json, *format)?.replace('$', "$$");
+            emit(printer, &text, output.as_ref(), *quiet)
+        }
+        ConfigOutput::Services => {
+            let graph = ServiceGraph::new(&project)?;
+            for s in graph.start_order() {
+                printer.line(s)?;
+            }
+            Ok(())
+        }
+        ConfigOutput::Volumes => lines(printer, project.volumes.keys()),
+        ConfigOutput::Networks => lines(printer, project.networks.keys()),
+        ConfigOutput::Images => {
+            for (name, s) in &project.services {
+                if s.image.is_empty() {
+                    printer.line(&format!("{}-{}", project.name, name.to_lowercase()))?;
+                } else {
+                    printer.line(&s.image)?;
+                }
+            }
+            Ok(())
+        }
+        ConfigOutput::Profiles => {
+            let all: BTreeSet<&str> = project
+                .services
+                .values()
+                .chain(project.disabled_services.values())
+                .flat_map(|s| s.profiles.iter().map(String::as_str))
+                .collect();
+            lines(printer, all.into_iter())
+        }
+        ConfigOutput::Hash(which) => {
+            let names: Vec<String> = if which == "*" {
+                project.services.keys().cloned().collect()
+            } else {
+                which.split(',').map(str::to_owned).collect()
+            };
+            for name in names {
+                let Some(s) = project.services.get(&name) else {
+                    bail!("no such service: {name}");
+                };
+                printer.line(&format!("{name} {}", hash::service_hash(s)?))?;
+            }
+            Ok(())
+        }
+        ConfigOutput::Environment => {
+            let mut vars: Vec<(&String, &String)> = project.environment.iter().collect();
+            vars.sort();
+            for (k, v) in vars {
+                printer.line(&format!("{k}={v}"))?;
+            }
+            Ok(())
+        }
+        ConfigOutput::Variables { .. } => unreachable!("handled above"),
+    }
+}
+
+fn lines<'a>(printer: &Printer, items: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<()> {
+    for i in items {
+        printer.line(i.as_ref())?;
+    }
+    Ok(())
+}
+
+fn render(json: &serde_json::Value, format: Format) -> Result<String> {
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(json)?,
+        Format::Yaml => serde_yaml::to_string(json)?,
+    })
+}
+
+fn emit(printer: &Printer, text: &str, output: Option<&PathBuf>, quiet: bool) -> Result<()> {
+    if quiet {
+        return Ok(());
+    }
+    match output {
+        Some(path) => Ok(fs_err::write(path, text)?),
+        None => {
+            printer.out(text)?;
+            if !text.ends_with('\n') {
+                printer.out("\n")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_variables(printer: &Printer, model: &Node, format: Option<Format>) -> Result<()> {
+    let vars = interpolate::extract_variables(model);
+    match format {
+        Some(f) => {
+            let obj: serde_json::Map<String, serde_json::Value> = vars
+                .values()
+                .map(|v| {
+                    (
+                        v.name.clone(),
+                        serde_json::json!({
+                            "Name": v.name,
+                            "DefaultValue": v.default_value,
+                            "PresenceValue": v.presence_value,
+                            "Required": v.required,
+                        }),
+                    )
+                })
+                .collect();
+            let obj = serde_json::Value::Object(obj);
+            printer.out(&render(&obj, f)?)?;
+        }
+        None => {
+            let rows: Vec<[String; 4]> = vars
+                .values()
+                .map(|v| {
+                    [
+                        v.name.clone(),
+                        v.required.to_string(),
+                        v.default_value.clone(),
+                        v.presence_value.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["NAME", "REQUIRED", "DEFAULT VALUE", "ALTERNATE VALUE"].map(String::from);
+            printer.out(&crate::printer::table(&header, &rows))?;
+        }
+    }
+    Ok(())
+}
