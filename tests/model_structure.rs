@@ -8,9 +8,8 @@
 //! test too, so the lists stay honest.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use berth::model::node::{Key, Map, Node, Span, Tag, Value};
+use berth::model::node::{Map, Node, Span, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 
@@ -29,53 +28,14 @@ fn load_json(rel: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("fixture is JSON")
 }
 
-/// A YAML text as a Node tree, keeping `!reset`/`!override` tags (test-only
-/// stand-in for the real parser: positions are line 1 of `file`).
+/// The first document of a YAML text, parsed by berth's own reader
+/// (positions, anchors, merge keys and `!reset`/`!override` tags included).
 fn yaml(text: &str, file: &str) -> Node {
-    let v: serde_yaml::Value = serde_yaml::from_str(text).expect("fixture YAML parses");
-    let span = Span {
-        file: Arc::from(Path::new(file)),
-        line: 1,
-        col: 1,
-    };
-    from_yaml(&v, &span)
-}
-
-fn from_yaml(v: &serde_yaml::Value, span: &Span) -> Node {
-    use serde_yaml::Value as Y;
-    let value = match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(*b),
-        Y::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Y::String(s) => Value::String(s.clone()),
-        Y::Sequence(items) => Value::Seq(items.iter().map(|i| from_yaml(i, span)).collect()),
-        Y::Mapping(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                let name = match k {
-                    Y::String(s) => s.clone(),
-                    Y::Number(n) => n.to_string(),
-                    Y::Bool(b) => b.to_string(),
-                    other => panic!("unsupported key {other:?}"),
-                };
-                out.insert(Key::new(name, span.clone()), from_yaml(v, span));
-            }
-            Value::Map(out)
-        }
-        Y::Tagged(t) => {
-            let mut n = from_yaml(&t.value, span);
-            n.tag = match t.tag.to_string().as_str() {
-                "!reset" => Tag::Reset,
-                "!override" => Tag::Override,
-                other => panic!("unsupported tag {other}"),
-            };
-            return n;
-        }
-    };
-    Node::new(value, span.clone())
+    berth::model::yaml::parse(text, Path::new(file))
+        .unwrap_or_else(|e| panic!("fixture YAML parses: {e}"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Node::new(Value::Null, Span::synthetic(file)))
 }
 
 fn empty_map() -> Node {
@@ -539,6 +499,27 @@ mod schema {
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
+    /// Errors point at the offending key with file:line:col and suggest the
+    /// allowed key.
+    #[test]
+    fn errors_carry_position_and_suggestion() {
+        let doc = yaml(
+            "services:\n  web:\n    image: x\n    imagee: y\n",
+            "compose.yaml",
+        );
+        let e = validate(&doc).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "compose.yaml:4:5: services.web additional properties 'imagee' not allowed (did you mean 'image'?)"
+        );
+        let doc = yaml("services:\n  web:\n    image: [x]\n", "compose.yaml");
+        let e = validate(&doc).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "compose.yaml:3:12: services.web.image must be a string"
+        );
+    }
+
     /// Every merge fixture whose merged result docker compose accepted is
     /// valid for our schema too.
     #[test]
@@ -560,22 +541,10 @@ mod schema {
     }
 }
 
-/// All documents of a YAML text, parsed with the test stand-in parser;
-/// `None` when it does not parse (those cases test the parser).
+/// All documents of a YAML text; `None` when it does not parse (those
+/// cases test the parser).
 fn yaml_docs(text: &str, file: &str) -> Option<Vec<Node>> {
-    use serde::Deserialize;
-    let mut out = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(text) {
-        let mut v = serde_yaml::Value::deserialize(de).ok()?;
-        v.apply_merge().ok()?;
-        let span = Span {
-            file: Arc::from(Path::new(file)),
-            line: 1,
-            col: 1,
-        };
-        out.push(from_yaml(&v, &span));
-    }
-    Some(out)
+    berth::model::yaml::parse(text, Path::new(file)).ok()
 }
 
 mod loader_cases {
@@ -676,15 +645,7 @@ mod loader_cases {
             }
         }
         eprintln!("{skipped} documents skipped (not schema cases)");
-        check_known(
-            "loader cases (schema)",
-            &outcomes,
-            &[(
-                "TestNestedAliasReset#1",
-                "the stand-in test parser (serde_yaml's apply_merge) leaves a `<<` whose \
-                 alias carries a `!reset` value unmerged; merge keys are yaml.rs's job",
-            )],
-        );
+        check_known("loader cases (schema)", &outcomes, &[]);
     }
 }
 
