@@ -366,10 +366,7 @@ fn expand_escapes(s: &str) -> String {
                     .count();
                 let d = &b[i + 2..i + 2 + digits];
                 let value = (digits == 3 && d.iter().all(|c| (b'0'..=b'7').contains(c)))
-                    .then(|| {
-                        d.iter()
-                            .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'))
-                    })
+                    .then(|| d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0')))
                     .filter(|&v| v <= 255)
                     .and_then(char::from_u32);
                 (2 + digits, value)
@@ -471,6 +468,9 @@ mod tests {
         assert_eq!(out["C"], "");
         assert_eq!(out["D"], "d");
         let err = parse_format_into("A B=1", Path::new("r"), Format::Raw, &none, &mut out);
-        assert!(err.unwrap_err().to_string().contains("contains whitespaces"));
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("contains whitespaces"));
     }
 }

@@ -50,7 +50,9 @@ pub enum InterpolateError {
         path: String,
         source: TemplateError,
     },
-    #[error("{span}: error while interpolating {path}: failed to cast to expected type: {message}")]
+    #[error(
+        "{span}: error while interpolating {path}: failed to cast to expected type: {message}"
+    )]
     Cast {
         span: Span,
         path: String,
@@ -315,15 +317,54 @@ pub const COMPOSE_CASTS: &[CastRule] = &[
     rule(&["services", "*", "cpus"], Cast::Float32),
     rule(&["services", "*", "cpu_shares"], Cast::Int64),
     rule(&["services", "*", "init"], Cast::Bool),
-    rule(&["services", "*", "depends_on", "*", "required"], Cast::Bool),
+    rule(
+        &["services", "*", "depends_on", "*", "required"],
+        Cast::Bool,
+    ),
     rule(&["services", "*", "depends_on", "*", "restart"], Cast::Bool),
     rule(&["services", "*", "deploy", "replicas"], Cast::Int),
-    rule(&["services", "*", "deploy", "update_config", "parallelism"], Cast::Int),
-    rule(&["services", "*", "deploy", "update_config", "max_failure_ratio"], Cast::Float),
-    rule(&["services", "*", "deploy", "rollback_config", "parallelism"], Cast::Int),
-    rule(&["services", "*", "deploy", "rollback_config", "max_failure_ratio"], Cast::Float),
-    rule(&["services", "*", "deploy", "restart_policy", "max_attempts"], Cast::Int),
-    rule(&["services", "*", "deploy", "placement", "max_replicas_per_node"], Cast::Int),
+    rule(
+        &["services", "*", "deploy", "update_config", "parallelism"],
+        Cast::Int,
+    ),
+    rule(
+        &[
+            "services",
+            "*",
+            "deploy",
+            "update_config",
+            "max_failure_ratio",
+        ],
+        Cast::Float,
+    ),
+    rule(
+        &["services", "*", "deploy", "rollback_config", "parallelism"],
+        Cast::Int,
+    ),
+    rule(
+        &[
+            "services",
+            "*",
+            "deploy",
+            "rollback_config",
+            "max_failure_ratio",
+        ],
+        Cast::Float,
+    ),
+    rule(
+        &["services", "*", "deploy", "restart_policy", "max_attempts"],
+        Cast::Int,
+    ),
+    rule(
+        &[
+            "services",
+            "*",
+            "deploy",
+            "placement",
+            "max_replicas_per_node",
+        ],
+        Cast::Int,
+    ),
     rule(&["services", "*", "healthcheck", "retries"], Cast::Int),
     rule(&["services", "*", "healthcheck", "disable"], Cast::Bool),
     rule(&["services", "*", "oom_kill_disable"], Cast::Bool),
@@ -339,7 +380,10 @@ pub const COMPOSE_CASTS: &[CastRule] = &[
     rule(&["services", "*", "ulimits", "*", "hard"], Cast::Int),
     rule(&["services", "*", "ulimits", "*", "soft"], Cast::Int),
     rule(&["services", "*", "volumes", "[]", "read_only"], Cast::Bool),
-    rule(&["services", "*", "volumes", "[]", "volume", "nocopy"], Cast::Bool),
+    rule(
+        &["services", "*", "volumes", "[]", "volume", "nocopy"],
+        Cast::Bool,
+    ),
     rule(&["networks", "*", "external"], Cast::Bool),
     rule(&["networks", "*", "internal"], Cast::Bool),
     rule(&["networks", "*", "attachable"], Cast::Bool),
@@ -360,12 +404,15 @@ impl Cast {
                 } else {
                     "ParseInt"
                 };
-                go_decimal(v).map(Value::Int).map_err(|why| {
-                    format!("strconv.{func}: parsing {}: {why}", go_quote(v))
-                })
+                go_decimal(v)
+                    .map(Value::Int)
+                    .map_err(|why| format!("strconv.{func}: parsing {}: {why}", go_quote(v)))
             }
             Cast::Float => go_float(v).map(Value::Float).ok_or_else(|| {
-                format!("strconv.ParseFloat: parsing {}: invalid syntax", go_quote(v))
+                format!(
+                    "strconv.ParseFloat: parsing {}: invalid syntax",
+                    go_quote(v)
+                )
             }),
             Cast::Float32 => go_float(v)
                 .and_then(|f| {
@@ -375,17 +422,24 @@ impl Cast {
                 })
                 .map(Value::Float)
                 .ok_or_else(|| {
-                    format!("strconv.ParseFloat: parsing {}: invalid syntax", go_quote(v))
+                    format!(
+                        "strconv.ParseFloat: parsing {}: invalid syntax",
+                        go_quote(v)
+                    )
                 }),
             Cast::Bool => match v.to_ascii_lowercase().as_str() {
                 "true" => Ok(Value::Bool(true)),
                 "false" => Ok(Value::Bool(false)),
                 "y" | "yes" | "on" => {
-                    tracing::warn!("{v:?} for boolean is not supported by YAML 1.2, please use `true`");
+                    tracing::warn!(
+                        "{v:?} for boolean is not supported by YAML 1.2, please use `true`"
+                    );
                     Ok(Value::Bool(true))
                 }
                 "n" | "no" | "off" => {
-                    tracing::warn!("{v:?} for boolean is not supported by YAML 1.2, please use `false`");
+                    tracing::warn!(
+                        "{v:?} for boolean is not supported by YAML 1.2, please use `false`"
+                    );
                     Ok(Value::Bool(false))
                 }
                 _ => Err(format!("invalid boolean: {v}")),
@@ -449,9 +503,9 @@ fn walk<'a>(
     casts: &[CastRule],
 ) -> Result<(), InterpolateError> {
     if let Value::String(s) = &mut node.value {
-        if s.contains('$') {
+        let substituted = if s.contains('$') {
             match substitute(s, lookup) {
-                Ok(new) => *s = new,
+                Ok(new) => Some(new),
                 Err(TemplateError::Invalid { template }) => {
                     return Err(InterpolateError::InvalidFormat {
                         span: node.span.clone(),
@@ -467,18 +521,26 @@ fn walk<'a>(
                     })
                 }
             }
-        }
-        if let Some(rule) = casts.iter().find(|r| path_matches(r.path, path)) {
-            match rule.cast.apply(s) {
-                Ok(v) => node.value = v,
-                Err(message) => {
-                    return Err(InterpolateError::Cast {
-                        span: node.span.clone(),
-                        path: path.join("."),
-                        message,
-                    })
+        } else {
+            None
+        };
+        let cast = casts.iter().find(|r| path_matches(r.path, path));
+        match (cast, substituted) {
+            (Some(rule), substituted) => {
+                let text = substituted.as_deref().unwrap_or(s);
+                match rule.cast.apply(text) {
+                    Ok(v) => node.value = v,
+                    Err(message) => {
+                        return Err(InterpolateError::Cast {
+                            span: node.span.clone(),
+                            path: path.join("."),
+                            message,
+                        })
+                    }
                 }
             }
+            (None, Some(new)) => *s = new,
+            (None, None) => {}
         }
         return Ok(());
     }
@@ -503,11 +565,7 @@ fn walk<'a>(
 }
 
 fn path_matches(pattern: &[&str], path: &[&str]) -> bool {
-    pattern.len() == path.len()
-        && pattern
-            .iter()
-            .zip(path)
-            .all(|(p, k)| *p == "*" || p == k)
+    pattern.len() == path.len() && pattern.iter().zip(path).all(|(p, k)| *p == "*" || p == k)
 }
 
 /// Every variable the string values of `node` use, with its default,

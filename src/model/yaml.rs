@@ -190,7 +190,10 @@ impl Builder {
             }
             Event::DocumentEnd => {
                 let span = self.span(&mark);
-                let root = self.root.take().unwrap_or_else(|| Node::new(Value::Null, span));
+                let root = self
+                    .root
+                    .take()
+                    .unwrap_or_else(|| Node::new(Value::Null, span));
                 self.docs.push(root);
                 self.anchors.clear();
             }
@@ -198,7 +201,10 @@ impl Builder {
                 let span = self.span(&mark);
                 self.count(1, &span)?;
                 let (tag, stag) = self.tags(tag.as_ref(), &span, false)?;
-                if let Some(Frame::Map { key: key @ None, .. }) = self.stack.last_mut() {
+                if let Some(Frame::Map {
+                    key: key @ None, ..
+                }) = self.stack.last_mut()
+                {
                     // A key: keep its text; the merge key is a plain `<<`.
                     if matches!(stag, ScalarTag::Implicit)
                         && style == TScalarStyle::Plain
