@@ -227,14 +227,17 @@ fn decode_entity<T: serde::de::DeserializeOwned + Default>(
 ) -> Result<(T, BTreeMap<String, serde_json::Value>), NormalizeError> {
     let span = node.span.clone();
     let mut ext = BTreeMap::new();
+    let mut spans: Vec<Span> = Vec::new();
     let json = match node.value {
         Value::Null => return Ok((T::default(), ext)),
         Value::Map(m) => {
             let mut obj = serde_json::Map::with_capacity(m.len());
+            spans.reserve(m.len());
             for (k, v) in m {
                 if k.name.starts_with("x-") {
                     ext.insert(k.name, v.to_json());
                 } else {
+                    spans.push(v.span.clone());
                     obj.insert(k.name, v.to_json());
                 }
             }
@@ -242,12 +245,39 @@ fn decode_entity<T: serde::de::DeserializeOwned + Default>(
         }
         other => Node::new(other, span.clone()).to_json(),
     };
-    let t = serde_json::from_value(json).map_err(|source| NormalizeError::Decode {
+    match T::deserialize(&json) {
+        Ok(t) => Ok((t, ext)),
+        Err(source) => Err(locate_decode_error::<T>(&json, &spans, path, span, source)),
+    }
+}
+
+/// Points a decoding error at the attribute that caused it: each attribute
+/// is decoded alone until one fails (only on the error path).
+fn locate_decode_error<T: serde::de::DeserializeOwned>(
+    json: &serde_json::Value,
+    spans: &[Span],
+    path: &KeyPath,
+    span: Span,
+    source: serde_json::Error,
+) -> NormalizeError {
+    if let serde_json::Value::Object(obj) = json {
+        for ((k, v), at) in obj.iter().zip(spans) {
+            let mut one = serde_json::Map::with_capacity(1);
+            one.insert(k.clone(), v.clone());
+            if let Err(source) = T::deserialize(&serde_json::Value::Object(one)) {
+                return NormalizeError::Decode {
+                    path: path.key(k).to_string(),
+                    span: at.clone(),
+                    source,
+                };
+            }
+        }
+    }
+    NormalizeError::Decode {
         path: path.to_string(),
         span,
         source,
-    })?;
-    Ok((t, ext))
+    }
 }
 
 fn decode_service(name: &str, node: Node, path: &KeyPath) -> Result<Service, NormalizeError> {
@@ -745,7 +775,7 @@ services:
         )
         .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("services.s"), "{msg}");
+        assert!(msg.contains("services.s.mem_limit"), "{msg}");
         assert!(msg.contains("invalid size"), "{msg}");
     }
 
