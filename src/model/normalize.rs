@@ -332,7 +332,7 @@ fn apply_defaults(p: &mut Project) {
                 uses_default_network = true;
             }
         }
-        service_defaults(s, env);
+        service_defaults(s, env, &p.working_dir);
     }
     if uses_default_network && !p.networks.contains_key("default") {
         p.networks.insert("default".to_owned(), Network::default());
@@ -386,7 +386,7 @@ fn implied_dependency(restart: bool) -> ServiceDependency {
     }
 }
 
-fn service_defaults(s: &mut Service, env: &Mapping) {
+fn service_defaults(s: &mut Service, env: &Mapping, working_dir: &Path) {
     // compose-go drops empty `dns` entries (its `OmitEmpty`).
     s.dns.retain(|d| !d.is_empty());
     // compose-go's consistency check copies `scale` into `deploy.replicas`.
@@ -398,7 +398,13 @@ fn service_defaults(s: &mut Service, env: &Mapping) {
     }
     if let Some(b) = s.build.as_mut() {
         if b.context.is_empty() {
-            b.context = ".".to_owned();
+            // compose-go defaults the context before resolving paths, so it
+            // ends up as the project directory.
+            b.context = if working_dir.is_absolute() {
+                working_dir.display().to_string()
+            } else {
+                ".".to_owned()
+            };
         }
         if b.dockerfile.is_empty() && b.dockerfile_inline.is_empty() {
             b.dockerfile = "Dockerfile".to_owned();
