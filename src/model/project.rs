@@ -477,6 +477,45 @@ impl Service {
     pub fn shared_service(value: &str) -> Option<&str> {
         value.strip_prefix("service:")
     }
+
+    /// The service's networks, highest `priority` first, then by name
+    /// (compose-go's `NetworksByPriority`: the order containers join them).
+    pub fn networks_by_priority(&self) -> Vec<&str> {
+        let mut v: Vec<(&str, i64)> = self
+            .networks
+            .iter()
+            .map(|(k, n)| (k.as_str(), n.as_ref().map_or(0, |n| n.priority)))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// What `pull_policy` asks for (compose-go's `GetPullPolicy`).
+    pub fn pull_policy(&self) -> Result<PullPolicy, String> {
+        Ok(match self.pull_policy.as_str() {
+            "always" => PullPolicy::Always,
+            "never" => PullPolicy::Never,
+            "build" => PullPolicy::Build,
+            "daily" => PullPolicy::Refresh(Duration(24 * 3_600_000_000_000)),
+            "weekly" => PullPolicy::Refresh(Duration(7 * 24 * 3_600_000_000_000)),
+            other => match other.strip_prefix("every_") {
+                Some(d) => PullPolicy::Refresh(Duration::parse(d)?),
+                // `missing`, `if_not_present` and unset all mean "pull if absent".
+                None => PullPolicy::Missing,
+            },
+        })
+    }
+}
+
+/// When to pull a service's image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    Never,
+    Missing,
+    Build,
+    /// Pull when the local image is older than this.
+    Refresh(Duration),
 }
 
 /// `provider:` of a service managed by an external tool.
@@ -2251,6 +2290,35 @@ pub(crate) mod lenient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_helpers() {
+        let mut s = Service::default();
+        for (name, priority) in [("b", 0), ("a", 0), ("z", 10)] {
+            s.networks.insert(
+                name.into(),
+                Some(ServiceNetwork {
+                    priority,
+                    ..ServiceNetwork::default()
+                }),
+            );
+        }
+        assert_eq!(s.networks_by_priority(), ["z", "a", "b"]);
+        assert_eq!(s.pull_policy().unwrap(), PullPolicy::Missing);
+        s.pull_policy = "every_2h".into();
+        assert_eq!(
+            s.pull_policy().unwrap(),
+            PullPolicy::Refresh(Duration(2 * 3_600_000_000_000))
+        );
+        s.pull_policy = "every_x".into();
+        assert!(s.pull_policy().is_err());
+        s.scale = None;
+        s.deploy = Some(Deploy {
+            replicas: Some(3),
+            ..Deploy::default()
+        });
+        assert_eq!(s.replicas(), 3);
+    }
 
     #[test]
     fn durations_print_like_go() {
