@@ -164,12 +164,6 @@ pub fn extend_service(mut base: Node, mut service: Node) -> Result<Node, MergeEr
     )
 }
 
-/// Merges an included project's resource (`services.<name>`, …) with a
-/// definition the including file also has: rules as in [`merge`].
-pub fn merge_resource(kind: &str, name: &str, base: Node, over: Node) -> Result<Node, MergeError> {
-    merge_yaml(base, over, &mut vec![kind.to_owned(), name.to_owned()])
-}
-
 /// The `!reset` / `!override` marks of one YAML document, taken out of its
 /// tree (Compose records them when it parses a document, then applies them to
 /// whatever the document is merged onto: the earlier files, and the base of
