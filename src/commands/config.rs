@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::commands::project;
 use crate::model::graph::ServiceGraph;
@@ -99,9 +99,14 @@ pub fn config(
             if !stages.no_consistency {
                 crate::model::consistency::check_container_names(&project)?;
             }
-            let json = serde_json::to_value(&project).context("rendering the project")?;
+            // Serialized straight from the types: `cpus` is a 32-bit float in
+            // Compose and must print as one (0.001, not 0.0010000000474974513).
+            let text = match format {
+                Format::Json => serde_json::to_string_pretty(&project)?,
+                Format::Yaml => serde_yaml::to_string(&project)?,
+            };
             // Compose escapes `$` so the output can be fed back as input.
-            let text = render(&json, *format)?.replace('$', "$$");
+            let text = text.replace('$', "$$");
             emit(printer, &text, output.as_ref(), *quiet)
         }
         ConfigOutput::Services => {
