@@ -46,7 +46,18 @@ fn report(err: &anyhow::Error) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
-    let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-    eprintln!("{}", chain.join(": "));
+    // Library errors often print their cause too; say each part once.
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    eprintln!("{line}");
     ExitCode::from(1)
 }
