@@ -705,3 +705,27 @@ fn interpolation_errors_carry_span_and_path() {
     interpolate::interpolate(&mut doc, &|_| Some("v".into())).unwrap();
     assert_eq!(doc.get("$KEY").unwrap().as_str(), Some("v"));
 }
+
+#[test]
+fn dotenv_raw_format_keeps_quotes() {
+    // docker compose's TestRawEnvFile: the container sees the quotes.
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/docker-compose/testdata/TestRawEnvFile/.env.raw"
+    ));
+    let mut out = IndexMap::new();
+    dotenv::read_file_into(path, Format::Raw, &|_| None, &mut out).unwrap();
+    assert_eq!(out["TEST_VAR"], r#"'{"key": "value"}'"#);
+    assert_eq!(Format::from_name("raw").unwrap(), Format::Raw);
+    assert!(Format::from_name("yaml").is_err());
+}
+
+#[test]
+fn dotenv_last_line_without_separator_is_compose_go_quirk() {
+    // compose-go reads a final `KEY` without a newline as the value of an
+    // empty key (its key scan ends without finding `=`, `:` or a newline).
+    let m = dotenv::parse("A=1\nFOO", Path::new("t.env"), &|_| Some("x".into())).unwrap();
+    assert_eq!(m.get(""), Some(&"FOO".to_owned()));
+    let m = dotenv::parse("A=1\nFOO\n", Path::new("t.env"), &|_| Some("x".into())).unwrap();
+    assert_eq!(m.get("FOO"), Some(&"x".to_owned()));
+}
