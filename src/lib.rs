@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod image;
 pub mod model;
 pub mod printer;
 pub mod settings;
