@@ -275,6 +275,9 @@ impl Runtime {
                 (t, Some(_)) => drop(clone_flag(t)?),
             }
         }
+        crate::hooks::check(&spec)?;
+        // Hooks must run before the process does: hold it at the fifo.
+        let wait_fifo = wait_fifo || crate::hooks::has_pre_start(&spec);
         let userns = flags & libc::CLONE_NEWUSER as u64 != 0;
         let own_pid_ns = flags & libc::CLONE_NEWPID as u64 != 0;
         let seccomp = self.compile_seccomp(&spec)?;
@@ -399,6 +402,9 @@ impl Runtime {
             oci_version: spec.version().clone(),
         };
         saved.save(&self.root)?;
+        let state = saved.state(&self.root);
+        crate::hooks::run(&spec, crate::hooks::Phase::CreateRuntime, &state)?;
+        crate::hooks::run(&spec, crate::hooks::Phase::Prestart, &state)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid)?;
         }
@@ -446,6 +452,15 @@ impl Runtime {
             }
         }
         fs_err::remove_file(&path).map_err(RuntimeError::Fs)?;
+        if let Ok(spec) = spec::load(&saved.bundle) {
+            if let Err(e) = crate::hooks::run(
+                &spec,
+                crate::hooks::Phase::Poststart,
+                &saved.state(&self.root),
+            ) {
+                tracing::warn!(container = %id, error = %e, "poststart hook failed");
+            }
+        }
         Ok(())
     }
 
@@ -515,6 +530,15 @@ impl Runtime {
             std::thread::sleep(Duration::from_millis(2));
         }
         saved.cgroup.delete()?;
+        if let Ok(spec) = spec::load(&saved.bundle) {
+            if let Err(e) = crate::hooks::run(
+                &spec,
+                crate::hooks::Phase::Poststop,
+                &saved.state(&self.root),
+            ) {
+                tracing::warn!(container = %id, error = %e, "poststop hook failed");
+            }
+        }
         fs_err::remove_dir_all(Saved::dir(&self.root, id)).map_err(RuntimeError::Fs)?;
         tracing::debug!(container = %id, "deleted");
         Ok(())
@@ -536,6 +560,10 @@ impl Runtime {
         let result = self
             .create_inner(id, bundle, opts, false)
             .and_then(|saved| {
+                // Held at the fifo for its hooks: release it.
+                if Saved::dir(&self.root, id).join("exec.fifo").exists() {
+                    self.start(id)?;
+                }
                 let pid = saved.pid;
                 let code = wait_forwarding(pid, &forward);
                 Ok((saved, code))
@@ -627,43 +655,43 @@ impl Runtime {
                 .map_err(RuntimeError::sys(
                     "sending the exec helper its configuration",
                 ))?;
-            let first = read_report(&mut sock)?;
-            reap_helper();
-            let pid = match first {
-                Some(Report::Pid(pid)) => pid,
-                Some(Report::Failed(message)) => {
-                    return Err(RuntimeError::Init {
-                        id: id.into(),
-                        message,
-                    })
-                }
-                _ => {
-                    return Err(RuntimeError::Init {
-                        id: id.into(),
-                        message: "exec helper exited before forking".into(),
-                    })
-                }
-            };
-            match read_report(&mut sock)? {
-                Some(Report::Ready) => {}
-                other => {
-                    let _ = sys::waitpid(pid, 0);
-                    return Err(match other {
-                        Some(Report::NotFound(command)) => RuntimeError::CommandNotFound {
+            // The helper reports the pid, the forked process reports
+            // Ready; either may arrive first.
+            let mut pid = None;
+            let mut ready = false;
+            let mut failure = None;
+            while failure.is_none() && !(ready && pid.is_some()) {
+                match read_report(&mut sock)? {
+                    Some(Report::Pid(p)) => pid = Some(p),
+                    Some(Report::Ready) => ready = true,
+                    Some(Report::NotFound(command)) => {
+                        failure = Some(RuntimeError::CommandNotFound {
                             id: id.into(),
                             command,
-                        },
-                        Some(Report::Failed(message)) => RuntimeError::Init {
+                        })
+                    }
+                    Some(Report::Failed(message)) => {
+                        failure = Some(RuntimeError::Init {
                             id: id.into(),
                             message,
-                        },
-                        _ => RuntimeError::Init {
+                        })
+                    }
+                    None => {
+                        failure = Some(RuntimeError::Init {
                             id: id.into(),
-                            message: "exec'd process died during setup".into(),
-                        },
-                    });
+                            message: "the exec'd process died during setup".into(),
+                        })
+                    }
                 }
             }
+            reap_helper();
+            if let Some(err) = failure {
+                if let Some(p) = pid {
+                    let _ = sys::waitpid(p, 0);
+                }
+                return Err(err);
+            }
+            let pid = pid.expect("the loop ends with a pid");
             if let Some(p) = &opts.pid_file {
                 write_pid_file(p, pid)?;
             }

@@ -14,6 +14,7 @@ pub mod caps;
 pub mod cgroup;
 mod container;
 mod error;
+mod hooks;
 mod init;
 mod rootfs;
 pub mod seccomp;

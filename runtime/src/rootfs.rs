@@ -518,6 +518,10 @@ fn make_devices(root: &Rootfs, spec: &Spec) -> Result<(), InitError> {
         ("ptmx", "pts/ptmx"),
         ("core", "/proc/kcore"),
     ] {
+        // As runc: /dev/core only where the kernel has /proc/kcore.
+        if link == "core" && !Path::new("/proc/kcore").exists() {
+            continue;
+        }
         match sys::symlinkat(Path::new(target), dev_dir.as_raw_fd(), Path::new(link)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -90,11 +90,11 @@ pub struct State {
     pub rootfs: PathBuf,
     /// Creation time, RFC 3339.
     pub created: String,
-    /// The owner (runc prints an empty string for root).
-    pub owner: String,
     /// The spec's annotations.
     #[serde(skip_serializing_if = "HashMap::is_empty", default)]
     pub annotations: HashMap<String, String>,
+    /// The owner (runc prints an empty string for root).
+    pub owner: String,
 }
 
 /// Checks a container id the way runc does.
@@ -198,7 +198,7 @@ impl Saved {
 }
 
 /// Formats a time as RFC 3339 UTC with nanoseconds (as runc's `created`).
-pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+pub fn rfc3339(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

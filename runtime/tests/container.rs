@@ -309,3 +309,25 @@ fn lifecycle_exec_pause_kill_delete_leave_nothing() {
     );
     assert!(!env.rt.root().join(&id).exists(), "state dir left behind");
 }
+
+#[test]
+fn prestart_and_poststop_hooks_get_the_state() {
+    let env = Env::new();
+    let id = unique("hooks");
+    let pre = env.tmp.path().join("prestart.json");
+    let post = env.tmp.path().join("poststop.json");
+    let mut spec = sh("echo ran");
+    let hooks: oci_spec::runtime::Hooks = serde_json::from_value(serde_json::json!({
+        "prestart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", pre.display())], "timeout": 5}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", post.display())]}]
+    }))
+    .unwrap();
+    spec.set_hooks(Some(hooks));
+    let bundle = env.bundle(&id, spec);
+    assert_eq!(run_ok(&env, &id, &bundle), "ran\n");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&pre).unwrap()).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], id.as_str());
+    assert!(state["pid"].as_i64().unwrap() > 0);
+    assert!(post.exists(), "poststop hook did not run");
+}
