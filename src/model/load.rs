@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::model::canonical;
 use crate::model::extends::{self, BoxError, ExtendsContext};
 use crate::model::include::{self, IncludeContext, IncludeRequest};
 use crate::model::merge::{self, Tags};
@@ -258,6 +259,25 @@ impl Ctx<'_> {
                 interpolate::interpolate(&mut doc, &lookup)?;
             }
 
+            // docker compose 2.40.3 (compose-go v2.9.1) resolves `extends`
+            // first, then applies the marks, then `include`.
+            {
+                let interpolate_on = self.opts.interpolate;
+                let mut loader = |path: &Path| -> Result<Vec<Node>, BoxError> {
+                    read_documents(path, env, interpolate_on).map_err(|e| Box::new(e) as BoxError)
+                };
+                extends::apply_extends(
+                    &mut doc,
+                    &tags,
+                    ExtendsContext {
+                        file: &file.path,
+                        working_dir,
+                        home: self.home,
+                    },
+                    &mut loader,
+                )?;
+            }
+            tags.apply(&mut dict);
             {
                 let home = self.home;
                 let mut loader = |req: &IncludeRequest| -> Result<Node, BoxError> {
@@ -276,23 +296,6 @@ impl Ctx<'_> {
                 )?;
             }
 
-            tags.apply(&mut dict);
-            {
-                let interpolate_on = self.opts.interpolate;
-                let mut loader = |path: &Path| -> Result<Vec<Node>, BoxError> {
-                    read_documents(path, env, interpolate_on).map_err(|e| Box::new(e) as BoxError)
-                };
-                extends::apply_extends(
-                    &mut doc,
-                    &tags,
-                    ExtendsContext {
-                        file: &file.path,
-                        working_dir,
-                        home: self.home,
-                    },
-                    &mut loader,
-                )?;
-            }
             dict = merge::merge(dict, doc)?;
             schema::validate(&dict).map_err(|source| LoadError::Schema {
                 file: file.path.clone(),
@@ -306,6 +309,10 @@ impl Ctx<'_> {
                     );
                 }
             }
+            // Long syntax can reveal duplicates (a port range against an
+            // override), so de-duplicate again once canonical.
+            canonical::canonicalize(&mut dict)?;
+            dict = merge::enforce_unicity(dict)?;
         }
         Ok(dict)
     }
