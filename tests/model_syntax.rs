@@ -729,3 +729,58 @@ fn dotenv_last_line_without_separator_is_compose_go_quirk() {
     let m = dotenv::parse("A=1\nFOO\n", Path::new("t.env"), &|_| Some("x".into())).unwrap();
     assert_eq!(m.get("FOO"), Some(&"x".to_owned()));
 }
+
+/// Inputs at the edges of the hand-written scanners (byte skips after `{`,
+/// multi-byte text next to delimiters, escapes at the end of the text). Any
+/// crasher the fuzzer (`fuzz/`) finds is added here.
+#[test]
+fn fuzz_regressions() {
+    let inputs = [
+        "${",
+        "$",
+        "${A",
+        "${A:",
+        "${A:-",
+        "${A-{}}",
+        "${A:-é}}",
+        "${é}",
+        "${A-{é}x}",
+        "$$$",
+        "${A?}",
+        "${A:?${",
+        "${A+${B-${C:?x}}}}",
+        "\\",
+        "\"\\",
+        "\"\\0",
+        "A=\"\\0",
+        "export\n",
+        "export ",
+        "A=\"é\\",
+        "é=1",
+        "A='",
+        "#\n#",
+        "\u{feff}",
+        "a: !reset",
+        "? [a]\n: b",
+        "&a a: *a",
+        "- &a [*a]",
+        "<<: 1",
+        "a: &x {<<: *x}",
+        "[&a x, *a, {*a : 1}]",
+    ];
+    for text in inputs {
+        if let Ok(docs) = yaml::parse(text, Path::new("f.yaml")) {
+            for mut doc in docs {
+                let _ = interpolate::extract_variables(&doc);
+                let _ = interpolate::interpolate(&mut doc, &|k| Some(k.to_owned()));
+            }
+        }
+        let _ = interpolate::substitute(text, &|_| None);
+        let mut vars = Vec::new();
+        interpolate::extract_string(text, &mut vars);
+        let _ = dotenv::parse(text, Path::new("f.env"), &|_| None);
+        let mut out = IndexMap::new();
+        let _ =
+            dotenv::parse_format_into(text, Path::new("f.env"), Format::Raw, &|_| None, &mut out);
+    }
+}
