@@ -11,6 +11,13 @@ use berth::settings;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The container init is this binary re-executed; it must run before
+    // anything else (no threads, no parsing).
+    berth_runtime::maybe_init();
+    if berth::cli::runtime::invoked_as_runtime() {
+        let cli = berth::cli::runtime::StandaloneCli::parse();
+        return commands::runtime::main(cli.args.into_invocation());
+    }
     let cli = Cli::parse();
     init_tracing();
     let printer = Printer;
@@ -20,6 +27,7 @@ fn main() -> ExitCode {
             let (services, what, stages) = settings::config_settings(args);
             commands::config::config(&printer, &project, &services, &what, stages)
         }
+        Command::Runtime(args) => return commands::runtime::main(args.into_invocation()),
         Command::Version(args) => commands::version::version(&printer, args.format, args.short),
     };
     match result {

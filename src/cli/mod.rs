@@ -1,6 +1,8 @@
 //! The command line, clap derive only: doc comments are the help text. Values
 //! are resolved into typed settings by `settings`, and run by `commands`.
 
+pub mod runtime;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -64,6 +66,8 @@ pub enum Progress {
 pub enum Command {
     /// Parse, resolve and render compose file in canonical format
     Config(ConfigArgs),
+    /// Run OCI containers (a runc-compatible runtime)
+    Runtime(runtime::RuntimeArgs),
     /// Show the Docker Compose version information
     Version(VersionArgs),
 }

@@ -3,3 +3,4 @@
 pub mod config;
 pub mod project;
 pub mod version;
+pub mod runtime;
