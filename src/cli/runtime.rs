@@ -223,9 +223,6 @@ pub struct SpecArgs {
     /// Where to write config.json
     #[arg(short = 'b', long, default_value = ".")]
     pub bundle: PathBuf,
-    /// Rootless spec (not supported; refused)
-    #[arg(long)]
-    pub rootless: bool,
 }
 
 impl RuntimeArgs {
@@ -305,7 +302,7 @@ impl RuntimeArgs {
             RuntimeCommand::Features => Verb::Features,
             RuntimeCommand::Spec(s) => Verb::Spec {
                 bundle: s.bundle,
-                rootless: s.rootless,
+                rootless: false,
             },
         };
         Invocation { global, verb }
