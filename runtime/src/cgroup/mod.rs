@@ -195,12 +195,12 @@ impl Cgroup {
 }
 
 fn rmdir_retry(dir: &Path) -> Result<(), CgroupError> {
-    for attempt in 0..100 {
+    for attempt in 0..1000 {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 99 => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 999 => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
             Err(source) => {
                 return Err(CgroupError::Io {
