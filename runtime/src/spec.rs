@@ -150,6 +150,61 @@ pub fn rootfs(bundle: &Path, spec: &Spec) -> PathBuf {
     }
 }
 
+/// A spec with Docker's defaults for a container running `args`: the 14
+/// default capabilities, the default seccomp profile, masked and read-only
+/// paths, namespaces (mount, pid, uts, ipc, net), `/dev` tmpfs with devpts,
+/// shm (64 MiB) and mqueue, read-only sysfs and cgroup. `berth runtime
+/// spec` prints it; the engine starts from it.
+pub fn docker_default(args: &[&str]) -> Spec {
+    let caps = crate::caps::DOCKER_DEFAULT;
+    let seccomp = crate::seccomp::docker_default(caps);
+    let v = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": false
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "berth",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}
+        ],
+        "linux": {
+            "resources": {"devices": [
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
+            ]},
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "seccomp": seccomp,
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list", "/proc/timer_stats",
+                "/sys/devices/virtual/powercap", "/sys/firmware"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    });
+    serde_json::from_value(v).expect("the built-in spec is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,59 +269,4 @@ mod tests {
             .to_string();
         assert!(err.contains("invalid field"), "{err}");
     }
-}
-
-/// A spec with Docker's defaults for a container running `args`: the 14
-/// default capabilities, the default seccomp profile, masked and read-only
-/// paths, namespaces (mount, pid, uts, ipc, net), `/dev` tmpfs with devpts,
-/// shm (64 MiB) and mqueue, read-only sysfs and cgroup. `berth runtime
-/// spec` prints it; the engine starts from it.
-pub fn docker_default(args: &[&str]) -> Spec {
-    let caps = crate::caps::DOCKER_DEFAULT;
-    let seccomp = crate::seccomp::docker_default(caps);
-    let v = serde_json::json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false
-        },
-        "root": {"path": "rootfs", "readonly": false},
-        "hostname": "berth",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}
-        ],
-        "linux": {
-            "resources": {"devices": [
-                {"allow": false, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 136, "access": "rwm"},
-                {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
-            ]},
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
-            "seccomp": seccomp,
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
-                "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list", "/proc/timer_stats",
-                "/sys/devices/virtual/powercap", "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        }
-    });
-    serde_json::from_value(v).expect("the built-in spec is valid")
 }

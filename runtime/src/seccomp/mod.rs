@@ -388,7 +388,7 @@ pub fn encode(prog: &[SockFilter]) -> Vec<u8> {
 
 /// The inverse of [`encode`]; `None` when the bytes are not a program.
 pub fn decode(bytes: &[u8]) -> Option<Vec<SockFilter>> {
-    if bytes.is_empty() || bytes.len() % 8 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(8) {
         return None;
     }
     Some(
@@ -413,7 +413,7 @@ pub fn evaluate(prog: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 
             OFF_ARCH => arch,
             o if (OFF_ARGS..OFF_ARGS + 48).contains(&o) => {
                 let i = ((o - OFF_ARGS) / 8) as usize;
-                if (o - OFF_ARGS) % 8 == 0 {
+                if (o - OFF_ARGS).is_multiple_of(8) {
                     args[i] as u32
                 } else {
                     (args[i] >> 32) as u32
@@ -494,7 +494,7 @@ mod tests {
         // Other ABIs and x32 numbers get the default.
         assert_eq!(evaluate(&prog, 0x4000_0003, 3, [0; 6]), EPERM);
         assert_eq!(
-            evaluate(&prog, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 0, [0; 6]),
+            evaluate(&prog, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT, [0; 6]),
             EPERM
         );
     }

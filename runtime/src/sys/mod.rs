@@ -149,7 +149,7 @@ pub(crate) fn mount(
     let target = cstr(target)?;
     let fstype = fstype.map(|s| CString::new(s).expect("fstype without NUL"));
     let data = data
-        .map(|s| CString::new(s))
+        .map(CString::new)
         .transpose()
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mount data contains NUL"))?;
     // SAFETY: all pointers are NUL-terminated strings or NULL, alive for the call.
