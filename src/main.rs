@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             let (services, what, stages) = settings::config_settings(args);
             commands::config::config(&printer, &project, &services, &what, stages)
         }
-        Command::Runtime(args) => return commands::runtime::main(args.into_invocation()),
+        Command::Runtime(args) => return commands::runtime::main((*args).into_invocation()),
         Command::Version(args) => commands::version::version(&printer, args.format, args.short),
     };
     match result {

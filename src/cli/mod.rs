@@ -67,7 +67,7 @@ pub enum Command {
     /// Parse, resolve and render compose file in canonical format
     Config(ConfigArgs),
     /// Run OCI containers (a runc-compatible runtime)
-    Runtime(runtime::RuntimeArgs),
+    Runtime(Box<runtime::RuntimeArgs>),
     /// Show the Docker Compose version information
     Version(VersionArgs),
 }

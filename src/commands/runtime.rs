@@ -351,7 +351,7 @@ fn process_from_flags(rt: &Runtime, e: &Exec) -> anyhow::Result<Process> {
             }
         }
     }
-    Ok(serde_json::from_value(v).context("building the exec process")?)
+    serde_json::from_value(v).context("building the exec process")
 }
 
 fn ps(rt: &Runtime, id: &str, json: bool, ps_args: &[String]) -> anyhow::Result<u8> {
