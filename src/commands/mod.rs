@@ -2,5 +2,5 @@
 
 pub mod config;
 pub mod project;
-pub mod version;
 pub mod runtime;
+pub mod version;
