@@ -106,11 +106,14 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Builds a hostile layer tarball, given the test's scratch directory.
+type LayerBuilder = Box<dyn Fn(&Path) -> Vec<u8>>;
+
 #[test]
 fn hostile_layers_change_nothing_outside_the_rootfs() {
     require_root();
     let outside_abs = |tmp: &Path| tmp.join("outside").display().to_string();
-    let cases: Vec<(&str, Box<dyn Fn(&Path) -> Vec<u8>>)> = vec![
+    let cases: Vec<(&str, LayerBuilder)> = vec![
         (
             "dotdot traversal",
             Box::new(|_| {
