@@ -25,6 +25,30 @@ const KNOWN: &[(&str, &str)] = &[
         "TestLoadSSHWithKeysValuesInBuildConfig",
         "same docker compose marshalling bug as above",
     ),
+    (
+        "TestXService",
+        "compose-go moves a service's `x-network` attachment into `#extensions` and then reports \
+         `#extensions` as an undefined network; berth treats `x-network` as the network's name",
+    ),
+    (
+        "TestOverrideSelfExtends",
+        "compose-go's result depends on Go map iteration order when a service extends one that \
+         the same file overrides (see tests/model_structure.rs)",
+    ),
+    (
+        "TestResetTagWithSharedAlias[merged]",
+        "`!reset` on an alias shared with the first file also drops the first file's ports: \
+         merge/YAML stages, not normalization",
+    ),
+    (
+        "TestAliasBombPrevented/B3_N10_small_branching",
+        "berth's alias-expansion guard counts expanded nodes (250,000) and refuses this \
+         1,111,110-node document that compose-go accepts; see compose-tests/known-differences.txt",
+    ),
+    (
+        "TestNestedAliasReset[merged]",
+        "same `!reset` through a shared alias as above",
+    ),
 ];
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -183,11 +207,7 @@ fn loader_cases_through_load_match_docker_compose() {
         "known differences now match, update KNOWN: {fixed:?}"
     );
     assert!(
-        pass >= MIN_PASS,
-        "only {pass} cases match (floor {MIN_PASS}); unexpected: {unexpected:?}"
+        unexpected.is_empty(),
+        "{pass} match; unexpected differences: {unexpected:?}"
     );
 }
-
-/// A floor while the short port/volume syntax is not wired in; once every
-/// difference is listed in `KNOWN`, this becomes `unexpected.is_empty()`.
-const MIN_PASS: usize = 230;

@@ -168,7 +168,7 @@ fn canonical_service(svc: &mut Node, path: &KeyPath) -> Result<(), NormalizeErro
     if let Some(Value::Seq(volumes)) = m.get_mut("volumes").map(|n| &mut n.value) {
         for (i, v) in volumes.iter_mut().enumerate() {
             if let Value::String(s) = &v.value {
-                let long = short_volume(s)
+                let long = super::volumes::parse_volume(s)
                     .map_err(|e| invalid(&path.key("volumes").index(i), v, e.to_string()))?;
                 let json = serde_json::to_value(&long)
                     .map_err(|e| invalid(&path.key("volumes").index(i), v, e.to_string()))?;
@@ -177,17 +177,6 @@ fn canonical_service(svc: &mut Node, path: &KeyPath) -> Result<(), NormalizeErro
         }
     }
     Ok(())
-}
-
-/// Short port syntax is `model::ports`'s; until that parser is wired in, a
-/// short entry fails with this explanation rather than being guessed at.
-fn short_ports(_s: &str) -> Result<Vec<super::project::Port>, String> {
-    Err("short port syntax cannot be read yet: model::ports is not wired in".to_owned())
-}
-
-/// Short volume syntax is `model::volumes`'s (see `short_ports`).
-fn short_volume(_s: &str) -> Result<super::project::ServiceVolume, String> {
-    Err("short volume syntax cannot be read yet: model::volumes is not wired in".to_owned())
 }
 
 /// `secrets:`/`configs:` entries: `name` → `{source: name}`.
@@ -227,8 +216,8 @@ fn canonical_ports(ports: &mut Node, path: &KeyPath) -> Result<(), NormalizeErro
                 ))
             }
         };
-        let parsed =
-            short_ports(&text).map_err(|e| invalid(&path.index(i), &item, e.to_string()))?;
+        let parsed = super::ports::parse_port(&text)
+            .map_err(|e| invalid(&path.index(i), &item, e.to_string()))?;
         for p in parsed {
             let json = serde_json::to_value(&p)
                 .map_err(|e| invalid(&path.index(i), &item, e.to_string()))?;
