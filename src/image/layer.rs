@@ -180,8 +180,8 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
         }
         let header = entry.header().clone();
         let mode = rfs::Mode::from_bits_truncate(header.mode().map_err(LayerError::Read)? & 0o7777);
-        let uid = header.uid().map_err(LayerError::Read)? as u32;
-        let gid = header.gid().map_err(LayerError::Read)? as u32;
+        let uid = id_field(header.uid(), &header.as_old().uid)? as u32;
+        let gid = id_field(header.gid(), &header.as_old().gid)? as u32;
         let mtime = header.mtime().unwrap_or(0) as i64;
         let times = Timestamps {
             last_access: Timespec {
@@ -534,4 +534,15 @@ impl Ctx<'_> {
 
 fn libc_enoent() -> i32 {
     rustix::io::Errno::NOENT.raw_os_error()
+}
+
+/// A uid/gid field: an all-NUL or all-space field means 0, as Go's
+/// `archive/tar` (and so Docker) reads it; anything else unreadable is an
+/// error.
+fn id_field(parsed: std::io::Result<u64>, raw: &[u8]) -> Result<u64, LayerError> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(LayerError::Read(e)),
+    }
 }

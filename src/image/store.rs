@@ -1,0 +1,513 @@
+//! The on-disk image store under `$BERTH_ROOT/images`.
+//!
+//! Layout (an OCI image layout plus unpacked layers):
+//!
+//! ```text
+//! images/
+//!   oci-layout                  {"imageLayoutVersion":"1.0.0"}
+//!   index.json                  OCI index; one manifest descriptor per tag,
+//!                               named by `org.opencontainers.image.ref.name`
+//!                               = the full normalized reference
+//!   blobs/sha256/<hex>          manifests, configs, layer tarballs, verified
+//!   layers/<chainid-hex>/       a layer's diff unpacked for overlayfs
+//!                               (whiteouts as 0/0 char devices), shared by
+//!                               every image whose chain reaches it
+//!   tmp/                        staging for blobs and layer dirs
+//! ```
+//!
+//! Every write lands in `tmp/` first and is renamed into place, so a crash
+//! leaves either nothing or a complete, verified object; the tag becomes
+//! visible only when `index.json` is replaced, after all its blobs and layer
+//! directories exist. Blobs already present are trusted (they were verified
+//! before the rename) and reused by the next pull or import.
+//!
+//! Many layers: [`Store::layer_dirs`] returns the absolute directories, top
+//! layer first. The runtime mounts overlayfs from inside `layers/` with
+//! relative short names (`<chainid>` is 64 bytes) when the absolute list
+//! would pass the one-page mount-option limit; past that, callers use
+//! [`Store::flatten`] to build a single rootfs.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::layer::{self, ApplyOptions, Mode};
+use super::reference::Reference;
+
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("parsing {path}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("no such image: {0}")]
+    NotFound(String),
+    #[error("blob {expected} has digest {actual}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("applying layer {digest}")]
+    Layer {
+        digest: String,
+        #[source]
+        source: layer::LayerError,
+    },
+    #[error("invalid digest {0:?}")]
+    BadDigest(String),
+}
+
+/// An OCI content descriptor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Index {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+/// The part of an image config the engine uses (OCI/Docker `config`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    #[serde(default)]
+    pub config: ContainerConfig,
+    pub rootfs: RootFs,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub diff_ids: Vec<String>,
+}
+
+/// A stored image: its reference and manifest digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntry {
+    pub reference: String,
+    pub manifest: Descriptor,
+}
+
+/// Handle on `$BERTH_ROOT/images`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `berth_root/images`.
+    pub fn open(berth_root: &Path) -> Result<Self, StoreError> {
+        let root = berth_root.join("images");
+        for d in ["blobs/sha256", "layers", "tmp"] {
+            fs::create_dir_all(root.join(d))?;
+        }
+        let store = Store { root };
+        let layout = store.root.join("oci-layout");
+        if !layout.exists() {
+            store.write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !store.root.join("index.json").exists() {
+            store.write_index(&Index {
+                schema_version: 2,
+                media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+                manifests: vec![],
+            })?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| StoreError::BadDigest(digest.into()))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::BadDigest(digest.into()));
+        }
+        Ok(self.root.join("blobs/sha256").join(hex))
+    }
+
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blob_path(digest).is_ok_and(|p| p.exists())
+    }
+
+    /// Streams `reader` into a blob, verifying `expected` if given. Returns
+    /// (digest, size). Nothing is visible under `blobs/` unless it verified.
+    pub fn put_blob(
+        &self,
+        mut reader: impl Read,
+        expected: Option<&str>,
+    ) -> Result<(String, u64), StoreError> {
+        let mut tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if let Some(exp) = expected {
+            if exp != digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: exp.into(),
+                    actual: digest,
+                });
+            }
+        }
+        let dest = self.blob_path(&digest)?;
+        if !dest.exists() {
+            tmp.as_file().sync_all()?;
+            tmp.persist(&dest).map_err(|e| e.error)?;
+        }
+        Ok((digest, size))
+    }
+
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(fs::read(self.blob_path(digest)?)?)
+    }
+
+    fn write_atomic(&self, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+        let mut tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+        tmp.write_all(data)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    pub fn index(&self) -> Result<Index, StoreError> {
+        let path = self.root.join("index.json");
+        let data = fs::read(&path)?;
+        serde_json::from_slice(&data).map_err(|source| StoreError::Json { path, source })
+    }
+
+    fn write_index(&self, index: &Index) -> Result<(), StoreError> {
+        let data = serde_json::to_vec_pretty(index).expect("index serializes");
+        self.write_atomic(&self.root.join("index.json"), &data)
+    }
+
+    /// Every tagged image.
+    pub fn list(&self) -> Result<Vec<ImageEntry>, StoreError> {
+        Ok(self
+            .index()?
+            .manifests
+            .into_iter()
+            .filter_map(|d| {
+                let name = d.annotations.get(REF_NAME)?.clone();
+                Some(ImageEntry {
+                    reference: name,
+                    manifest: d,
+                })
+            })
+            .collect())
+    }
+
+    /// Points `reference` at a manifest already in the store (replaces the
+    /// old target of that tag). Concurrent taggers serialize on the rename;
+    /// a lost update is possible and documented for the coordinator's lock.
+    pub fn tag(&self, reference: &Reference, manifest: &Descriptor) -> Result<(), StoreError> {
+        let mut index = self.index()?;
+        let name = reference.to_string();
+        index
+            .manifests
+            .retain(|d| d.annotations.get(REF_NAME) != Some(&name));
+        let mut d = manifest.clone();
+        d.annotations.insert(REF_NAME.into(), name);
+        index.manifests.push(d);
+        self.write_index(&index)
+    }
+
+    /// Removes a tag; blobs stay until [`Store::prune`].
+    pub fn untag(&self, reference: &Reference) -> Result<(), StoreError> {
+        let mut index = self.index()?;
+        let name = reference.to_string();
+        let before = index.manifests.len();
+        index
+            .manifests
+            .retain(|d| d.annotations.get(REF_NAME) != Some(&name));
+        if before == index.manifests.len() {
+            return Err(StoreError::NotFound(reference.familiar()));
+        }
+        self.write_index(&index)
+    }
+
+    /// The manifest descriptor a reference names (tag, or digest).
+    pub fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
+        let name = reference.to_string();
+        self.list()?
+            .into_iter()
+            .find(|e| {
+                e.reference == name
+                    || reference.digest.as_deref() == Some(e.manifest.digest.as_str())
+            })
+            .map(|e| e.manifest)
+            .ok_or_else(|| StoreError::NotFound(reference.familiar()))
+    }
+
+    pub fn manifest(&self, desc: &Descriptor) -> Result<Manifest, StoreError> {
+        let path = self.blob_path(&desc.digest)?;
+        let data = fs::read(&path)?;
+        serde_json::from_slice(&data).map_err(|source| StoreError::Json { path, source })
+    }
+
+    pub fn config(&self, manifest: &Manifest) -> Result<ImageConfig, StoreError> {
+        let path = self.blob_path(&manifest.config.digest)?;
+        let data = fs::read(&path)?;
+        serde_json::from_slice(&data).map_err(|source| StoreError::Json { path, source })
+    }
+
+    /// The image config of a reference, for the engine.
+    pub fn image_config(&self, reference: &Reference) -> Result<ImageConfig, StoreError> {
+        let m = self.manifest(&self.resolve(reference)?)?;
+        self.config(&m)
+    }
+
+    /// Unpacks every layer of `manifest` not yet unpacked, each into
+    /// `layers/<chainid>` via a temp dir + rename.
+    pub fn unpack(
+        &self,
+        manifest: &Manifest,
+        config: &ImageConfig,
+    ) -> Result<Vec<PathBuf>, StoreError> {
+        let chain = chain_ids(&config.rootfs.diff_ids);
+        let mut dirs = Vec::new();
+        for (layer, chain_id) in manifest.layers.iter().zip(&chain) {
+            let dir = self.layer_dir(chain_id)?;
+            if !dir.exists() {
+                let tmp = tempfile::Builder::new()
+                    .prefix("layer-")
+                    .tempdir_in(self.root.join("tmp"))?;
+                let blob = fs::File::open(self.blob_path(&layer.digest)?)?;
+                layer::apply(
+                    std::io::BufReader::new(blob),
+                    tmp.path(),
+                    ApplyOptions {
+                        mode: Mode::Overlay,
+                        allow_devices: true,
+                    },
+                )
+                .map_err(|source| StoreError::Layer {
+                    digest: layer.digest.clone(),
+                    source,
+                })?;
+                let staged = tmp.keep();
+                if let Err(e) = fs::rename(&staged, &dir) {
+                    // Another process unpacked the same chain first.
+                    let _ = std::fs::remove_dir_all(&staged);
+                    if !dir.exists() {
+                        return Err(e.into());
+                    }
+                }
+            }
+            dirs.push(dir);
+        }
+        Ok(dirs)
+    }
+
+    fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, StoreError> {
+        let hex = chain_id
+            .strip_prefix("sha256:")
+            .ok_or_else(|| StoreError::BadDigest(chain_id.into()))?;
+        Ok(self.root.join("layers").join(hex))
+    }
+
+    /// Unpacked layer directories of an image, top layer first (overlayfs
+    /// `lowerdir` order).
+    pub fn layer_dirs(&self, reference: &Reference) -> Result<Vec<PathBuf>, StoreError> {
+        let m = self.manifest(&self.resolve(reference)?)?;
+        let c = self.config(&m)?;
+        let mut dirs = self.unpack(&m, &c)?;
+        dirs.reverse();
+        Ok(dirs)
+    }
+
+    /// Applies all layers of an image into `dest` (one rootfs, whiteouts
+    /// applied): the fallback for more layers than a mount can stack.
+    pub fn flatten(&self, reference: &Reference, dest: &Path) -> Result<(), StoreError> {
+        let m = self.manifest(&self.resolve(reference)?)?;
+        for layer in &m.layers {
+            let blob = fs::File::open(self.blob_path(&layer.digest)?)?;
+            layer::apply(
+                std::io::BufReader::new(blob),
+                dest,
+                ApplyOptions {
+                    mode: Mode::Flatten,
+                    allow_devices: true,
+                },
+            )
+            .map_err(|source| StoreError::Layer {
+                digest: layer.digest.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Stores config + manifest for already-stored layer blobs and tags it.
+    pub fn commit_image(
+        &self,
+        reference: &Reference,
+        config: &ImageConfig,
+        layers: Vec<Descriptor>,
+    ) -> Result<Descriptor, StoreError> {
+        let cfg = serde_json::to_vec(config).expect("config serializes");
+        let (cfg_digest, cfg_size) = self.put_blob(&cfg[..], None)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_MANIFEST.into()),
+            config: Descriptor {
+                media_type: MEDIA_CONFIG.into(),
+                digest: cfg_digest,
+                size: cfg_size,
+                annotations: Default::default(),
+                platform: None,
+            },
+            layers,
+        };
+        let m = serde_json::to_vec(&manifest).expect("manifest serializes");
+        let (digest, size) = self.put_blob(&m[..], None)?;
+        self.unpack(&manifest, config)?;
+        let desc = Descriptor {
+            media_type: MEDIA_MANIFEST.into(),
+            digest,
+            size,
+            annotations: Default::default(),
+            platform: None,
+        };
+        self.tag(reference, &desc)?;
+        Ok(desc)
+    }
+
+    /// Removes blobs and layer dirs no tagged image uses. Returns bytes freed
+    /// (blobs only).
+    pub fn prune(&self) -> Result<u64, StoreError> {
+        let mut keep_blobs = std::collections::HashSet::new();
+        let mut keep_layers = std::collections::HashSet::new();
+        for e in self.list()? {
+            keep_blobs.insert(e.manifest.digest.clone());
+            let m = self.manifest(&e.manifest)?;
+            let c = self.config(&m)?;
+            keep_blobs.insert(m.config.digest.clone());
+            keep_blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
+            keep_layers.extend(chain_ids(&c.rootfs.diff_ids));
+        }
+        let mut freed = 0;
+        for ent in fs::read_dir(self.root.join("blobs/sha256"))? {
+            let ent = ent?;
+            let d = format!("sha256:{}", ent.file_name().to_string_lossy());
+            if !keep_blobs.contains(&d) {
+                freed += ent.metadata()?.len();
+                fs::remove_file(ent.path())?;
+            }
+        }
+        for ent in fs::read_dir(self.root.join("layers"))? {
+            let ent = ent?;
+            let d = format!("sha256:{}", ent.file_name().to_string_lossy());
+            if !keep_layers.contains(&d) {
+                fs::remove_dir_all(ent.path())?;
+            }
+        }
+        Ok(freed)
+    }
+}
+
+/// OCI chain IDs: `chain[0] = diff[0]`, `chain[n] = sha256(chain[n-1] + " " + diff[n])`.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{prev} {d}").as_bytes()))
+            ),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// The host platform in OCI words.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "s390x" => "s390x",
+        "powerpc64" => "ppc64le",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
