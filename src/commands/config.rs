@@ -97,7 +97,8 @@ pub fn config(
             quiet,
         } => {
             if !stages.no_consistency {
-                crate::model::consistency::check_container_names(&project)?;
+                crate::model::consistency::check_container_names(&project)
+                    .map_err(|e| crate::model::normalize::NormalizeError::locate(e, &project))?;
             }
             // Serialized straight from the types: `cpus` is a 32-bit float in
             // Compose and must print as one (0.001, not 0.0010000000474974513).

@@ -119,6 +119,38 @@ pub enum TreeProblem {
     IpAddress(String),
 }
 
+impl ConsistencyError {
+    /// The `origins` key (`services.web`, `secrets.s`) of what the error is
+    /// about, when it is about one declaration.
+    pub fn subject(&self) -> Option<String> {
+        use ConsistencyError as E;
+        let service = match self {
+            E::NoImageNoBuild(s) | E::DockerfileAndInline(s) | E::NetworkModeAndNetworks(s) => s,
+            E::UnknownAdditionalContext { service, .. }
+            | E::NonBuildableAdditionalContext { service, .. }
+            | E::PlatformNotInBuild { service, .. }
+            | E::UndefinedNetwork { service, .. }
+            | E::HealthcheckTest { service }
+            | E::UndefinedDependency { service, .. }
+            | E::NetworkModeService { service, .. }
+            | E::UndefinedVolume { service, .. }
+            | E::UndefinedBuildSecret { service, .. }
+            | E::UndefinedConfig { service, .. }
+            | E::UndefinedModel { service, .. }
+            | E::UndefinedSecret { service, .. }
+            | E::Conflicting { service, .. }
+            | E::Negative { service, .. }
+            | E::ContainerNameAndScale { service, .. }
+            | E::WatchTarget { service }
+            | E::DuplicateMount { service, .. }
+            | E::DuplicateContainerName { service, .. } => service,
+            E::SecretWithoutSource(s) => return Some(format!("secrets.{s}")),
+            E::Graph(_) | E::Tree { .. } => return None,
+        };
+        Some(format!("services.{service}"))
+    }
+}
+
 fn tree_err(path: String, node: &Node, problem: TreeProblem) -> ConsistencyError {
     ConsistencyError::Tree {
         path,

@@ -90,10 +90,32 @@ pub enum NormalizeError {
         #[source]
         source: DotenvError,
     },
-    #[error(transparent)]
-    Consistency(#[from] ConsistencyError),
+    /// A consistency error, at the declaration of the service or resource
+    /// it is about when that is known.
+    #[error("{}{source}", span.as_ref().map(|s| format!("{s}: ")).unwrap_or_default())]
+    Consistency {
+        span: Option<Span>,
+        #[source]
+        source: ConsistencyError,
+    },
     #[error(transparent)]
     Profiles(#[from] ProfileError),
+}
+
+impl From<ConsistencyError> for NormalizeError {
+    fn from(source: ConsistencyError) -> Self {
+        NormalizeError::Consistency { span: None, source }
+    }
+}
+
+impl NormalizeError {
+    /// `source` located at the declaration it names in `project`.
+    pub fn locate(source: ConsistencyError, project: &Project) -> Self {
+        let span = source
+            .subject()
+            .and_then(|key| project.origins.get(&key).cloned());
+        NormalizeError::Consistency { span, source }
+    }
 }
 
 /// Docker Compose's normalization of a project name: lower case, only
@@ -157,6 +179,15 @@ pub fn normalize(mut tree: Node, opts: &NormalizeOptions) -> Result<Project, Nor
         environment: opts.environment.clone(),
         ..Project::default()
     };
+    for (section, node) in &top {
+        if let Value::Map(entries) = &node.value {
+            for key in entries.keys() {
+                project
+                    .origins
+                    .insert(format!("{}.{}", section.name, key.name), key.span.clone());
+            }
+        }
+    }
     let root = KeyPath::root();
     for (key, node) in top {
         let path = root.key(&key.name);
@@ -179,7 +210,7 @@ pub fn normalize(mut tree: Node, opts: &NormalizeOptions) -> Result<Project, Nor
 
     profiles::apply_profiles(&mut project, &opts.profiles);
     if !opts.skip_consistency {
-        check_consistency(&project)?;
+        check_consistency(&project).map_err(|e| NormalizeError::locate(e, &project))?;
     }
     if !opts.selected_services.is_empty() {
         profiles::enable_services(&mut project, &opts.selected_services);
@@ -723,9 +754,11 @@ networks:
             opts(),
         )
         .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            r#"service "a" depends on undefined service "b": invalid compose project"#
+        assert!(
+            e.to_string().ends_with(
+                r#"<test>: service "a" depends on undefined service "b": invalid compose project"#
+            ),
+            "{e}"
         );
     }
 

@@ -61,6 +61,11 @@ pub struct Project {
     /// The compose files, in `-f` order.
     #[serde(skip)]
     pub compose_files: Vec<PathBuf>,
+    /// Where each service and top-level resource was declared, keyed
+    /// `services.web`, `volumes.db`, … (the key's position in the last file
+    /// that set it), so later stages can point at file:line.
+    #[serde(skip)]
+    pub origins: BTreeMap<String, super::node::Span>,
 }
 
 impl Project {
