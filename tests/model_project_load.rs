@@ -36,18 +36,9 @@ const KNOWN: &[(&str, &str)] = &[
          the same file overrides (see tests/model_structure.rs)",
     ),
     (
-        "TestResetTagWithSharedAlias[merged]",
-        "`!reset` on an alias shared with the first file also drops the first file's ports: \
-         merge/YAML stages, not normalization",
-    ),
-    (
         "TestAliasBombPrevented/B3_N10_small_branching",
         "berth's alias-expansion guard counts expanded nodes (250,000) and refuses this \
          1,111,110-node document that compose-go accepts; see compose-tests/known-differences.txt",
-    ),
-    (
-        "TestNestedAliasReset[merged]",
-        "same `!reset` through a shared alias as above",
     ),
 ];
 

@@ -306,9 +306,17 @@ fn merge_mappings(mut base: Map, over: Map, path: &mut Path) -> Result<Map, Merg
                     Node::new(Value::Null, Span::synthetic("<merge>")),
                 );
                 path.push(k.name.clone());
+                let emptied = matches!(rule_for(path), Some(Rule::ToSequence));
                 let merged = merge_yaml(existing, v, path);
                 path.pop();
-                base[i] = merged?;
+                let merged = merged?;
+                if emptied && matches!(merged.value, Value::Null) {
+                    // Compose's nil list: the key is as good as absent (and
+                    // must not fail the schema as a `null`).
+                    base.shift_remove_index(i);
+                } else {
+                    base[i] = merged;
+                }
             }
         }
     }

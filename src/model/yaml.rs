@@ -418,7 +418,8 @@ impl Builder {
             let size = count_nodes(&node);
             // The stored copy costs memory too: count it against the limit.
             self.count(size, &node.span)?;
-            self.anchors.insert(anchor, (node.clone(), size));
+            self.anchors
+                .insert(anchor, (without_reset_descendants(node.clone()), size));
         }
         if let Some(Frame::Map { key: None, .. }) = self.stack.last() {
             // A collection used as a key (`? [a]: b`) is not a string.
@@ -457,6 +458,30 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// What an alias sees of its anchor. compose-go (v2.9) drops `!reset`
+/// entries from the anchored node itself when it first meets them, at the
+/// anchor, so every later alias or `<<` of it sees the node without them:
+/// a `!reset` inside an anchored mapping acts where the anchor is written,
+/// never where it is used. A tag on the anchored node itself still applies
+/// at each use, and `!override` entries are kept.
+fn without_reset_descendants(mut node: Node) -> Node {
+    fn strip(node: &mut Node) {
+        match &mut node.value {
+            Value::Map(m) => {
+                m.retain(|_, v| v.tag != Tag::Reset);
+                m.values_mut().for_each(strip);
+            }
+            Value::Seq(items) => {
+                items.retain(|v| v.tag != Tag::Reset);
+                items.iter_mut().for_each(strip);
+            }
+            _ => {}
+        }
+    }
+    strip(&mut node);
+    node
 }
 
 /// Applies the value of a `<<` key: a mapping, or a sequence of mappings where
