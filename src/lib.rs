@@ -10,5 +10,6 @@ pub mod cli;
 pub mod commands;
 pub mod image;
 pub mod model;
+pub mod monitor;
 pub mod printer;
 pub mod settings;
