@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod image;
 pub mod model;
 pub mod monitor;

@@ -1,0 +1,11 @@
+//! The engine: observe what exists, plan what to change, execute the plan
+//! (`../DESIGN.md`, "The way data flows"). [`plan`] is pure: the same
+//! project and observation give the same plan, whose text is what
+//! `--dry-run` prints.
+
+pub mod naming;
+pub mod observe;
+pub mod plan;
+
+pub use observe::{ContainerState, Observed, ObservedContainer};
+pub use plan::{plan, Action, Plan, PlanError, Reason, Recreate, UpOptions};

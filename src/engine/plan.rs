@@ -1,0 +1,419 @@
+//! `plan(&Project, &Observed, &UpOptions) -> Plan`: what `up` must do to
+//! turn what exists into what the project asks for. Pure, so every rule is a
+//! golden test, and `--dry-run` prints the same text.
+//!
+//! The rules are Docker Compose's convergence (v2.40): per service, in
+//! dependency order, the containers are sorted obsolete first and then by
+//! number (highest first), the ones past the expected scale are removed
+//! (obsolete and highest-numbered go first), the others are recreated when
+//! their config hash or image changed (or always with `--force-recreate`,
+//! never with `--no-recreate`), and new containers take the numbers after
+//! the highest in use. Recreation creates the new container before the old
+//! one is removed. Networks and volumes the services use are created first;
+//! external ones are only checked. Containers of services no longer in the
+//! project are orphans: removed with `--remove-orphans`, reported otherwise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::model::graph::{GraphError, ServiceGraph};
+use crate::model::hash::{service_hash, HashError};
+use crate::model::project::{Project, Service};
+
+use super::naming::container_name;
+use super::observe::{ContainerState, Observed, ObservedContainer};
+
+/// When an existing container is replaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recreate {
+    /// When its configuration or image changed (the default).
+    #[default]
+    Diverged,
+    /// Always (`--force-recreate`).
+    Force,
+    /// Never (`--no-recreate`).
+    Never,
+}
+
+/// The choices of `up` that change the plan.
+#[derive(Clone, Debug, Default)]
+pub struct UpOptions {
+    pub recreate: Recreate,
+    /// Recreate these services' dependencies too? `--always-recreate-deps`.
+    pub recreate_deps: bool,
+    pub remove_orphans: bool,
+    /// `--scale SERVICE=N`, over `deploy.replicas` and `scale`.
+    pub scale: BTreeMap<String, u32>,
+    /// `--no-start`: create only.
+    pub no_start: bool,
+    /// The image digest each service's image resolves to now, when known;
+    /// a container made from another one is recreated.
+    pub image_digests: BTreeMap<String, String>,
+}
+
+/// Why a container is replaced or removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    ConfigChanged,
+    ImageChanged,
+    Forced,
+    ScaleDown,
+    Orphan,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reason::ConfigChanged => "config changed",
+            Reason::ImageChanged => "image changed",
+            Reason::Forced => "forced",
+            Reason::ScaleDown => "scale down",
+            Reason::Orphan => "orphan",
+        })
+    }
+}
+
+/// One thing to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    CreateNetwork {
+        name: String,
+    },
+    /// An external network must exist already.
+    CheckNetwork {
+        name: String,
+    },
+    CreateVolume {
+        name: String,
+    },
+    CheckVolume {
+        name: String,
+    },
+    /// A new container.
+    Create {
+        service: String,
+        number: u32,
+        name: String,
+    },
+    /// A new container in place of `old` (made first, then `old` stopped
+    /// and removed, then the new one takes the name).
+    Recreate {
+        service: String,
+        number: u32,
+        name: String,
+        old_id: String,
+        reason: Reason,
+    },
+    Start {
+        service: String,
+        name: String,
+    },
+    Remove {
+        service: String,
+        name: String,
+        id: String,
+        reason: Reason,
+    },
+    /// Orphans found and left (without `--remove-orphans`).
+    WarnOrphans {
+        names: Vec<String>,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateNetwork { name } => write!(f, "network create {name}"),
+            Action::CheckNetwork { name } => write!(f, "network check {name} (external)"),
+            Action::CreateVolume { name } => write!(f, "volume create {name}"),
+            Action::CheckVolume { name } => write!(f, "volume check {name} (external)"),
+            Action::Create { name, .. } => write!(f, "container create {name}"),
+            Action::Recreate { name, reason, .. } => {
+                write!(f, "container recreate {name} ({reason})")
+            }
+            Action::Start { name, .. } => write!(f, "container start {name}"),
+            Action::Remove { name, reason, .. } => write!(f, "container remove {name} ({reason})"),
+            Action::WarnOrphans { names } => {
+                write!(
+                    f,
+                    "warn orphan containers {} (use --remove-orphans)",
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// A step and the steps it waits for (indexes into [`Plan::steps`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub action: Action,
+    pub after: Vec<usize>,
+}
+
+/// The ordered steps of an `up`; independent steps may run in parallel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    fn push(&mut self, action: Action, after: Vec<usize>) -> usize {
+        self.steps.push(Step { action, after });
+        self.steps.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// One line per step: `N. action [after a, b]`.
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.steps.iter().enumerate() {
+            write!(f, "{:>2}. {}", i + 1, s.action)?;
+            if !s.after.is_empty() {
+                let after: Vec<String> = s.after.iter().map(|a| (a + 1).to_string()).collect();
+                write!(f, "  [after {}]", after.join(", "))?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error("service {service:?}: {source}")]
+    Hash {
+        service: String,
+        #[source]
+        source: HashError,
+    },
+    #[error("services.{service}: can't set container_name and scale {scale}: a container name must be unique")]
+    ContainerNameScale { service: String, scale: u32 },
+    #[error("services.{service}: scale must not be negative ({value})")]
+    NegativeScale { service: String, value: i64 },
+}
+
+/// The number of containers `service` should have.
+pub fn expected_scale(service: &Service, opts: &UpOptions) -> Result<u32, PlanError> {
+    if let Some(n) = opts.scale.get(&service.name) {
+        return Ok(*n);
+    }
+    let value = service
+        .deploy
+        .as_ref()
+        .and_then(|d| d.replicas)
+        .or(service.scale)
+        .unwrap_or(1);
+    u32::try_from(value).map_err(|_| PlanError::NegativeScale {
+        service: service.name.clone(),
+        value,
+    })
+}
+
+/// What `up` must do.
+pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<Plan, PlanError> {
+    let graph = ServiceGraph::new(project)?;
+    let mut plan = Plan::default();
+
+    // Networks and volumes first: every container waits for all of them (a
+    // handful of cheap steps; precise edges would not start anything sooner).
+    let mut resources = Vec::new();
+    let used_networks: BTreeSet<&str> = project
+        .services
+        .values()
+        .flat_map(|s| s.networks.keys().map(String::as_str))
+        .collect();
+    for (key, net) in &project.networks {
+        if !used_networks.contains(key.as_str()) {
+            continue;
+        }
+        let action = if net.external {
+            Action::CheckNetwork {
+                name: net.name.clone(),
+            }
+        } else if observed.networks.contains(&net.name) {
+            continue;
+        } else {
+            Action::CreateNetwork {
+                name: net.name.clone(),
+            }
+        };
+        resources.push(plan.push(action, Vec::new()));
+    }
+    for vol in project.volumes.values() {
+        let action = if vol.external {
+            Action::CheckVolume {
+                name: vol.name.clone(),
+            }
+        } else if observed.volumes.contains(&vol.name) {
+            continue;
+        } else {
+            Action::CreateVolume {
+                name: vol.name.clone(),
+            }
+        };
+        resources.push(plan.push(action, Vec::new()));
+    }
+
+    // The step after which each service counts as up (its last start, or its
+    // last create with --no-start), for its dependents to wait on.
+    let mut ready: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for name in graph.start_order() {
+        let service = &project.services[name];
+        let mut after = resources.clone();
+        for (dep, _) in graph.dependencies(name) {
+            after.extend(ready.get(dep).into_iter().flatten().copied());
+        }
+        after.sort_unstable();
+        after.dedup();
+        let steps = plan_service(project, service, observed, opts, &after, &mut plan)?;
+        ready.insert(name.to_owned(), steps);
+    }
+
+    let orphans: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| !c.oneoff && !project.services.contains_key(&c.service))
+        .filter(|c| !project.disabled_services.contains_key(&c.service))
+        .collect();
+    if !orphans.is_empty() {
+        if opts.remove_orphans {
+            for c in orphans {
+                plan.push(
+                    Action::Remove {
+                        service: c.service.clone(),
+                        name: c.name.clone(),
+                        id: c.id.clone(),
+                        reason: Reason::Orphan,
+                    },
+                    Vec::new(),
+                );
+            }
+        } else {
+            let mut names: Vec<String> = orphans.iter().map(|c| c.name.clone()).collect();
+            names.sort();
+            plan.push(Action::WarnOrphans { names }, Vec::new());
+        }
+    }
+    Ok(plan)
+}
+
+fn must_recreate(
+    service: &Service,
+    hash: &str,
+    c: &ObservedContainer,
+    opts: &UpOptions,
+) -> Option<Reason> {
+    match opts.recreate {
+        Recreate::Never => None,
+        Recreate::Force => Some(Reason::Forced),
+        Recreate::Diverged if c.config_hash != hash => Some(Reason::ConfigChanged),
+        Recreate::Diverged => match opts.image_digests.get(&service.name) {
+            Some(d) if c.image_digest.as_deref() != Some(d.as_str()) => Some(Reason::ImageChanged),
+            _ => None,
+        },
+    }
+}
+
+fn plan_service(
+    project: &Project,
+    service: &Service,
+    observed: &Observed,
+    opts: &UpOptions,
+    after: &[usize],
+    plan: &mut Plan,
+) -> Result<Vec<usize>, PlanError> {
+    let expected = expected_scale(service, opts)?;
+    if expected > 1 && !service.container_name.is_empty() {
+        return Err(PlanError::ContainerNameScale {
+            service: service.name.clone(),
+            scale: expected,
+        });
+    }
+    let hash = service_hash(service).map_err(|source| PlanError::Hash {
+        service: service.name.clone(),
+        source,
+    })?;
+    let mut containers: Vec<(&ObservedContainer, Option<Reason>)> = observed
+        .containers
+        .iter()
+        .filter(|c| !c.oneoff && c.service == service.name)
+        .map(|c| (c, must_recreate(service, &hash, c, opts)))
+        .collect();
+    // Kept first: up to date before obsolete, then lowest number first, so
+    // scaling down removes obsolete and high-numbered containers.
+    containers.sort_by(|(a, ra), (b, rb)| {
+        ra.is_some()
+            .cmp(&rb.is_some())
+            .then(a.number.cmp(&b.number))
+            .then(a.created.cmp(&b.created))
+    });
+    let next = containers.iter().map(|(c, _)| c.number).max().unwrap_or(0) + 1;
+    let mut ends = Vec::new();
+    // The step after which a container counts as up: its start, or with
+    // --no-start the step that made it.
+    let finish = |plan: &mut Plan, name: &str, made: Option<usize>, after: Vec<usize>| {
+        if opts.no_start {
+            return made;
+        }
+        Some(plan.push(
+            Action::Start {
+                service: service.name.clone(),
+                name: name.to_owned(),
+            },
+            after,
+        ))
+    };
+    for (i, (c, reason)) in containers.iter().enumerate() {
+        if i as u32 >= expected {
+            plan.push(
+                Action::Remove {
+                    service: service.name.clone(),
+                    name: c.name.clone(),
+                    id: c.id.clone(),
+                    reason: Reason::ScaleDown,
+                },
+                Vec::new(),
+            );
+            continue;
+        }
+        if let Some(reason) = reason {
+            let name = container_name(&project.name, service, c.number);
+            let made = plan.push(
+                Action::Recreate {
+                    service: service.name.clone(),
+                    number: c.number,
+                    name: name.clone(),
+                    old_id: c.id.clone(),
+                    reason: *reason,
+                },
+                after.to_vec(),
+            );
+            ends.extend(finish(plan, &name, Some(made), vec![made]));
+        } else if c.state != ContainerState::Running {
+            ends.extend(finish(plan, &c.name, None, after.to_vec()));
+        }
+    }
+    let have = containers.len().min(expected as usize) as u32;
+    for k in 0..expected.saturating_sub(have) {
+        let number = next + k;
+        let name = container_name(&project.name, service, number);
+        let made = plan.push(
+            Action::Create {
+                service: service.name.clone(),
+                number,
+                name: name.clone(),
+            },
+            after.to_vec(),
+        );
+        ends.extend(finish(plan, &name, Some(made), vec![made]));
+    }
+    Ok(ends)
+}

@@ -1,0 +1,244 @@
+//! Golden tests of the planner: a project and what exists in, the plan's
+//! text out — the same text `up --dry-run` prints.
+
+use std::path::PathBuf;
+
+use berth::engine::naming::container_name;
+use berth::engine::{plan, ContainerState, Observed, ObservedContainer, Recreate, UpOptions};
+use berth::model::hash::service_hash;
+use berth::model::load::{load, ConfigDetails, ConfigFile, LoadOptions};
+use berth::model::project::Project;
+
+const LAMP: &str = "
+name: demo
+services:
+  web:
+    image: php:8-apache
+    ports: ['8080:80']
+    depends_on:
+      db: {condition: service_healthy}
+  db:
+    image: mariadb:10.11
+    volumes: [data:/var/lib/mysql]
+    healthcheck: {test: [CMD, healthcheck.sh, --connect]}
+  worker:
+    image: busybox
+    deploy: {replicas: 2}
+    depends_on: [db]
+volumes:
+  data: {}
+";
+
+fn project(yaml: &str) -> Project {
+    let details = ConfigDetails {
+        files: vec![ConfigFile {
+            path: PathBuf::from("/srv/demo/compose.yaml"),
+            content: yaml.to_owned(),
+        }],
+        working_dir: PathBuf::from("/srv/demo"),
+        environment: Default::default(),
+        explicit_name: None,
+    };
+    load(&details, &LoadOptions::default()).expect("project loads")
+}
+
+/// An existing, running, up-to-date container of `service`.
+fn existing(p: &Project, service: &str, number: u32) -> ObservedContainer {
+    let svc = &p.services[service];
+    ObservedContainer {
+        id: format!("{service}{number}id"),
+        name: container_name(&p.name, svc, number),
+        service: service.to_owned(),
+        number,
+        oneoff: false,
+        config_hash: service_hash(svc).unwrap(),
+        image_digest: None,
+        state: ContainerState::Running,
+        created: u64::from(number),
+    }
+}
+
+/// The plan's text after a newline, so expectations can start on a line
+/// of their own.
+fn text(p: &Project, o: &Observed, opts: &UpOptions) -> String {
+    format!("\n{}", plan(p, o, opts).expect("plan"))
+}
+
+#[test]
+fn first_up_creates_everything_in_dependency_order() {
+    let p = project(LAMP);
+    assert_eq!(
+        text(&p, &Observed::default(), &UpOptions::default()),
+        "
+ 1. network create demo_default
+ 2. volume create demo_data
+ 3. container create demo-db-1  [after 1, 2]
+ 4. container start demo-db-1  [after 3]
+ 5. container create demo-web-1  [after 1, 2, 4]
+ 6. container start demo-web-1  [after 5]
+ 7. container create demo-worker-1  [after 1, 2, 4]
+ 8. container start demo-worker-1  [after 7]
+ 9. container create demo-worker-2  [after 1, 2, 4]
+10. container start demo-worker-2  [after 9]
+"
+    );
+}
+
+#[test]
+fn a_converged_project_plans_nothing() {
+    let p = project(LAMP);
+    let o = Observed {
+        containers: vec![
+            existing(&p, "db", 1),
+            existing(&p, "web", 1),
+            existing(&p, "worker", 1),
+            existing(&p, "worker", 2),
+        ],
+        networks: ["demo_default".to_owned()].into(),
+        volumes: ["demo_data".to_owned()].into(),
+    };
+    let plan = plan(&p, &o, &UpOptions::default()).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+}
+
+#[test]
+fn a_changed_service_is_recreated_and_a_stopped_one_started() {
+    let p = project(LAMP);
+    let mut web = existing(&p, "web", 1);
+    web.config_hash = "stale".into();
+    let mut worker = existing(&p, "worker", 1);
+    worker.state = ContainerState::Exited;
+    let o = Observed {
+        containers: vec![
+            existing(&p, "db", 1),
+            web,
+            worker,
+            existing(&p, "worker", 2),
+        ],
+        networks: ["demo_default".to_owned()].into(),
+        volumes: ["demo_data".to_owned()].into(),
+    };
+    assert_eq!(
+        text(&p, &o, &UpOptions::default()),
+        "
+ 1. container recreate demo-web-1 (config changed)
+ 2. container start demo-web-1  [after 1]
+ 3. container start demo-worker-1
+"
+    );
+    let forced = UpOptions {
+        recreate: Recreate::Force,
+        ..UpOptions::default()
+    };
+    assert_eq!(text(&p, &o, &forced).matches("recreate").count(), 4);
+    let never = UpOptions {
+        recreate: Recreate::Never,
+        ..UpOptions::default()
+    };
+    assert_eq!(
+        text(&p, &o, &never),
+        "\n 1. container start demo-worker-1\n"
+    );
+}
+
+#[test]
+fn scaling_keeps_low_numbers_and_drops_obsolete_first() {
+    let p = project(LAMP);
+    let mut w2 = existing(&p, "worker", 2);
+    w2.config_hash = "stale".into();
+    let o = Observed {
+        containers: vec![
+            existing(&p, "db", 1),
+            existing(&p, "web", 1),
+            existing(&p, "worker", 1),
+            w2,
+            existing(&p, "worker", 3),
+        ],
+        networks: ["demo_default".to_owned()].into(),
+        volumes: ["demo_data".to_owned()].into(),
+    };
+    // deploy.replicas 2 of 3: the obsolete #2 goes, #1 and #3 stay.
+    assert_eq!(
+        text(&p, &o, &UpOptions::default()),
+        "\n 1. container remove demo-worker-2 (scale down)\n"
+    );
+    // --scale worker=4: two new ones after the highest number, the stale
+    // one recreated in place.
+    let up = UpOptions {
+        scale: [("worker".to_owned(), 4)].into(),
+        ..UpOptions::default()
+    };
+    assert_eq!(
+        text(&p, &o, &up),
+        "
+ 1. container recreate demo-worker-2 (config changed)
+ 2. container start demo-worker-2  [after 1]
+ 3. container create demo-worker-4
+ 4. container start demo-worker-4  [after 3]
+"
+    );
+}
+
+#[test]
+fn orphans_are_reported_or_removed() {
+    let p = project(LAMP);
+    let mut old = existing(&p, "web", 1);
+    old.service = "legacy".into();
+    old.name = "demo-legacy-1".into();
+    let o = Observed {
+        containers: vec![
+            existing(&p, "db", 1),
+            existing(&p, "web", 1),
+            existing(&p, "worker", 1),
+            existing(&p, "worker", 2),
+            old,
+        ],
+        networks: ["demo_default".to_owned()].into(),
+        volumes: ["demo_data".to_owned()].into(),
+    };
+    assert_eq!(
+        text(&p, &o, &UpOptions::default()),
+        "\n 1. warn orphan containers demo-legacy-1 (use --remove-orphans)\n"
+    );
+    let rm = UpOptions {
+        remove_orphans: true,
+        ..UpOptions::default()
+    };
+    assert_eq!(
+        text(&p, &o, &rm),
+        "\n 1. container remove demo-legacy-1 (orphan)\n"
+    );
+}
+
+#[test]
+fn no_start_external_resources_and_container_name() {
+    let p = project(
+        "
+name: demo
+services:
+  app:
+    image: x
+    container_name: the-app
+    networks: [outside]
+networks:
+  outside: {external: true}
+",
+    );
+    let opts = UpOptions {
+        no_start: true,
+        ..UpOptions::default()
+    };
+    assert_eq!(
+        text(&p, &Observed::default(), &opts),
+        "
+ 1. network check outside (external)
+ 2. container create the-app  [after 1]
+"
+    );
+    let scaled = UpOptions {
+        scale: [("app".to_owned(), 2)].into(),
+        ..UpOptions::default()
+    };
+    let e = plan(&p, &Observed::default(), &scaled).unwrap_err();
+    assert!(e.to_string().contains("container_name"), "{e}");
+}
