@@ -6,6 +6,7 @@
 pub mod naming;
 pub mod observe;
 pub mod plan;
+pub mod spec;
 
 pub use observe::{ContainerState, Observed, ObservedContainer};
 pub use plan::{plan, Action, Plan, PlanError, Reason, Recreate, UpOptions};

@@ -1,0 +1,625 @@
+//! A service's container as an OCI runtime spec: Docker's defaults
+//! (`berth_runtime::spec::docker_default`), then the image's config, then
+//! the service's settings, as Docker Engine turns a container config into
+//! runc's `config.json`.
+//!
+//! Pure: everything from the host (where a named volume lives, the netns
+//! path, the rootfs's `/etc/passwd`) comes in through [`SpecInputs`], so each
+//! rule is a unit test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::model::project::{Service, VOLUME_BIND, VOLUME_TMPFS, VOLUME_VOLUME};
+
+/// What the image says about how to run it (the OCI image config's
+/// `config` section).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageDefaults {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub working_dir: String,
+}
+
+/// Where the container's network namespace comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetNs {
+    /// A namespace held at this path (berth's, or another container's).
+    Path(PathBuf),
+    /// The host's (`network_mode: host`).
+    Host,
+    /// A new, empty one (`network_mode: none`).
+    New,
+}
+
+/// The host side of a container, decided by the engine.
+#[derive(Clone)]
+pub struct SpecInputs<'a> {
+    pub container_id: &'a str,
+    pub image: &'a ImageDefaults,
+    pub netns: NetNs,
+    /// Host directory of a named volume (by its project-scoped name).
+    pub volume_dir: &'a dyn Fn(&str) -> PathBuf,
+    /// The container's rootfs as the runtime will see it, to resolve user
+    /// and group names (`/etc/passwd`, `/etc/group`); `None` allows numeric
+    /// ids only.
+    pub rootfs: Option<&'a Path>,
+    /// Files the engine wrote for this container: `/etc/hosts`,
+    /// `/etc/resolv.conf`, `/etc/hostname`.
+    pub etc_files: Vec<(&'static str, PathBuf)>,
+    /// The project's volumes: key in the file → real name.
+    pub volume_names: &'a BTreeMap<String, String>,
+}
+
+/// A service that cannot become a container.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("service {0:?}: no command specified (neither the service nor its image gives one)")]
+    NoCommand(String),
+    #[error("service {service:?}: unable to find user {user}: no matching entries in passwd file")]
+    UnknownUser { service: String, user: String },
+    #[error(
+        "service {service:?}: unable to find group {group}: no matching entries in group file"
+    )]
+    UnknownGroup { service: String, group: String },
+    #[error("service {service:?}: unknown capability {cap:?}")]
+    UnknownCapability { service: String, cap: String },
+    #[error("service {service:?}: security_opt {opt:?} is not supported (supported: no-new-privileges, seccomp=unconfined, apparmor, label)")]
+    SecurityOpt { service: String, opt: String },
+    #[error("service {service:?}: unknown ulimit {name:?}")]
+    Ulimit { service: String, name: String },
+    #[error("service {service:?}: volume {volume:?} is not declared in the top-level volumes")]
+    UndeclaredVolume { service: String, volume: String },
+    #[error("service {service:?}: {what} is not supported yet")]
+    Unsupported { service: String, what: String },
+}
+
+/// Every capability Linux knows, for `privileged` and `cap_add: ALL`.
+const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The command line: a service `entrypoint` replaces the image's and drops
+/// its `Cmd`; a service `command` replaces the image's `Cmd`.
+pub fn args(service: &Service, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
+    let (entrypoint, cmd) = match &service.entrypoint {
+        Some(ep) => (ep.clone(), service.command.clone().unwrap_or_default()),
+        None => (
+            image.entrypoint.clone(),
+            service.command.clone().unwrap_or_else(|| image.cmd.clone()),
+        ),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(SpecError::NoCommand(service.name.clone()));
+    }
+    Ok(args)
+}
+
+/// The environment: the image's, then the service's (later keys win);
+/// `PATH` defaulted and `HOSTNAME` set as Docker does.
+pub fn env(service: &Service, image: &ImageDefaults, hostname: &str) -> Vec<String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match out.iter_mut().find(|(ek, _)| ek == k) {
+        Some(e) => e.1 = v.to_owned(),
+        None => out.push((k.to_owned(), v.to_owned())),
+    };
+    let path = DEFAULT_PATH.split_once('=').unwrap().1;
+    set("PATH", path);
+    set("HOSTNAME", hostname);
+    for e in &image.env {
+        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+        set(k, v);
+    }
+    for (k, v) in &service.environment {
+        if let Some(v) = v {
+            set(k, v);
+        }
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// `user[:group]` resolved to ids through the rootfs's passwd and group
+/// files; returns (uid, gid, additional gids from group membership).
+pub fn resolve_user(
+    service: &str,
+    spec: &str,
+    rootfs: Option<&Path>,
+) -> Result<(u32, u32, Vec<u32>), SpecError> {
+    let read = |f: &str| {
+        rootfs
+            .and_then(|r| std::fs::read_to_string(r.join(f)).ok())
+            .unwrap_or_default()
+    };
+    let passwd = read("etc/passwd");
+    let groups = read("etc/group");
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = if user.is_empty() { "0" } else { user };
+    let entry = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 4 && (f[0] == user || f[2] == user)).then(|| {
+            (
+                f[0].to_owned(),
+                f[2].parse::<u32>().ok(),
+                f[3].parse::<u32>().ok(),
+            )
+        })
+    });
+    let (name, uid, mut gid) = match (entry, user.parse::<u32>()) {
+        (Some((name, Some(uid), Some(gid))), _) => (Some(name), uid, gid),
+        (_, Ok(uid)) => (None, uid, 0),
+        _ => {
+            return Err(SpecError::UnknownUser {
+                service: service.to_owned(),
+                user: user.to_owned(),
+            })
+        }
+    };
+    if let Some(g) = group {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group_id(&groups, g).ok_or_else(|| SpecError::UnknownGroup {
+                service: service.to_owned(),
+                group: g.to_owned(),
+            })?,
+        };
+    }
+    let mut extra = Vec::new();
+    if let (Some(name), None) = (&name, group) {
+        for l in groups.lines() {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse::<u32>() {
+                    if g != gid && !extra.contains(&g) {
+                        extra.push(g);
+                    }
+                }
+            }
+        }
+    }
+    Ok((uid, gid, extra))
+}
+
+fn group_id(groups: &str, name: &str) -> Option<u32> {
+    groups.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[0] == name)
+            .then(|| f[2].parse().ok())
+            .flatten()
+    })
+}
+
+fn cap_name(service: &str, c: &str) -> Result<String, SpecError> {
+    let up = c.to_ascii_uppercase();
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    if ALL_CAPS.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(SpecError::UnknownCapability {
+            service: service.to_owned(),
+            cap: c.to_owned(),
+        })
+    }
+}
+
+/// The capability set: Docker's defaults (or all, when privileged), plus
+/// `cap_add`, minus `cap_drop` (`ALL` allowed in both).
+pub fn capabilities(service: &Service, defaults: &[String]) -> Result<Vec<String>, SpecError> {
+    let all = || ALL_CAPS.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    if service.privileged {
+        return Ok(all());
+    }
+    let mut caps: Vec<String> = defaults.to_vec();
+    if service
+        .cap_drop
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("ALL"))
+    {
+        caps.clear();
+    }
+    for c in &service.cap_add {
+        if c.eq_ignore_ascii_case("ALL") {
+            caps = all();
+            continue;
+        }
+        let c = cap_name(&service.name, c)?;
+        if !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    for c in &service.cap_drop {
+        if c.eq_ignore_ascii_case("ALL") {
+            continue;
+        }
+        let c = cap_name(&service.name, c)?;
+        if !service
+            .cap_add
+            .iter()
+            .any(|a| cap_name(&service.name, a).ok().as_ref() == Some(&c))
+        {
+            caps.retain(|x| *x != c);
+        }
+    }
+    Ok(caps)
+}
+
+fn rlimit_name(service: &str, name: &str) -> Result<String, SpecError> {
+    const KNOWN: &[&str] = &[
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if KNOWN.contains(&name) {
+        Ok(format!("RLIMIT_{}", name.to_ascii_uppercase()))
+    } else {
+        Err(SpecError::Ulimit {
+            service: service.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// The whole spec, as the JSON the runtime reads from `config.json`.
+pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
+    let name = service.name.as_str();
+    let unsupported = |what: &str| SpecError::Unsupported {
+        service: name.to_owned(),
+        what: what.to_owned(),
+    };
+    let mut spec = serde_json::to_value(berth_runtime::spec::docker_default(&["sh"]))
+        .expect("the default spec serializes");
+
+    let hostname = if service.hostname.is_empty() {
+        inputs.container_id.chars().take(12).collect()
+    } else {
+        service.hostname.clone()
+    };
+    let user_spec = if service.user.is_empty() {
+        inputs.image.user.as_str()
+    } else {
+        service.user.as_str()
+    };
+    let (uid, gid, mut extra_gids) = resolve_user(name, user_spec, inputs.rootfs)?;
+    for g in &service.group_add {
+        let id = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let groups = inputs
+                    .rootfs
+                    .and_then(|r| std::fs::read_to_string(r.join("etc/group")).ok())
+                    .unwrap_or_default();
+                group_id(&groups, g).ok_or_else(|| SpecError::UnknownGroup {
+                    service: name.to_owned(),
+                    group: g.clone(),
+                })?
+            }
+        };
+        if !extra_gids.contains(&id) {
+            extra_gids.push(id);
+        }
+    }
+    let cwd = [
+        service.working_dir.as_str(),
+        inputs.image.working_dir.as_str(),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())
+    .unwrap_or("/")
+    .to_owned();
+    let default_caps: Vec<String> =
+        serde_json::from_value(spec["process"]["capabilities"]["bounding"].clone())
+            .unwrap_or_default();
+    let caps = capabilities(service, &default_caps)?;
+
+    let process = &mut spec["process"];
+    process["args"] = json!(args(service, inputs.image)?);
+    process["env"] = json!(env(service, inputs.image, &hostname));
+    process["cwd"] = json!(cwd);
+    process["terminal"] = json!(service.tty);
+    process["user"] = json!({"uid": uid, "gid": gid});
+    if !extra_gids.is_empty() {
+        process["user"]["additionalGids"] = json!(extra_gids);
+    }
+    process["capabilities"] = json!({
+        "bounding": caps, "effective": caps, "permitted": caps
+    });
+    if service.oom_score_adj != 0 {
+        process["oomScoreAdj"] = json!(service.oom_score_adj);
+    }
+    let mut rlimits = Vec::new();
+    for (n, u) in &service.ulimits {
+        let (soft, hard) = u.limits();
+        rlimits.push(json!({"type": rlimit_name(name, n)?, "soft": soft, "hard": hard}));
+    }
+    if !rlimits.is_empty() {
+        process["rlimits"] = json!(rlimits);
+    }
+
+    spec["hostname"] = json!(hostname);
+    if !service.domainname.is_empty() {
+        spec["domainname"] = json!(service.domainname);
+    }
+    spec["root"]["readonly"] = json!(service.read_only);
+    let annotations: BTreeMap<&String, &String> = service.annotations.iter().collect();
+    if !annotations.is_empty() {
+        spec["annotations"] = json!(annotations);
+    }
+
+    // Security options.
+    let mut seccomp = true;
+    for opt in &service.security_opt {
+        let (k, v) = opt
+            .split_once(['=', ':'])
+            .map_or((opt.as_str(), ""), |(k, v)| (k, v));
+        match (k, v) {
+            ("no-new-privileges", "" | "true") => spec["process"]["noNewPrivileges"] = json!(true),
+            ("no-new-privileges", "false") => spec["process"]["noNewPrivileges"] = json!(false),
+            ("seccomp", "unconfined") => seccomp = false,
+            // AppArmor and SELinux labels: not used by berth (no LSM
+            // profiles are loaded); accepted as Docker does on hosts
+            // without them.
+            ("apparmor" | "label", _) => {}
+            _ => {
+                return Err(SpecError::SecurityOpt {
+                    service: name.to_owned(),
+                    opt: opt.clone(),
+                })
+            }
+        }
+    }
+    let linux = &mut spec["linux"];
+    if service.privileged {
+        seccomp = false;
+        linux["maskedPaths"] = json!([]);
+        linux["readonlyPaths"] = json!([]);
+        linux["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    }
+    if !seccomp {
+        if let Some(l) = linux.as_object_mut() {
+            l.remove("seccomp");
+        }
+    }
+    let sysctls: BTreeMap<&String, &String> = service.sysctls.iter().collect();
+    if !sysctls.is_empty() {
+        linux["sysctl"] = json!(sysctls);
+    }
+
+    // Namespaces.
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    match &inputs.netns {
+        NetNs::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
+        NetNs::New => namespaces.push(json!({"type": "network"})),
+        NetNs::Host => {}
+    }
+    match service.pid.as_str() {
+        "" => {}
+        "host" => namespaces.retain(|n| n["type"] != "pid"),
+        other => return Err(unsupported(&format!("pid: {other:?}"))),
+    }
+    match service.ipc.as_str() {
+        "" | "private" | "shareable" => {}
+        "host" => namespaces.retain(|n| n["type"] != "ipc"),
+        other => return Err(unsupported(&format!("ipc: {other:?}"))),
+    }
+    if service.uts == "host" {
+        namespaces.retain(|n| n["type"] != "uts");
+    }
+    linux["namespaces"] = json!(namespaces);
+
+    // Resources.
+    let limits = service
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.limits.as_ref());
+    let reservations = service
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.reservations.as_ref());
+    let memory = Some(service.mem_limit.0)
+        .filter(|m| *m > 0)
+        .or(limits.map(|l| l.memory.0).filter(|m| *m > 0));
+    let reservation = Some(service.mem_reservation.0)
+        .filter(|m| *m > 0)
+        .or(reservations.map(|l| l.memory.0).filter(|m| *m > 0));
+    let res = &mut linux["resources"];
+    if let Some(m) = memory {
+        res["memory"]["limit"] = json!(m);
+    }
+    if let Some(r) = reservation {
+        res["memory"]["reservation"] = json!(r);
+    }
+    if service.memswap_limit.0 != 0 {
+        res["memory"]["swap"] = json!(service.memswap_limit.0);
+    }
+    let cpus = if service.cpus > 0.0 {
+        service.cpus
+    } else {
+        limits.map(|l| l.cpus).unwrap_or(0.0)
+    };
+    if cpus > 0.0 {
+        res["cpu"]["period"] = json!(100_000);
+        res["cpu"]["quota"] = json!((f64::from(cpus) * 100_000.0).round() as i64);
+    } else if service.cpu_quota > 0 {
+        res["cpu"]["quota"] = json!(service.cpu_quota);
+        res["cpu"]["period"] = json!(if service.cpu_period > 0 {
+            service.cpu_period
+        } else {
+            100_000
+        });
+    }
+    if service.cpu_shares > 0 {
+        res["cpu"]["shares"] = json!(service.cpu_shares);
+    }
+    if !service.cpuset.is_empty() {
+        res["cpu"]["cpus"] = json!(service.cpuset);
+    }
+    let pids = Some(service.pids_limit)
+        .filter(|p| *p != 0)
+        .or(limits.map(|l| l.pids).filter(|p| *p != 0));
+    if let Some(p) = pids {
+        res["pids"]["limit"] = json!(p);
+    }
+
+    // Mounts.
+    let mut mounts: Vec<Value> = spec["mounts"].as_array().cloned().unwrap_or_default();
+    if service.shm_size.0 > 0 {
+        for m in &mut mounts {
+            if m["destination"] == "/dev/shm" {
+                m["options"] = json!([
+                    "nosuid",
+                    "noexec",
+                    "nodev",
+                    "mode=1777",
+                    format!("size={}", service.shm_size.0)
+                ]);
+            }
+        }
+    }
+    if service.privileged {
+        for m in &mut mounts {
+            if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
+                if let Some(opts) = m["options"].as_array_mut() {
+                    opts.retain(|o| o != "ro");
+                }
+            }
+        }
+    }
+    for (dest, host) in &inputs.etc_files {
+        mounts.push(json!({"destination": dest, "type": "bind", "source": host, "options": ["rbind", "rprivate"]}));
+    }
+    for t in &service.tmpfs {
+        let (dest, opts) = t.split_once(':').unwrap_or((t, ""));
+        let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
+        options.extend(opts.split(',').filter(|o| !o.is_empty()).map(str::to_owned));
+        mounts.push(
+            json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}),
+        );
+    }
+    for v in &service.volumes {
+        let ro = if v.read_only { "ro" } else { "rw" };
+        match v.r#type.as_str() {
+            VOLUME_BIND => {
+                let propagation = v
+                    .bind
+                    .as_ref()
+                    .map(|b| b.propagation.as_str())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("rprivate");
+                mounts.push(
+                    json!({"destination": v.target, "type": "bind", "source": v.source,
+                    "options": ["rbind", ro, propagation]}),
+                );
+            }
+            VOLUME_VOLUME => {
+                let source = if v.source.is_empty() {
+                    return Err(unsupported("anonymous volumes"));
+                } else {
+                    let real = inputs.volume_names.get(&v.source).ok_or_else(|| {
+                        SpecError::UndeclaredVolume {
+                            service: name.to_owned(),
+                            volume: v.source.clone(),
+                        }
+                    })?;
+                    let mut dir = (inputs.volume_dir)(real);
+                    if let Some(sub) = v.volume.as_ref().map(|x| x.subpath.as_str()) {
+                        if !sub.is_empty() {
+                            dir = dir.join(sub);
+                        }
+                    }
+                    dir
+                };
+                mounts.push(
+                    json!({"destination": v.target, "type": "bind", "source": source,
+                    "options": ["rbind", ro, "rprivate"]}),
+                );
+            }
+            VOLUME_TMPFS => {
+                let mut options =
+                    vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
+                if let Some(t) = &v.tmpfs {
+                    if t.size.0 > 0 {
+                        options.push(format!("size={}", t.size.0));
+                    }
+                    if t.mode != 0 {
+                        options.push(format!("mode={:o}", t.mode));
+                    }
+                }
+                mounts.push(json!({"destination": v.target, "type": "tmpfs", "source": "tmpfs", "options": options}));
+            }
+            other => return Err(unsupported(&format!("volume type {other:?}"))),
+        }
+    }
+    spec["mounts"] = json!(mounts);
+    Ok(spec)
+}
