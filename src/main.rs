@@ -27,6 +27,21 @@ fn main() -> ExitCode {
             let (services, what, stages) = settings::config_settings(args);
             commands::config::config(&printer, &project, &services, &what, stages)
         }
+        Command::Up(args) => {
+            let project = settings::ProjectArgs::from(&cli.global);
+            commands::lifecycle::up(&project, &args, cli.global.dry_run)
+        }
+        Command::Down(args) => commands::lifecycle::down(&(&cli.global).into(), &args),
+        Command::Ps(args) => commands::lifecycle::ps(&(&cli.global).into(), &args),
+        Command::Logs(args) => commands::lifecycle::logs(&(&cli.global).into(), &args),
+        Command::Start(args) => commands::lifecycle::start(&(&cli.global).into(), &args),
+        Command::Stop(args) => commands::lifecycle::stop(&(&cli.global).into(), &args),
+        Command::Restart(args) => commands::lifecycle::restart(&(&cli.global).into(), &args),
+        Command::Kill(args) => commands::lifecycle::kill(&(&cli.global).into(), &args),
+        Command::Rm(args) => commands::lifecycle::rm(&(&cli.global).into(), &args),
+        Command::System(berth::cli::lifecycle::SystemCommand::Monitor { id }) => {
+            commands::lifecycle::monitor(&id)
+        }
         Command::Runtime(args) => return commands::runtime::main((*args).into_invocation()),
         Command::Version(args) => commands::version::version(&printer, args.format, args.short),
     };

@@ -1,6 +1,7 @@
 //! The command line, clap derive only: doc comments are the help text. Values
 //! are resolved into typed settings by `settings`, and run by `commands`.
 
+pub mod lifecycle;
 pub mod runtime;
 
 use std::path::PathBuf;
@@ -66,6 +67,27 @@ pub enum Progress {
 pub enum Command {
     /// Parse, resolve and render compose file in canonical format
     Config(ConfigArgs),
+    /// Stop and remove containers, networks
+    Down(lifecycle::DownArgs),
+    /// Force stop service containers
+    Kill(lifecycle::KillArgs),
+    /// View output from containers
+    Logs(lifecycle::LogsArgs),
+    /// List containers
+    Ps(lifecycle::PsArgs),
+    /// Restart service containers
+    Restart(lifecycle::ServicesTimeoutArgs),
+    /// Removes stopped service containers
+    Rm(lifecycle::RmArgs),
+    /// Start services
+    Start(lifecycle::ServicesArgs),
+    /// Stop services
+    Stop(lifecycle::ServicesTimeoutArgs),
+    /// Create and start containers
+    Up(lifecycle::UpArgs),
+    /// berth's internal entry points
+    #[command(hide = true, subcommand)]
+    System(lifecycle::SystemCommand),
     /// Run OCI containers (a runc-compatible runtime)
     Runtime(Box<runtime::RuntimeArgs>),
     /// Show the Docker Compose version information

@@ -3,10 +3,12 @@
 //! project and observation give the same plan, whose text is what
 //! `--dry-run` prints.
 
+pub mod execute;
 pub mod naming;
 pub mod observe;
 pub mod plan;
 pub mod spec;
+pub mod state;
 
 pub use observe::{ContainerState, Observed, ObservedContainer};
 pub use plan::{plan, Action, Plan, PlanError, Reason, Recreate, UpOptions};

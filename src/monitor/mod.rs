@@ -9,4 +9,5 @@
 
 pub mod health;
 pub mod log;
+pub mod process;
 pub mod restart;

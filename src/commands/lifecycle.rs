@@ -1,0 +1,597 @@
+//! `up`, `down`, `ps`, `logs`, `start`, `stop`, `restart`, `kill`, `rm`:
+//! observe → plan → execute, with the engine's state on disk.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::lifecycle::{
+    DownArgs, KillArgs, LogsArgs, PsArgs, PsFormat, RmArgs, ServicesArgs, ServicesTimeoutArgs,
+    UpArgs,
+};
+use crate::engine::execute::{self, ExecOptions};
+use crate::engine::state::{self, ContainerRecord, Lock, Paths, RunState, Status};
+use crate::engine::{plan, Recreate, UpOptions};
+use crate::model::project::Project;
+use crate::settings::ProjectArgs;
+
+use super::project;
+
+fn timeout(t: Option<u64>) -> Option<Duration> {
+    t.map(Duration::from_secs)
+}
+
+/// Loads the project; `--no-deps` keeps only the named services.
+fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Project> {
+    let mut p = project::load(args, services)?;
+    if no_deps && !services.is_empty() {
+        let names: Vec<String> = p.services.keys().cloned().collect();
+        for n in names {
+            if !services.contains(&n) {
+                if let Some(s) = p.services.remove(&n) {
+                    p.disabled_services.insert(n, s);
+                }
+            }
+        }
+    }
+    Ok(p)
+}
+
+pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<()> {
+    let project = load(args, &up.services, up.no_deps)?;
+    let paths = Paths::from_env();
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(Lock::acquire(&paths.project_lock(&project.name))?)
+    };
+    let mut scale = BTreeMap::new();
+    for s in &up.scale {
+        let (name, n) = s
+            .split_once('=')
+            .with_context(|| format!("--scale {s:?}: expected SERVICE=NUM"))?;
+        let n: u32 = n
+            .parse()
+            .with_context(|| format!("--scale {s:?}: {n:?} is not a number"))?;
+        scale.insert(name.to_owned(), n);
+    }
+    let opts = UpOptions {
+        recreate: if up.force_recreate {
+            Recreate::Force
+        } else if up.no_recreate {
+            Recreate::Never
+        } else {
+            Recreate::Diverged
+        },
+        remove_orphans: up.remove_orphans,
+        scale,
+        no_start: up.no_start,
+        ..UpOptions::default()
+    };
+    let observed = execute::observe(&paths, &project.name)?;
+    let the_plan = plan(&project, &observed, &opts)?;
+    if dry_run {
+        print!("{the_plan}");
+        return Ok(());
+    }
+    let exec_opts = ExecOptions {
+        timeout: timeout(up.timeout),
+        wait_timeout: up
+            .wait_timeout
+            .map_or(Duration::from_secs(600), Duration::from_secs),
+        ..ExecOptions::default()
+    };
+    execute::execute(&paths, &project, &the_plan, &exec_opts)?;
+    if up.wait {
+        for (name, svc) in &project.services {
+            let condition = if svc
+                .healthcheck
+                .as_ref()
+                .is_some_and(|h| !h.disable && !h.test.is_empty() && h.test[0] != "NONE")
+            {
+                "service_healthy"
+            } else {
+                "service_started"
+            };
+            execute::wait_condition(&paths, &project.name, name, condition, true, &exec_opts)?;
+        }
+        return Ok(());
+    }
+    if up.detach || up.no_start {
+        return Ok(());
+    }
+    // Attached: follow every container's log until they all stop or the
+    // user interrupts; then stop the stack.
+    drop(_lock);
+    let follow = LogsArgs {
+        services: Vec::new(),
+        follow: true,
+        tail: "all".into(),
+        timestamps: up.timestamps,
+        no_color: up.no_color,
+        no_log_prefix: up.no_log_prefix,
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let _ = ctrlc_hook(move || s.store(true, std::sync::atomic::Ordering::SeqCst));
+    follow_logs(&paths, &project.name, &follow, Some(&stop))?;
+    eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+    for c in state::project_containers(&paths, &project.name)?
+        .iter()
+        .rev()
+    {
+        execute::stop_container(&paths, &c.id, timeout(up.timeout))?;
+        eprintln!(" ✔ Container {:<40} Stopped", c.name);
+    }
+    Ok(())
+}
+
+/// SIGINT/SIGTERM set a flag instead of killing us.
+fn ctrlc_hook(f: impl Fn() + Send + 'static) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGTERM);
+    mask.thread_block()?;
+    std::thread::spawn(move || loop {
+        if mask.wait().is_ok() {
+            f();
+        }
+    });
+    Ok(())
+}
+
+pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
+    let project = load(args, &[], false)?;
+    let paths = Paths::from_env();
+    let _lock = Lock::acquire(&paths.project_lock(&project.name))?;
+    let containers = state::project_containers(&paths, &project.name)?;
+    // Dependents first: reverse start order, one-offs too.
+    let order = project_order(&project);
+    let mut sorted: Vec<&ContainerRecord> = containers
+        .iter()
+        .filter(|c| down.services.is_empty() || down.services.contains(&c.service))
+        .filter(|c| {
+            down.remove_orphans
+                || project.services.contains_key(&c.service)
+                || project.disabled_services.contains_key(&c.service)
+        })
+        .collect();
+    sorted.sort_by_key(|c| std::cmp::Reverse(order.get(&c.service).copied().unwrap_or(usize::MAX)));
+    for c in sorted {
+        eprintln!(" ✔ Container {:<40} Stopping", c.name);
+        execute::remove_container(&paths, &c.id, timeout(down.timeout))?;
+        eprintln!(" ✔ Container {:<40} Removed", c.name);
+    }
+    if down.volumes && down.services.is_empty() {
+        for (key, v) in &project.volumes {
+            if v.external {
+                continue;
+            }
+            let name = if v.name.is_empty() {
+                key.clone()
+            } else {
+                v.name.clone()
+            };
+            let dir = paths.volumes().join(&name);
+            if dir.exists() {
+                fs_err::remove_dir_all(&dir)?;
+                eprintln!(" ✔ Volume {name:<43} Removed");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each service's position in dependency order (dependencies first).
+fn project_order(project: &Project) -> BTreeMap<String, usize> {
+    let mut order = BTreeMap::new();
+    let mut left: Vec<&String> = project.services.keys().collect();
+    let mut n = 0;
+    while !left.is_empty() {
+        let before = left.len();
+        left.retain(|s| {
+            let ready = project.services[*s]
+                .depends_on
+                .keys()
+                .all(|d| order.contains_key(d) || !project.services.contains_key(d));
+            if ready {
+                order.insert((*s).clone(), n);
+                n += 1;
+            }
+            !ready
+        });
+        if left.len() == before {
+            for s in left.drain(..) {
+                order.insert(s.clone(), n);
+                n += 1;
+            }
+        }
+    }
+    order
+}
+
+fn select<'a>(
+    containers: &'a [ContainerRecord],
+    services: &'a [String],
+) -> impl Iterator<Item = &'a ContainerRecord> + 'a {
+    containers
+        .iter()
+        .filter(move |c| services.is_empty() || services.contains(&c.service))
+}
+
+/// `Up 5 seconds`, `Exited (0) 2 minutes ago`, as Docker words it.
+fn status_text(run: &RunState) -> String {
+    let now = state::now_millis();
+    let ago = |t: u64| human(Duration::from_millis(now.saturating_sub(t)));
+    match run.effective_status() {
+        Status::Running => {
+            let health = if run.health.is_empty() {
+                String::new()
+            } else if run.health == "starting" {
+                " (health: starting)".into()
+            } else {
+                format!(" ({})", run.health)
+            };
+            format!("Up {}{health}", ago(run.started_at))
+        }
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            run.exit_code,
+            ago(run.finished_at)
+        ),
+        Status::Exited if run.finished_at > 0 => {
+            format!("Exited ({}) {} ago", run.exit_code, ago(run.finished_at))
+        }
+        Status::Exited => format!("Exited ({})", run.exit_code),
+        Status::Created => "Created".into(),
+        Status::Paused => format!("Up {} (Paused)", ago(run.started_at)),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        _ => format!("{} hours", s / 3600),
+    }
+}
+
+pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
+    let project = load(args, &[], false)?;
+    let paths = Paths::from_env();
+    let containers = state::project_containers(&paths, &project.name)?;
+    let mut rows = Vec::new();
+    for c in select(&containers, &ps.services) {
+        let run = RunState::load(&paths, &c.id);
+        let status = run.effective_status();
+        if !ps.all
+            && ps.status.is_empty()
+            && status != Status::Running
+            && status != Status::Restarting
+            && status != Status::Paused
+        {
+            continue;
+        }
+        if !ps.status.is_empty() && !ps.status.iter().any(|s| s == &status.to_string()) {
+            continue;
+        }
+        rows.push((c, run, status));
+    }
+    // Docker Compose lists by container name.
+    rows.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let mut out = String::new();
+    if ps.services_only {
+        let mut seen = Vec::new();
+        for (c, _, _) in &rows {
+            if !seen.contains(&c.service) {
+                seen.push(c.service.clone());
+                out.push_str(&c.service);
+                out.push('\n');
+            }
+        }
+    } else if ps.quiet {
+        for (c, _, _) in &rows {
+            out.push_str(&c.id);
+            out.push('\n');
+        }
+    } else if ps.format == PsFormat::Json {
+        for (c, run, status) in &rows {
+            let v = serde_json::json!({
+                "ID": c.id,
+                "Name": c.name,
+                "Names": c.name,
+                "Image": c.image,
+                "Command": quote_command(&c.command),
+                "Project": c.project,
+                "Service": c.service,
+                "CreatedAt": c.created,
+                "State": status.to_string(),
+                "Status": status_text(run),
+                "Health": run.health,
+                "ExitCode": run.exit_code,
+                "Publishers": [],
+                "Labels": c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            });
+            out.push_str(&serde_json::to_string(&v)?);
+            out.push('\n');
+        }
+    } else {
+        let header = [
+            "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
+        ]
+        .map(String::from);
+        let now = state::now_millis() / 1000;
+        let table_rows: Vec<[String; 7]> = rows
+            .iter()
+            .map(|(c, run, _)| {
+                let mut cmd = quote_command(&c.command);
+                if cmd.chars().count() > 20 {
+                    cmd = format!("{}…", cmd.chars().take(19).collect::<String>());
+                }
+                [
+                    c.name.clone(),
+                    c.image.clone(),
+                    format!("\"{cmd}\""),
+                    c.service.clone(),
+                    format!(
+                        "{} ago",
+                        human(Duration::from_secs(now.saturating_sub(c.created)))
+                    ),
+                    status_text(run),
+                    c.ports.join(", "),
+                ]
+            })
+            .collect();
+        out = crate::printer::table(&header, &table_rows);
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    Ok(())
+}
+
+fn quote_command(cmd: &[String]) -> String {
+    cmd.join(" ")
+}
+
+pub fn logs(args: &ProjectArgs, logs: &LogsArgs) -> Result<()> {
+    let project = load(args, &[], false)?;
+    let paths = Paths::from_env();
+    follow_logs(&paths, &project.name, logs, None)
+}
+
+/// Prints the logs of a project's containers; with `follow`, keeps reading
+/// (across restarts: a container keeps its log file) until `stop` is set or
+/// every container has exited for good.
+fn follow_logs(
+    paths: &Paths,
+    project: &str,
+    logs: &LogsArgs,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    let containers = state::project_containers(paths, project)?;
+    let selected: Vec<&ContainerRecord> = select(&containers, &logs.services).collect();
+    // Docker Compose pads names to the longest plus one: `web-1  | …`.
+    let width = selected.iter().map(|c| c.name.len()).max().unwrap_or(0) + 1;
+    let tail: Option<usize> = match logs.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse()
+                .with_context(|| format!("--tail {n:?}: not a number"))?,
+        ),
+    };
+    let color = !logs.no_color && nix::unistd::isatty(1).unwrap_or(false);
+    const COLORS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+    let mut readers = Vec::new();
+    for (i, c) in selected.iter().enumerate() {
+        let path = paths.log(&c.id);
+        let prefix = if logs.no_log_prefix {
+            String::new()
+        } else if color {
+            format!(
+                "\x1b[{}m{:<width$} | \x1b[0m",
+                COLORS[i % COLORS.len()],
+                c.name
+            )
+        } else {
+            format!("{:<width$} | ", c.name)
+        };
+        let mut lines = Vec::new();
+        let mut pos = 0;
+        if let Ok(f) = std::fs::File::open(&path) {
+            let mut r = std::io::BufReader::new(f);
+            let mut line = String::new();
+            while r.read_line(&mut line)? > 0 {
+                if line.ends_with('\n') {
+                    lines.push(std::mem::take(&mut line));
+                } else {
+                    break;
+                }
+            }
+            pos = r.stream_position()? - line.len() as u64;
+        }
+        let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
+        let mut out = std::io::stdout().lock();
+        for l in &lines[skip..] {
+            print_entry(&mut out, &prefix, l, logs.timestamps)?;
+        }
+        readers.push((c.id.clone(), path, prefix, pos));
+    }
+    if !logs.follow {
+        return Ok(());
+    }
+    loop {
+        let mut any = false;
+        for (_, path, prefix, pos) in readers.iter_mut() {
+            let Ok(mut f) = std::fs::File::open(&path) else {
+                continue;
+            };
+            let len = f.metadata()?.len();
+            if len < *pos {
+                *pos = 0; // rotated
+            }
+            if len == *pos {
+                continue;
+            }
+            f.seek(SeekFrom::Start(*pos))?;
+            let mut r = std::io::BufReader::new(f);
+            let mut line = String::new();
+            let mut out = std::io::stdout().lock();
+            while r.read_line(&mut line)? > 0 {
+                if !line.ends_with('\n') {
+                    break;
+                }
+                *pos += line.len() as u64;
+                print_entry(&mut out, prefix, &line, logs.timestamps)?;
+                line.clear();
+                any = true;
+            }
+        }
+        if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+            return Ok(());
+        }
+        if !any {
+            let all_done = readers.iter().all(|(id, _, _, _)| {
+                let run = RunState::load(paths, id);
+                run.effective_status() == Status::Exited && run.monitor_pid == 0
+            });
+            if all_done {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn print_entry(out: &mut impl Write, prefix: &str, line: &str, timestamps: bool) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct E {
+        log: String,
+        time: String,
+    }
+    let Ok(e) = serde_json::from_str::<E>(line) else {
+        return Ok(());
+    };
+    let ts = if timestamps {
+        format!("{} ", e.time)
+    } else {
+        String::new()
+    };
+    let text = e.log.strip_suffix('\n').unwrap_or(&e.log);
+    writeln!(out, "{prefix}{ts}{text}")?;
+    Ok(())
+}
+
+fn project_records(
+    args: &ProjectArgs,
+    services: &[String],
+) -> Result<(Paths, Project, Vec<ContainerRecord>)> {
+    let project = load(args, &[], false)?;
+    let paths = Paths::from_env();
+    let all = state::project_containers(&paths, &project.name)?;
+    let mine = select(&all, services).cloned().collect();
+    Ok((paths, project, mine))
+}
+
+pub fn start(args: &ProjectArgs, a: &ServicesArgs) -> Result<()> {
+    let (paths, project, records) = project_records(args, &a.services)?;
+    let order = project_order(&project);
+    let mut records = records;
+    records.sort_by_key(|c| order.get(&c.service).copied().unwrap_or(usize::MAX));
+    for c in &records {
+        if RunState::load(&paths, &c.id).effective_status() == Status::Running {
+            continue;
+        }
+        eprintln!(" ✔ Container {:<40} Starting", c.name);
+        execute::start_container(&paths, &c.id)?;
+        eprintln!(" ✔ Container {:<40} Started", c.name);
+    }
+    Ok(())
+}
+
+pub fn stop(args: &ProjectArgs, a: &ServicesTimeoutArgs) -> Result<()> {
+    let (paths, project, mut records) = project_records(args, &a.services)?;
+    let order = project_order(&project);
+    records
+        .sort_by_key(|c| std::cmp::Reverse(order.get(&c.service).copied().unwrap_or(usize::MAX)));
+    for c in &records {
+        eprintln!(" ✔ Container {:<40} Stopping", c.name);
+        execute::stop_container(&paths, &c.id, timeout(a.timeout))?;
+        eprintln!(" ✔ Container {:<40} Stopped", c.name);
+    }
+    Ok(())
+}
+
+pub fn restart(args: &ProjectArgs, a: &ServicesTimeoutArgs) -> Result<()> {
+    stop(args, a)?;
+    start(
+        args,
+        &ServicesArgs {
+            services: a.services.clone(),
+        },
+    )
+}
+
+pub fn kill(args: &ProjectArgs, a: &KillArgs) -> Result<()> {
+    let (paths, _, records) = project_records(args, &a.services)?;
+    let signal = crate::monitor::process::parse_signal(&a.signal)
+        .with_context(|| format!("invalid signal {:?}", a.signal))?;
+    let rt = berth_runtime::Runtime::new(paths.runtime_root());
+    for c in &records {
+        if RunState::load(&paths, &c.id).effective_status() != Status::Running {
+            continue;
+        }
+        // A kill is the user's wish: the monitor must not restart it
+        // (SIGUSR1 tells it so; it is read before the child's exit).
+        let run = RunState::load(&paths, &c.id);
+        if run.monitor_pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(run.monitor_pid),
+                nix::sys::signal::Signal::SIGUSR1,
+            );
+        }
+        rt.kill(&c.id, signal as i32, false)
+            .with_context(|| format!("killing {}", c.name))?;
+        eprintln!(" ✔ Container {:<40} Killed", c.name);
+    }
+    Ok(())
+}
+
+pub fn rm(args: &ProjectArgs, a: &RmArgs) -> Result<()> {
+    let (paths, _, records) = project_records(args, &a.services)?;
+    let mut any = false;
+    for c in &records {
+        let status = RunState::load(&paths, &c.id).effective_status();
+        if status == Status::Running || status == Status::Restarting {
+            if !a.stop {
+                continue;
+            }
+            execute::stop_container(&paths, &c.id, None)?;
+        }
+        execute::remove_container(&paths, &c.id, None)?;
+        eprintln!(" ✔ Container {:<40} Removed", c.name);
+        any = true;
+    }
+    if !any {
+        eprintln!("No stopped containers");
+    }
+    Ok(())
+}
+
+/// `berth system monitor ID`.
+pub fn monitor(id: &str) -> Result<()> {
+    let paths = Paths::from_env();
+    if !Path::new(&paths.container(id)).exists() {
+        bail!("no container {id}");
+    }
+    crate::monitor::process::run(&paths, id)
+}

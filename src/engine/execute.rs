@@ -1,0 +1,781 @@
+//! Executing a plan on the host: container bundles (overlay rootfs,
+//! `config.json`, `/etc` files), network namespaces, named volumes, the
+//! per-container monitor, and the waits of `depends_on`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::naming;
+use super::observe::{ContainerState, Observed, ObservedContainer};
+use super::plan::{Action, Plan};
+use super::spec::{container_spec, ImageDefaults, NetNs, SpecInputs};
+use super::state::{
+    self, alive, new_id, write_atomic, ContainerRecord, HealthSpec, Paths, RunState, Status,
+};
+use crate::image::reference::Reference;
+use crate::image::store::Store;
+use crate::model::hash::service_hash;
+use crate::model::project::{Project, Service};
+
+/// What exists of `project` now.
+pub fn observe(paths: &Paths, project: &str) -> Result<Observed> {
+    let mut observed = Observed::default();
+    for c in state::project_containers(paths, project)? {
+        let run = RunState::load(paths, &c.id);
+        observed.containers.push(ObservedContainer {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            service: c.service.clone(),
+            number: c.number,
+            oneoff: c.oneoff,
+            config_hash: c.label(naming::LABEL_CONFIG_HASH).to_owned(),
+            image_digest: (!c.image_id.is_empty()).then(|| c.image_id.clone()),
+            state: match run.effective_status() {
+                Status::Created => ContainerState::Created,
+                Status::Running => ContainerState::Running,
+                Status::Restarting => ContainerState::Restarting,
+                Status::Paused => ContainerState::Paused,
+                Status::Exited => ContainerState::Exited,
+                Status::Dead => ContainerState::Dead,
+            },
+            created: c.created,
+        });
+    }
+    if let Ok(entries) = std::fs::read_dir(paths.volumes()) {
+        for e in entries.flatten() {
+            observed
+                .volumes
+                .insert(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(observed)
+}
+
+/// Runs the steps of `plan` in order, waiting for dependencies before each
+/// start.
+pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
+    preflight(paths, project, plan)?;
+    for step in &plan.steps {
+        match &step.action {
+            Action::CreateNetwork { name } => {
+                // Networks come with the network crate; a project that needs
+                // one is refused before anything is made (see `check`).
+                tracing::debug!(network = %name, "network");
+            }
+            Action::CheckNetwork { name } => {
+                bail!("network {name} declared as external, but could not be found")
+            }
+            Action::CreateVolume { name } => {
+                fs_err::create_dir_all(paths.volume_data(name))?;
+                opts.progress(&format!("Volume \"{name}\""), "Created");
+            }
+            Action::CheckVolume { name } => {
+                if !paths.volume_data(name).exists() {
+                    bail!("external volume \"{name}\" not found");
+                }
+            }
+            Action::Create {
+                service,
+                number,
+                name,
+            } => {
+                let svc = &project.services[service];
+                opts.progress(&format!("Container {name}"), "Creating");
+                create_container(paths, project, svc, *number, name)?;
+                opts.progress(&format!("Container {name}"), "Created");
+            }
+            Action::Recreate {
+                service,
+                number,
+                name,
+                old_id,
+                ..
+            } => {
+                let svc = &project.services[service];
+                opts.progress(&format!("Container {name}"), "Recreate");
+                let id = create_container(paths, project, svc, *number, name)?;
+                remove_container(paths, old_id, opts.timeout)?;
+                let _ = id;
+                opts.progress(&format!("Container {name}"), "Recreated");
+            }
+            Action::Start { service, name } => {
+                let svc = &project.services[service];
+                wait_dependencies(paths, project, svc, opts)?;
+                let id = find_by_name(paths, &project.name, name)?;
+                let run = RunState::load(paths, &id);
+                if run.effective_status() == Status::Running {
+                    continue;
+                }
+                opts.progress(&format!("Container {name}"), "Starting");
+                start_container(paths, &id)?;
+                opts.progress(&format!("Container {name}"), "Started");
+            }
+            Action::Remove { name, id, .. } => {
+                opts.progress(&format!("Container {name}"), "Stopping");
+                remove_container(paths, id, opts.timeout)?;
+                opts.progress(&format!("Container {name}"), "Removed");
+            }
+            Action::WarnOrphans { names } => {
+                eprintln!(
+                    "WARN[0000] Found orphan containers ([{}]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
+                    names.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything that can be known to fail is checked before anything is
+/// made: images present, network modes supported. No half-made stacks.
+fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
+    let store = Store::open(&paths.root)?;
+    let mut checked = std::collections::BTreeSet::new();
+    for step in &plan.steps {
+        let service = match &step.action {
+            Action::Create { service, .. } | Action::Recreate { service, .. } => service,
+            _ => continue,
+        };
+        if !checked.insert(service.clone()) {
+            continue;
+        }
+        let svc = &project.services[service];
+        if svc.image.is_empty() {
+            bail!("service {service:?} has no image (building images is not supported yet)");
+        }
+        let reference =
+            Reference::parse(&svc.image).with_context(|| format!("image {:?}", svc.image))?;
+        store.resolve(&reference).with_context(|| {
+            format!(
+                "service {service:?}: image {} not found in the store (import it with `berth image import`)",
+                svc.image
+            )
+        })?;
+        network_check(svc)?;
+    }
+    Ok(())
+}
+
+fn network_check(svc: &Service) -> Result<()> {
+    match svc.network_mode.as_str() {
+        "host" | "none" => Ok(()),
+        m if m.starts_with("service:") || m.starts_with("container:") => Ok(()),
+        "" | "bridge" | "default" => bail!(
+            "service {:?}: networks and published ports need berth's network support, which this build does not have yet; use network_mode: host or none",
+            svc.name
+        ),
+        other => bail!("service {:?}: network_mode {other:?} is not supported", svc.name),
+    }
+}
+
+/// How `execute` reports and waits.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    pub quiet: bool,
+    /// Stop timeout for removals (`-t`).
+    pub timeout: Option<Duration>,
+    /// The longest a dependency wait may take.
+    pub wait_timeout: Duration,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            quiet: false,
+            timeout: None,
+            wait_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl ExecOptions {
+    pub fn progress(&self, what: &str, status: &str) {
+        if !self.quiet {
+            eprintln!(" ✔ {what:<40} {status}");
+        }
+    }
+}
+
+fn find_by_name(paths: &Paths, project: &str, name: &str) -> Result<String> {
+    state::project_containers(paths, project)?
+        .into_iter()
+        .rev()
+        .find(|c| c.name == name)
+        .map(|c| c.id)
+        .with_context(|| format!("no container {name}"))
+}
+
+/// The image's defaults for the spec, and its id.
+fn image_of(
+    store: &Store,
+    image: &str,
+) -> Result<(ImageDefaults, String, Vec<PathBuf>, Reference)> {
+    let reference = Reference::parse(image).with_context(|| format!("image {image:?}"))?;
+    let desc = store.resolve(&reference).with_context(|| {
+        format!("image {image} not found in the store (import it with `berth image import`)")
+    })?;
+    let manifest = store.manifest(&desc)?;
+    let config = store.config(&manifest)?;
+    let c = &config.config;
+    let defaults = ImageDefaults {
+        entrypoint: c.entrypoint.clone().unwrap_or_default(),
+        cmd: c.cmd.clone().unwrap_or_default(),
+        env: c.env.clone().unwrap_or_default(),
+        user: c.user.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+    };
+    let mut layers = store.unpack(&manifest, &config)?;
+    layers.reverse();
+    Ok((defaults, manifest.config.digest.clone(), layers, reference))
+}
+
+/// Makes a container's bundle and record; returns its id.
+pub fn create_container(
+    paths: &Paths,
+    project: &Project,
+    svc: &Service,
+    number: u32,
+    name: &str,
+) -> Result<String> {
+    let id = new_id()?;
+    let dir = paths.container(&id);
+    fs_err::create_dir_all(&dir)?;
+    let result = create_in(paths, project, svc, number, name, &id);
+    if result.is_err() {
+        let _ = teardown(paths, &id);
+    }
+    result.map(|()| id)
+}
+
+fn create_in(
+    paths: &Paths,
+    project: &Project,
+    svc: &Service,
+    number: u32,
+    name: &str,
+    id: &str,
+) -> Result<()> {
+    let dir = paths.container(id);
+    let store = Store::open(&paths.root)?;
+    if svc.image.is_empty() {
+        bail!(
+            "service {:?} has no image (building images is not supported yet)",
+            svc.name
+        );
+    }
+    let (image, image_id, layers, _reference) = image_of(&store, &svc.image)?;
+
+    // The rootfs: overlayfs over the image's layers.
+    let rootfs = dir.join("rootfs");
+    for d in ["rootfs", "upper", "work"] {
+        fs_err::create_dir_all(dir.join(d))?;
+    }
+    mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+    let mut record = ContainerRecord {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        project: project.name.clone(),
+        service: svc.name.clone(),
+        number,
+        oneoff: false,
+        labels: BTreeMap::new(),
+        image: svc.image.clone(),
+        image_id: image_id.clone(),
+        created: state::now_millis() / 1000,
+        command: Vec::new(),
+        restart: restart_policy(svc),
+        stop_signal: svc.stop_signal.clone(),
+        stop_grace_ms: svc
+            .stop_grace_period
+            .map_or(10_000, |d| (d.0 / 1_000_000).max(0) as u64),
+        log_max_size: log_option(svc, "max-size"),
+        log_max_file: log_option(svc, "max-file"),
+        healthcheck: health_spec(svc),
+        restart_on_unhealthy: restart_on_unhealthy(svc),
+        ports: Vec::new(),
+        networks: Vec::new(),
+        own_netns: false,
+        rootfs_mounted: true,
+    };
+    // Saved now so a failure below is cleaned up by `down`.
+    record.save(paths)?;
+
+    // The network namespace.
+    let netns = match svc.network_mode.as_str() {
+        "host" => NetNs::Host,
+        "none" => {
+            create_netns(&paths.netns(id))?;
+            record.own_netns = true;
+            NetNs::Path(paths.netns(id))
+        }
+        m if m.starts_with("service:") || m.starts_with("container:") => {
+            let target = m.split_once(':').map_or("", |x| x.1);
+            let other = state::project_containers(paths, &project.name)?
+                .into_iter()
+                .find(|c| {
+                    (m.starts_with("service:") && c.service == target)
+                        || (m.starts_with("container:")
+                            && (c.name == target || c.id.starts_with(target)))
+                })
+                .with_context(|| format!("network_mode {m}: no such container"))?;
+            NetNs::Path(paths.netns(&other.id))
+        }
+        _ => {
+            network_check(svc)?;
+            unreachable!("network_check accepts only the modes above")
+        }
+    };
+    if record.own_netns {
+        loopback_up(&paths.netns(id))?;
+    }
+
+    // /etc files.
+    let hostname = if svc.hostname.is_empty() {
+        id[..12].to_owned()
+    } else {
+        svc.hostname.clone()
+    };
+    let mut etc_files = Vec::new();
+    if netns != NetNs::Host {
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        for (name, ips) in &svc.extra_hosts {
+            for ip in ips {
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        fs_err::write(dir.join("hosts"), hosts)?;
+        etc_files.push(("/etc/hosts", dir.join("hosts")));
+        fs_err::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        etc_files.push(("/etc/hostname", dir.join("hostname")));
+    }
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    fs_err::write(dir.join("resolv.conf"), resolv)?;
+    etc_files.push(("/etc/resolv.conf", dir.join("resolv.conf")));
+
+    // Named volumes, filled from the image the first time.
+    let volume_names: BTreeMap<String, String> = project
+        .volumes
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if v.name.is_empty() {
+                    k.clone()
+                } else {
+                    v.name.clone()
+                },
+            )
+        })
+        .collect();
+    for v in &svc.volumes {
+        if v.r#type == crate::model::project::VOLUME_VOLUME && !v.source.is_empty() {
+            if let Some(real) = volume_names.get(&v.source) {
+                let data = paths.volume_data(real);
+                fs_err::create_dir_all(&data)?;
+                let nocopy = v.volume.as_ref().is_some_and(|o| o.nocopy);
+                if !nocopy {
+                    copy_up(&rootfs.join(v.target.trim_start_matches('/')), &data)?;
+                }
+            }
+        }
+        if v.r#type == crate::model::project::VOLUME_BIND && !v.source.is_empty() {
+            let create = v.bind.as_ref().is_none_or(|b| b.create_host_path);
+            let p = Path::new(&v.source);
+            if !p.exists() {
+                if create {
+                    fs_err::create_dir_all(p)?;
+                } else {
+                    bail!(
+                        "service {:?}: bind source path {} does not exist",
+                        svc.name,
+                        v.source
+                    );
+                }
+            }
+        }
+    }
+
+    let volume_dir = |n: &str| paths.volume_data(n);
+    let inputs = SpecInputs {
+        container_id: id,
+        image: &image,
+        netns,
+        volume_dir: &volume_dir,
+        rootfs: Some(&rootfs),
+        etc_files,
+        volume_names: &volume_names,
+    };
+    let spec = container_spec(svc, &inputs)?;
+    record.command = spec["process"]["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&spec)?)?;
+
+    let hash = service_hash(svc)?;
+    record.labels = naming::container_labels(project, svc, number, false, &hash, Some(&image_id));
+    record.save(paths)?;
+    RunState::default().save(paths, id)?;
+    Ok(())
+}
+
+fn restart_policy(svc: &Service) -> String {
+    if !svc.restart.is_empty() {
+        return svc.restart.clone();
+    }
+    if let Some(rp) = svc.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()) {
+        let max = rp.max_attempts.unwrap_or(0);
+        return match rp.condition.as_str() {
+            "none" => "no".into(),
+            "on-failure" if max > 0 => format!("on-failure:{max}"),
+            "on-failure" => "on-failure".into(),
+            _ => "always".into(),
+        };
+    }
+    "no".into()
+}
+
+fn log_option(svc: &Service, key: &str) -> Option<String> {
+    svc.logging
+        .as_ref()
+        .and_then(|l| l.options.get(key))
+        .cloned()
+}
+
+fn health_spec(svc: &Service) -> Option<HealthSpec> {
+    let h = svc.healthcheck.as_ref()?;
+    if h.disable || h.test.is_empty() || h.test[0] == "NONE" {
+        return None;
+    }
+    let ms = |d: Option<crate::model::project::Duration>| {
+        d.map_or(0, |d| (d.0 / 1_000_000).max(0) as u64)
+    };
+    Some(HealthSpec {
+        test: h.test.clone(),
+        interval_ms: ms(h.interval),
+        timeout_ms: ms(h.timeout),
+        start_period_ms: ms(h.start_period),
+        start_interval_ms: ms(h.start_interval),
+        retries: h.retries.unwrap_or(0) as u32,
+    })
+}
+
+/// berth's restart-on-unhealthy: `x-berth: {restart_on_unhealthy: true}`
+/// on the service, or the label `berth.restart-on-unhealthy=true`.
+fn restart_on_unhealthy(svc: &Service) -> bool {
+    let ext = svc
+        .extensions
+        .get("x-berth")
+        .and_then(|v| v.get("restart_on_unhealthy"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let label = svc
+        .labels
+        .get("berth.restart-on-unhealthy")
+        .is_some_and(|v| v == "true");
+    ext || label
+}
+
+fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if data.len() >= 4000 {
+        bail!(
+            "image has too many layers to stack ({}); flattening is not wired into containers yet",
+            layers.len()
+        );
+    }
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .with_context(|| format!("mounting the rootfs at {}", target.display()))
+}
+
+/// A fresh network namespace held by a bind mount at `path`.
+fn create_netns(path: &Path) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    fs_err::create_dir_all(path.parent().context("netns path")?)?;
+    fs_err::File::create(path)?;
+    let p = path.to_owned();
+    std::thread::spawn(move || -> Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("unshare(CLONE_NEWNET)")?;
+        mount(
+            Some(Path::new("/proc/thread-self/ns/net")),
+            &p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("holding the netns at {}", p.display()))?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
+}
+
+/// Brings `lo` up inside the namespace at `netns`.
+fn loopback_up(netns: &Path) -> Result<()> {
+    let status = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["ip", "link", "set", "lo", "up"])
+        .status()
+        .context("running nsenter ip link set lo up")?;
+    if !status.success() {
+        bail!("bringing lo up in {}: {status}", netns.display());
+    }
+    Ok(())
+}
+
+/// Fills an empty volume from the image's content at its mount point, as
+/// Docker does.
+fn copy_up(src: &Path, dst: &Path) -> Result<()> {
+    if !src.is_dir() {
+        return Ok(());
+    }
+    if fs_err::read_dir(dst)?.next().is_some() {
+        return Ok(());
+    }
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(dst)
+        .status()
+        .context("running cp -a")?;
+    if !status.success() {
+        bail!("copying {} into the volume: {status}", src.display());
+    }
+    Ok(())
+}
+
+/// Spawns the container's monitor and waits until it reports the start.
+pub fn start_container(paths: &Paths, id: &str) -> Result<()> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let exe = std::env::current_exe().context("finding the berth binary")?;
+    let errlog = fs_err::File::create(paths.container(id).join("monitor.log"))?;
+    let mut child = std::process::Command::new(exe)
+        .args(["system", "monitor", id])
+        .env("BERTH_ROOT", &paths.root)
+        .env("BERTH_RUN", &paths.run)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::from(errlog.into_parts().0))
+        .spawn()
+        .context("spawning the monitor")?;
+    let mut line = String::new();
+    let _ = std::fs::File::from(r).read_to_string(&mut line);
+    // The monitor lives on detached; reap it if it already ended.
+    let _ = child.try_wait();
+    let line = line.trim();
+    if line == "ok" {
+        return Ok(());
+    }
+    let msg = line.strip_prefix("error: ").unwrap_or(line);
+    if msg.is_empty() {
+        let log =
+            std::fs::read_to_string(paths.container(id).join("monitor.log")).unwrap_or_default();
+        bail!(
+            "the monitor of {id} died before starting the container: {}",
+            log.trim()
+        );
+    }
+    bail!("{msg}")
+}
+
+/// Stops a container: its monitor gets SIGTERM (it signals the container
+/// and kills it after the grace period); returns when the monitor is gone.
+pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Result<()> {
+    let record = ContainerRecord::load(paths, id)?;
+    let run = RunState::load(paths, id);
+    let grace = timeout.unwrap_or(Duration::from_millis(record.stop_grace_ms));
+    if run.monitor_pid > 0 && alive(run.monitor_pid) {
+        let pid = nix::unistd::Pid::from_raw(run.monitor_pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + grace + Duration::from_secs(5);
+        let mut second = false;
+        while alive(run.monitor_pid) {
+            if !second && Instant::now() > deadline - Duration::from_secs(5) && timeout.is_some() {
+                // `-t` shorter than the container's grace: ask again (the
+                // monitor kills on a second request).
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                second = true;
+            }
+            if Instant::now() > deadline {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // No monitor (it was killed): the runtime's container may remain.
+    let rt = berth_runtime::Runtime::new(paths.runtime_root());
+    if rt.state(id).is_ok() {
+        let _ = rt.delete(id, true);
+        let mut run = RunState::load(paths, id);
+        if run.status != Status::Exited {
+            run.status = Status::Exited;
+            run.exit_code = 137;
+            run.pid = 0;
+            run.monitor_pid = 0;
+            run.stopped_by_user = true;
+            run.finished_at = state::now_millis();
+            run.save(paths, id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops and removes a container and everything it holds.
+pub fn remove_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Result<()> {
+    if paths.container(id).join("container.json").exists() {
+        stop_container(paths, id, timeout)?;
+    }
+    teardown(paths, id)
+}
+
+fn teardown(paths: &Paths, id: &str) -> Result<()> {
+    use nix::mount::{umount2, MntFlags};
+    let dir = paths.container(id);
+    let _ = umount2(&dir.join("rootfs"), MntFlags::MNT_DETACH);
+    let ns = paths.netns(id);
+    if ns.exists() {
+        let _ = umount2(&ns, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&ns);
+    }
+    let _ = std::fs::remove_file(paths.monitor_pid(id));
+    if dir.exists() {
+        fs_err::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+/// Waits until every dependency of `svc` meets its condition.
+fn wait_dependencies(
+    paths: &Paths,
+    project: &Project,
+    svc: &Service,
+    opts: &ExecOptions,
+) -> Result<()> {
+    for (dep, d) in &svc.depends_on {
+        if !project.services.contains_key(dep) {
+            if d.required {
+                bail!(
+                    "service {:?} depends on undefined service {dep:?}",
+                    svc.name
+                );
+            }
+            continue;
+        }
+        wait_condition(paths, &project.name, dep, &d.condition, d.required, opts)?;
+    }
+    Ok(())
+}
+
+/// Waits for `service`'s containers to meet `condition`. Reads the state
+/// the monitors write.
+pub fn wait_condition(
+    paths: &Paths,
+    project: &str,
+    service: &str,
+    condition: &str,
+    required: bool,
+    opts: &ExecOptions,
+) -> Result<()> {
+    let deadline = Instant::now() + opts.wait_timeout;
+    let mut announced = false;
+    loop {
+        let containers: Vec<_> = state::project_containers(paths, project)?
+            .into_iter()
+            .filter(|c| c.service == service && !c.oneoff)
+            .collect();
+        if containers.is_empty() {
+            if required {
+                bail!("dependency {service:?} has no container");
+            }
+            return Ok(());
+        }
+        let mut all = true;
+        for c in &containers {
+            let run = RunState::load(paths, &c.id);
+            let status = run.effective_status();
+            let ok = match condition {
+                "service_healthy" => {
+                    if run.health.is_empty() && status == Status::Running {
+                        bail!("dependency failed to start: container {} has no healthcheck configured", c.name);
+                    }
+                    if run.health == "unhealthy" {
+                        bail!(
+                            "dependency failed to start: container {} is unhealthy",
+                            c.name
+                        );
+                    }
+                    status == Status::Running && run.health == "healthy"
+                }
+                "service_completed_successfully" => {
+                    if status == Status::Exited && run.monitor_pid == 0 {
+                        if run.exit_code != 0 {
+                            bail!(
+                                "service {:?} didn't complete successfully: exit {}",
+                                service,
+                                run.exit_code
+                            );
+                        }
+                        true
+                    } else {
+                        false
+                    }
+                }
+                _ => {
+                    status == Status::Running
+                        || (status == Status::Exited && run.monitor_pid == 0 && run.exit_code == 0)
+                }
+            };
+            if !ok
+                && status == Status::Exited
+                && run.monitor_pid == 0
+                && condition != "service_completed_successfully"
+            {
+                bail!(
+                    "dependency failed to start: container {} exited ({})",
+                    c.name,
+                    run.exit_code
+                );
+            }
+            all &= ok;
+        }
+        if all {
+            if announced {
+                opts.progress(&format!("Service {service}"), "Healthy");
+            }
+            return Ok(());
+        }
+        if !announced && condition == "service_healthy" {
+            opts.progress(&format!("Service {service}"), "Waiting");
+            announced = true;
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {service:?} to be {condition}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,336 @@
+//! berth's containers on disk.
+//!
+//! Layout:
+//!
+//! ```text
+//! $BERTH_ROOT/containers/<id>/
+//!   container.json      ContainerRecord: what the engine decided (name,
+//!                       labels, image, restart policy, healthcheck, …);
+//!                       written once at create, replaced atomically
+//!   state.json          RunState: what the monitor observed (status, pid,
+//!                       exit code, health, restarts); written by the
+//!                       monitor only, temp + rename
+//!   config.json         the OCI runtime spec (the bundle is this dir)
+//!   rootfs/             overlayfs mount point (lower: image layers)
+//!   upper/ work/        overlayfs upper and work dirs
+//!   <id>-json.log       the container's output (Docker's json-file)
+//!   hosts hostname resolv.conf   bind-mounted into the container
+//! $BERTH_ROOT/volumes/<name>/_data   named volumes
+//! $BERTH_ROOT/projects/<name>.lock    the per-project lock
+//! $BERTH_RUN/runtime/                 the OCI runtime's state
+//! $BERTH_RUN/netns/<id>               the container's network namespace
+//! $BERTH_RUN/monitors/<id>.pid        the monitor's pid
+//! ```
+//!
+//! Readers (`ps`, `logs`) take no lock: every file they read is replaced
+//! whole by rename.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::naming;
+
+/// Where berth keeps its state, from `BERTH_ROOT` / `BERTH_RUN`.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Self {
+        let var = |k: &str, d: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(d))
+        };
+        Paths {
+            root: var("BERTH_ROOT", "/var/lib/berth"),
+            run: var("BERTH_RUN", "/run/berth"),
+        }
+    }
+
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    pub fn container(&self, id: &str) -> PathBuf {
+        self.containers().join(id)
+    }
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+    pub fn volume_data(&self, name: &str) -> PathBuf {
+        self.volumes().join(name).join("_data")
+    }
+    pub fn runtime_root(&self) -> PathBuf {
+        self.run.join("runtime")
+    }
+    pub fn netns(&self, id: &str) -> PathBuf {
+        self.run.join("netns").join(id)
+    }
+    pub fn monitor_pid(&self, id: &str) -> PathBuf {
+        self.run.join("monitors").join(format!("{id}.pid"))
+    }
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.container(id).join(format!("{id}-json.log"))
+    }
+    pub fn project_lock(&self, project: &str) -> PathBuf {
+        self.root.join("projects").join(format!("{project}.lock"))
+    }
+}
+
+/// A healthcheck as the monitor runs it (durations in milliseconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthSpec {
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub start_period_ms: u64,
+    pub start_interval_ms: u64,
+    pub retries: u32,
+}
+
+/// What the engine decided about a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    pub number: u32,
+    pub oneoff: bool,
+    pub labels: BTreeMap<String, String>,
+    /// The image as the service names it.
+    pub image: String,
+    /// The image's id (its config digest), empty if unknown.
+    pub image_id: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// The command line, for `ps`.
+    pub command: Vec<String>,
+    /// `restart:` as Docker spells it (`no`, `always`, `on-failure:3`, …).
+    pub restart: String,
+    pub stop_signal: String,
+    pub stop_grace_ms: u64,
+    pub log_max_size: Option<String>,
+    pub log_max_file: Option<String>,
+    pub healthcheck: Option<HealthSpec>,
+    /// berth's restart-on-unhealthy (`x-berth.restart_on_unhealthy` or the
+    /// `berth.restart-on-unhealthy` label).
+    pub restart_on_unhealthy: bool,
+    /// Published ports, as `ps` shows them (`0.0.0.0:8080->80/tcp`).
+    pub ports: Vec<String>,
+    /// Networks the container is attached to, in priority order.
+    pub networks: Vec<String>,
+    /// Whether the engine made a network namespace for it (at
+    /// [`Paths::netns`]).
+    pub own_netns: bool,
+    /// Mount point of the rootfs (overlay), unmounted at removal.
+    pub rootfs_mounted: bool,
+}
+
+impl ContainerRecord {
+    pub fn load(paths: &Paths, id: &str) -> Result<Self> {
+        let path = paths.container(id).join("container.json");
+        let text = fs_err::read_to_string(&path)?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    pub fn save(&self, paths: &Paths) -> Result<()> {
+        write_atomic(
+            &paths.container(&self.id).join("container.json"),
+            &serde_json::to_vec_pretty(self)?,
+        )
+    }
+
+    pub fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map_or("", String::as_str)
+    }
+}
+
+/// A container's status, in Docker's words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Dead,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Paused => "paused",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        })
+    }
+}
+
+/// What the monitor saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub status: Status,
+    /// The container's init, as the host sees it (0 when not running).
+    pub pid: i32,
+    pub exit_code: i32,
+    /// Milliseconds since the epoch (0: never).
+    pub started_at: u64,
+    pub finished_at: u64,
+    pub restart_count: u32,
+    /// `starting`, `healthy`, `unhealthy`, or empty without a healthcheck.
+    pub health: String,
+    pub failing_streak: u32,
+    /// The last probe outputs, newest last.
+    pub health_log: Vec<String>,
+    /// The monitor's pid while it lives.
+    pub monitor_pid: i32,
+    /// Set by `stop`/`down`: the exit was asked for.
+    pub stopped_by_user: bool,
+    /// Why the container could not start, if it could not.
+    pub error: String,
+}
+
+impl RunState {
+    pub fn load(paths: &Paths, id: &str) -> RunState {
+        let path = paths.container(id).join("state.json");
+        std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, paths: &Paths, id: &str) -> Result<()> {
+        write_atomic(
+            &paths.container(id).join("state.json"),
+            &serde_json::to_vec(self)?,
+        )
+    }
+
+    /// The status, corrected for a monitor that died without saying so (a
+    /// kill -9, a reboot): then the container is gone too, or orphaned.
+    pub fn effective_status(&self) -> Status {
+        match self.status {
+            Status::Running | Status::Restarting | Status::Paused
+                if self.monitor_pid <= 0 || !alive(self.monitor_pid) =>
+            {
+                if self.pid > 0 && alive(self.pid) {
+                    self.status
+                } else {
+                    Status::Exited
+                }
+            }
+            s => s,
+        }
+    }
+}
+
+/// Whether a process exists.
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+        })
+        .unwrap_or(true)
+}
+
+/// Writes through a temp file and a rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().context("path without a parent")?;
+    fs_err::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    fs_err::write(&tmp, data)?;
+    fs_err::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Every container record, of every project.
+pub fn all_containers(paths: &Paths) -> Result<Vec<ContainerRecord>> {
+    let dir = paths.containers();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e?;
+        let id = e.file_name().to_string_lossy().into_owned();
+        if id.starts_with('.') {
+            continue;
+        }
+        // A container half-made by a killed `up` has no record yet: it is
+        // cleaned by the next `up`/`down` of its project through `orphans`.
+        if let Ok(r) = ContainerRecord::load(paths, &id) {
+            out.push(r);
+        }
+    }
+    out.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    Ok(out)
+}
+
+/// A project's containers.
+pub fn project_containers(paths: &Paths, project: &str) -> Result<Vec<ContainerRecord>> {
+    Ok(all_containers(paths)?
+        .into_iter()
+        .filter(|c| c.label(naming::LABEL_PROJECT) == project)
+        .collect())
+}
+
+/// A fresh container id: 64 hex digits from the kernel's random source.
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    use std::io::Read;
+    fs_err::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(hex::encode(b))
+}
+
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An exclusive lock on a file, released on drop.
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    /// Blocks until the lock is ours.
+    pub fn acquire(path: &Path) -> Result<Lock> {
+        if let Some(d) = path.parent() {
+            fs_err::create_dir_all(d)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(Lock { _file: file })
+    }
+}

@@ -1,0 +1,555 @@
+//! The monitor process: one per container, the berth binary re-executed as
+//! `berth system monitor <id>` and detached with `setsid`.
+//!
+//! It creates and starts the container through the runtime (so the
+//! container's init is its child; it is also a child subreaper), copies the
+//! container's stdout and stderr into the json-file log, records the exit,
+//! applies the restart policy with Docker's back-off, runs the healthcheck,
+//! and stops the container on SIGTERM (the stop signal, the grace period,
+//! then SIGKILL). Everything it observes goes to `state.json`
+//! ([`RunState`]), which `ps`, `up --wait` and `depends_on` read.
+//!
+//! The spawner learns the outcome of the first start through the monitor's
+//! stdout: one line, `ok` or `error: …`, then the monitor's stdout is
+//! replaced by `/dev/null`.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use berth_runtime::{CreateOptions, Runtime};
+
+use super::health::{self, Health, HealthConfig, Probe, ProbeResult};
+use super::log::{JsonFileWriter, Rotation, Stream};
+use super::restart::{Decision, Exit, RestartPolicy, Restarter};
+use crate::engine::state::{now_millis, ContainerRecord, Paths, RunState, Status};
+
+/// Shared between the main loop and the health thread.
+struct Shared {
+    paths: Paths,
+    id: String,
+    state: Mutex<RunState>,
+}
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut RunState)) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+        if let Err(e) = s.save(&self.paths, &self.id) {
+            tracing::warn!(error = %e, "saving the container state");
+        }
+    }
+}
+
+/// Runs the monitor of container `id` until the container stays exited.
+pub fn run(paths: &Paths, id: &str) -> Result<()> {
+    let _ = nix::unistd::setsid();
+    nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+    let record = ContainerRecord::load(paths, id)?;
+    let pid_file = paths.monitor_pid(id);
+    crate::engine::state::write_atomic(&pid_file, std::process::id().to_string().as_bytes())?;
+
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .context("signalfd")?;
+
+    let rt = Runtime::new(paths.runtime_root());
+    let rotation = Rotation::from_options(
+        record.log_max_size.as_deref(),
+        record.log_max_file.as_deref(),
+    )?;
+    let mut log = JsonFileWriter::open(&paths.log(id), rotation)
+        .with_context(|| format!("opening {}", paths.log(id).display()))?;
+    let policy = RestartPolicy::parse(&record.restart)?;
+    let mut restarter = Restarter::new(policy);
+    let shared = Arc::new(Shared {
+        paths: paths.clone(),
+        id: id.to_owned(),
+        state: Mutex::new(RunState {
+            restart_count: RunState::load(paths, id).restart_count,
+            ..RunState::default()
+        }),
+    });
+    let stop_signal = parse_signal(&record.stop_signal).unwrap_or(Signal::SIGTERM);
+    let grace = Duration::from_millis(record.stop_grace_ms);
+    let mut reported = false;
+    let mut user_stop = false;
+
+    loop {
+        let _ = rt.delete(id, true);
+        let started = Instant::now();
+        let run = match start(&rt, paths, id) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                shared.update(|s| {
+                    s.status = Status::Exited;
+                    s.exit_code = 128;
+                    s.error = msg.clone();
+                    s.pid = 0;
+                    s.monitor_pid = 0;
+                    s.finished_at = now_millis();
+                });
+                if !reported {
+                    report(&format!("error: {msg}"));
+                }
+                let _ = std::fs::remove_file(&pid_file);
+                return Err(e);
+            }
+        };
+        let pid = run.pid;
+        shared.update(|s| {
+            s.status = Status::Running;
+            s.pid = pid;
+            s.started_at = now_millis();
+            s.monitor_pid = std::process::id() as i32;
+            s.stopped_by_user = false;
+            s.error.clear();
+            s.restart_count = restarter.restarts();
+        });
+        if !reported {
+            report("ok");
+            reported = true;
+        }
+        let generation = Arc::new(AtomicBool::new(true));
+        let unhealthy_kill = Arc::new(AtomicBool::new(false));
+        if let Some(h) = &record.healthcheck {
+            spawn_health(
+                &shared,
+                h,
+                paths,
+                id,
+                pid,
+                record.restart_on_unhealthy,
+                generation.clone(),
+                unhealthy_kill.clone(),
+            );
+        }
+
+        let code = pump(
+            &rt,
+            id,
+            run,
+            &sfd,
+            &mut log,
+            stop_signal,
+            grace,
+            &mut user_stop,
+        );
+        generation.store(false, Ordering::SeqCst);
+        let _ = log.flush_partial();
+        let _ = rt.delete(id, true);
+        let ran_for = started.elapsed();
+        shared.update(|s| {
+            s.status = Status::Exited;
+            s.exit_code = code;
+            s.pid = 0;
+            s.finished_at = now_millis();
+            s.stopped_by_user = user_stop;
+        });
+        let forced = unhealthy_kill.load(Ordering::SeqCst) && !user_stop;
+        let decision = if forced {
+            Decision::RestartAfter(restarter.forced(ran_for))
+        } else {
+            restarter.on_exit(Exit {
+                code,
+                ran_for,
+                stopped_by_user: user_stop,
+            })
+        };
+        let Decision::RestartAfter(delay) = decision else {
+            break;
+        };
+        shared.update(|s| {
+            s.status = Status::Restarting;
+            s.restart_count = restarter.restarts();
+        });
+        // The back-off; a stop during it ends the monitor.
+        if wait_signals(&sfd, delay, &mut user_stop) {
+            shared.update(|s| {
+                s.status = Status::Exited;
+                s.stopped_by_user = true;
+            });
+            break;
+        }
+    }
+    shared.update(|s| s.monitor_pid = 0);
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(())
+}
+
+/// One line to whoever spawned us, then our stdout goes to /dev/null.
+fn report(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+}
+
+/// A started container and the read ends of its output.
+struct Running {
+    pid: i32,
+    out: OwnedFd,
+    err: OwnedFd,
+}
+
+fn start(rt: &Runtime, paths: &Paths, id: &str) -> Result<Running> {
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let null: OwnedFd = std::fs::File::open("/dev/null")?.into();
+    let opts = CreateOptions {
+        stdio: [Some(null), Some(out_w), Some(err_w)],
+        ..CreateOptions::default()
+    };
+    let saved = rt
+        .create(id, &paths.container(id), &opts)
+        .with_context(|| format!("creating container {id}"))?;
+    drop(opts);
+    rt.start(id)
+        .with_context(|| format!("starting container {id}"))?;
+    Ok(Running {
+        pid: saved.pid,
+        out: out_r,
+        err: err_r,
+    })
+}
+
+/// Copies output to the log until the container's init has exited and its
+/// output is drained; handles stop requests. Returns the exit code.
+#[allow(clippy::too_many_arguments)]
+fn pump(
+    rt: &Runtime,
+    id: &str,
+    run: Running,
+    sfd: &SignalFd,
+    log: &mut JsonFileWriter,
+    stop_signal: Signal,
+    grace: Duration,
+    user_stop: &mut bool,
+) -> i32 {
+    let mut open = [Some(run.out), Some(run.err)];
+    let mut code: Option<i32> = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        if code.is_some()
+            && (open.iter().all(Option::is_none)
+                || drain_until.is_some_and(|d| Instant::now() >= d))
+        {
+            break;
+        }
+        let now = Instant::now();
+        let mut timeout_ms: i64 = -1;
+        for d in [kill_at, drain_until].into_iter().flatten() {
+            let ms = d.saturating_duration_since(now).as_millis() as i64;
+            timeout_ms = if timeout_ms < 0 {
+                ms
+            } else {
+                timeout_ms.min(ms)
+            };
+        }
+        let (ready_out, ready_err, ready_sig) = {
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            let mut which = Vec::new();
+            for (i, f) in open.iter().enumerate() {
+                if let Some(f) = f {
+                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                    which.push(i);
+                }
+            }
+            let t = if timeout_ms < 0 {
+                PollTimeout::NONE
+            } else {
+                PollTimeout::try_from(timeout_ms.min(i64::from(i32::MAX)) as i32)
+                    .unwrap_or(PollTimeout::MAX)
+            };
+            match poll(&mut fds, t) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            let ready = |p: &PollFd<'_>| {
+                p.revents().is_some_and(|r| {
+                    r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                })
+            };
+            let sig = ready(&fds[0]);
+            let mut r = [false, false];
+            for (k, i) in which.iter().enumerate() {
+                r[*i] = ready(&fds[k + 1]);
+            }
+            (r[0], r[1], sig)
+        };
+        for (i, ready) in [ready_out, ready_err].into_iter().enumerate() {
+            if !ready {
+                continue;
+            }
+            let Some(fd) = &open[i] else { continue };
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) => open[i] = None,
+                Ok(n) => {
+                    let stream = if i == 0 {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    };
+                    let _ = log.write(stream, &buf[..n]);
+                }
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(_) => open[i] = None,
+            }
+        }
+        if ready_sig {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => reap(run.pid, &mut code),
+                    // `berth kill`: the exit that follows is the user's.
+                    Ok(Signal::SIGUSR1) => *user_stop = true,
+                    Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) => {
+                        if !*user_stop {
+                            *user_stop = true;
+                            let _ = rt.kill(id, stop_signal as i32, false);
+                            kill_at = Some(Instant::now() + grace);
+                        } else {
+                            // Asked twice: no more grace.
+                            let _ = rt.kill(id, libc::SIGKILL, true);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            reap(run.pid, &mut code);
+        }
+        if kill_at.is_some_and(|k| Instant::now() >= k) {
+            let _ = rt.kill(id, libc::SIGKILL, true);
+            kill_at = None;
+        }
+        if code.is_some() && drain_until.is_none() {
+            // Processes that outlive the init (no pid namespace) may hold
+            // the pipes: drain briefly, then stop reading.
+            drain_until = Some(Instant::now() + Duration::from_millis(200));
+            kill_at = None;
+        }
+    }
+    code.unwrap_or(255)
+}
+
+/// Reaps every exited child; records the init's status.
+fn reap(init: i32, code: &mut Option<i32>) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, c)) if pid.as_raw() == init => *code = Some(c),
+            Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == init => {
+                *code = Some(128 + s as i32)
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Sleeps `d`, reaping strays; true if a stop was asked for meanwhile.
+fn wait_signals(sfd: &SignalFd, d: Duration, user_stop: &mut bool) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        );
+        while let Ok(Some(info)) = sfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) => {
+                    *user_stop = true;
+                    return true;
+                }
+                Ok(Signal::SIGCHLD) => {
+                    let mut ignored = None;
+                    reap(0, &mut ignored);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `SIGTERM`, `TERM`, `15` → the signal.
+pub fn parse_signal(s: &str) -> Option<Signal> {
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse().ok()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_health(
+    shared: &Arc<Shared>,
+    spec: &crate::engine::state::HealthSpec,
+    paths: &Paths,
+    id: &str,
+    pid: i32,
+    restart_on_unhealthy: bool,
+    alive: Arc<AtomicBool>,
+    unhealthy_kill: Arc<AtomicBool>,
+) {
+    let Ok(Some(probe)) = Probe::from_test(&spec.test) else {
+        return;
+    };
+    let mut config = HealthConfig::new(probe);
+    let ms = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_millis(v) };
+    config.interval = ms(spec.interval_ms, config.interval);
+    config.timeout = ms(spec.timeout_ms, config.timeout);
+    config.start_period = Duration::from_millis(spec.start_period_ms);
+    config.start_interval = ms(spec.start_interval_ms, config.start_interval);
+    if spec.retries > 0 {
+        config.retries = spec.retries;
+    }
+    let shared = shared.clone();
+    let paths = paths.clone();
+    let id = id.to_owned();
+    shared.update(|s| {
+        s.health = health::Status::Starting.to_string();
+        s.failing_streak = 0;
+    });
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut h = Health::new(config);
+        while alive.load(Ordering::SeqCst) {
+            std::thread::sleep(h.next_probe_in(started.elapsed()));
+            if !alive.load(Ordering::SeqCst) {
+                return;
+            }
+            let result = probe_once(
+                &paths,
+                &id,
+                &h.config().probe.argv(),
+                h.config().timeout,
+                started,
+            );
+            if !alive.load(Ordering::SeqCst) {
+                return;
+            }
+            let changed = h.record(result);
+            let status = h.status();
+            let streak = h.failing_streak();
+            let log: Vec<String> = h
+                .log()
+                .map(|r| format!("{} {}", r.exit_code, r.output.trim_end()))
+                .collect();
+            shared.update(|s| {
+                s.health = status.to_string();
+                s.failing_streak = streak;
+                s.health_log = log;
+            });
+            if restart_on_unhealthy && changed == Some(health::Status::Unhealthy) {
+                unhealthy_kill.store(true, Ordering::SeqCst);
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                return;
+            }
+        }
+    });
+}
+
+fn probe_result(exit_code: i32, output: String, at: Duration) -> ProbeResult {
+    ProbeResult {
+        at,
+        exit_code,
+        output,
+    }
+}
+
+/// Runs the probe inside the container through `berth runtime exec`.
+fn probe_once(
+    paths: &Paths,
+    id: &str,
+    argv: &[String],
+    timeout: Duration,
+    container_started: Instant,
+) -> ProbeResult {
+    let begun = container_started.elapsed();
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let child = std::process::Command::new(exe)
+        .arg("runtime")
+        .arg("--root")
+        .arg(paths.runtime_root())
+        .arg("exec")
+        .arg(id)
+        .args(argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return probe_result(-1, format!("running the probe: {e}"), begun),
+    };
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_end(&mut text);
+        }
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut text);
+        }
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let text = reader.join().unwrap_or_default();
+                let code = status.code().unwrap_or(-1);
+                return probe_result(code, String::from_utf8_lossy(&text).into_owned(), begun);
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return probe_result(
+                    -1,
+                    format!("Health check exceeded timeout ({timeout:?})"),
+                    begun,
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return probe_result(-1, format!("waiting for the probe: {e}"), begun),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! End to end, as a user runs it: `berth up -d` of a busybox stack, `ps`,
+//! `logs`, healthchecks and `depends_on: service_healthy`, restart
+//! policies, `kill`, `stop`/`start`, then `down -v` leaves nothing: no
+//! container state, mount, cgroup, monitor process or volume. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use berth::image::import::import;
+use berth::image::{Reference, Store};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    run: PathBuf,
+    dir: PathBuf,
+    project: String,
+}
+
+impl Env {
+    fn new(compose: &str) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let run = tmp.path().join("run");
+        let dir = tmp.path().join("proj");
+        std::fs::create_dir_all(&dir).unwrap();
+        let project = format!("e2e{}", std::process::id());
+        std::fs::write(
+            dir.join("compose.yaml"),
+            format!("name: {project}\n{compose}"),
+        )
+        .unwrap();
+        // The image: Debian's busybox-static as a rootfs, imported.
+        let rootfs = tmp.path().join("bb");
+        let st = Command::new("sh")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/bench/busybox-rootfs.sh"
+            ))
+            .arg(&rootfs)
+            .status()
+            .expect("precondition: sh and ../shared/bench/busybox-rootfs.sh");
+        assert!(st.success(), "busybox-rootfs.sh failed");
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("precondition: tar");
+        assert!(tar.status.success());
+        let store = Store::open(&root).unwrap();
+        import(
+            &store,
+            &tar.stdout[..],
+            &Reference::parse("bb:latest").unwrap(),
+            &["CMD [\"sh\"]".into()],
+        )
+        .unwrap();
+        Env {
+            _tmp: tmp,
+            root,
+            run,
+            dir,
+            project,
+        }
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("BERTH_ROOT", &self.root)
+            .env("BERTH_RUN", &self.run)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ps_json(&self) -> Vec<serde_json::Value> {
+        self.ok(&["ps", "-a", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn container<'a>(&self, ps: &'a [serde_json::Value], service: &str) -> &'a serde_json::Value {
+        ps.iter()
+            .find(|c| c["Service"] == service)
+            .unwrap_or_else(|| panic!("no {service} in {ps:#?}"))
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + timeout;
+        while !f() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the kernel holds that names this env's state.
+    fn leftovers(&self, ids: &[String]) -> Vec<String> {
+        let mut left = Vec::new();
+        let root = self.root.display().to_string();
+        let run = self.run.display().to_string();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for l in mountinfo.lines() {
+            if l.contains(&root) || l.contains(&run) {
+                left.push(format!("mount: {l}"));
+            }
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if ids.iter().any(|id| cmd.contains(id.as_str())) {
+                    left.push(format!(
+                        "process {}: {cmd}",
+                        entry.file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
+        for ctl in ["memory", "pids", "cpu", "freezer"] {
+            let base = Path::new("/sys/fs/cgroup").join(ctl);
+            for id in ids {
+                let out = Command::new("find")
+                    .arg(&base)
+                    .args(["-maxdepth", "3", "-name"])
+                    .arg(format!("*{id}*"))
+                    .output()
+                    .unwrap();
+                for l in String::from_utf8_lossy(&out.stdout).lines() {
+                    left.push(format!("cgroup: {l}"));
+                }
+            }
+        }
+        if let Ok(e) = std::fs::read_dir(self.root.join("containers")) {
+            for e in e.flatten() {
+                left.push(format!("state: {}", e.path().display()));
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Whatever happened, take the stack down.
+        let _ = self.berth(&["down", "-v", "-t", "0"]);
+    }
+}
+
+const STACK: &str = r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "echo hello from app; echo to stderr >&2; exec sleep 1000"]
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD-SHELL", "test -e /tmp/ready || touch /tmp/ready; test -e /tmp/ready"]
+      interval: 300ms
+      start_period: 5s
+      start_interval: 100ms
+  crash:
+    image: bb:latest
+    network_mode: none
+    restart: on-failure:2
+    command: ["sh", "-c", "echo crashing; exit 3"]
+  after:
+    image: bb:latest
+    network_mode: none
+    depends_on:
+      app: {condition: service_healthy}
+    command: ["sh", "-c", "cat /data/mark 2>/dev/null; echo kept > /data/mark; exec sleep 1000"]
+    volumes: ["data:/data"]
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn up_ps_logs_restart_down_leaves_nothing() {
+    let env = Env::new(STACK);
+    let out = env.berth(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "up -d: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ps = env.ps_json();
+    assert_eq!(ps.len(), 3, "{ps:#?}");
+    let app = env.container(&ps, "app");
+    assert_eq!(app["Name"], format!("{}-app-1", env.project));
+    assert_eq!(app["State"], "running");
+    assert_eq!(
+        app["Health"], "healthy",
+        "after waited for app to be healthy"
+    );
+    assert_eq!(env.container(&ps, "after")["State"], "running");
+    let ids: Vec<String> = ps
+        .iter()
+        .map(|c| c["ID"].as_str().unwrap().to_owned())
+        .collect();
+
+    // Logs: both streams, prefixed by the container name.
+    let logs = env.ok(&["logs", "app"]);
+    assert!(
+        logs.contains(&format!("{}-app-1  | hello from app", env.project)),
+        "{logs}"
+    );
+    assert!(logs.contains("to stderr"), "{logs}");
+    let bare = env.ok(&["logs", "--no-log-prefix", "app"]);
+    assert_eq!(bare, "hello from app\nto stderr\n");
+
+    // on-failure:2: the first run and two restarts, then exited (3).
+    env.wait_for("crash to give up", Duration::from_secs(10), || {
+        let ps = env.ps_json();
+        let c = env.container(&ps, "crash");
+        c["State"] == "exited" && env.ok(&["logs", "crash"]).matches("crashing").count() == 3
+    });
+    let ps = env.ps_json();
+    assert_eq!(env.container(&ps, "crash")["ExitCode"], 3);
+    // `ps` without -a lists running containers only.
+    let running = env.ok(&["ps", "--services"]);
+    assert_eq!(
+        running, "after\napp\n",
+        "by container name, as Compose sorts"
+    );
+
+    // `up -d` again changes nothing.
+    let again = env.ps_json();
+    env.ok(&["up", "-d"]);
+    let ps2 = env.ps_json();
+    assert_eq!(
+        env.container(&again, "app")["ID"],
+        env.container(&ps2, "app")["ID"],
+        "an unchanged service is not recreated"
+    );
+
+    // stop / start keep the container and its volume.
+    env.ok(&["stop", "after"]);
+    let ps = env.ps_json();
+    assert_eq!(env.container(&ps, "after")["State"], "exited");
+    env.ok(&["start", "after"]);
+    env.wait_for("after's second run to log", Duration::from_secs(5), || {
+        env.ok(&["logs", "after"]).contains("kept")
+    });
+
+    // `kill` is a user's stop: no restart even with a policy.
+    env.ok(&["kill", "app"]);
+    env.wait_for("app to exit", Duration::from_secs(5), || {
+        env.container(&env.ps_json(), "app")["State"] == "exited"
+    });
+
+    env.ok(&["down", "-v", "-t", "1"]);
+    assert!(env.ps_json().is_empty());
+    let left = env.leftovers(&ids);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    assert!(
+        !env.root
+            .join("volumes")
+            .join(format!("{}_data", env.project))
+            .exists(),
+        "down -v removes the named volume"
+    );
+}
+
+#[test]
+fn a_missing_image_fails_before_anything_starts() {
+    let env = Env::new(
+        "services:\n  a:\n    image: bb:latest\n    network_mode: none\n    command: sleep 100\n  b:\n    image: nosuch:1\n    network_mode: none\n",
+    );
+    let out = env.berth(&["up", "-d"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuch"), "{err}");
+    // No half-started stack: nothing of the project runs.
+    let running: Vec<_> = env
+        .ps_json()
+        .into_iter()
+        .filter(|c| c["State"] == "running")
+        .collect();
+    assert!(running.is_empty(), "{running:#?}");
+}
