@@ -1,0 +1,491 @@
+//! Name lookup over a [`DnsTable`]: which networks a client sees, and what a
+//! question gets from them. Pure; the server calls it for every query.
+//!
+//! A client sees the networks of the container that owns its source address
+//! (all of them, like Docker's embedded DNS, which answers from every network
+//! the container is connected to); a source that is not a container sees the
+//! networks whose subnets hold it; failing that, the network whose gateway the
+//! query arrived at. Names never cross to a network the client is not on.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use super::table::{DnsNetwork, DnsTable};
+use super::wire::{self, Rdata, TYPE_A, TYPE_AAAA, TYPE_ANY, TYPE_PTR};
+
+/// What a question gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Records from our tables (NOERROR, authoritative).
+    Answer(Vec<Rdata>),
+    /// The name is ours but has no record of this type (NOERROR, empty).
+    NoData,
+    /// The name is not ours and cannot be anyone's: a bare single-label name,
+    /// or a reverse name inside one of the client's subnets.
+    NxDomain,
+    /// Not ours: ask the upstream resolvers. An empty list means the host's.
+    Forward(Vec<IpAddr>),
+    /// Not ours, and the client may not reach outside (internal networks only).
+    ServFail,
+}
+
+/// One network's names, ready for lookups.
+#[derive(Debug)]
+struct NetIndex {
+    net: DnsNetwork,
+    name_lc: String,
+    /// Lower-case name → indexes into `net.records`.
+    names: HashMap<String, Vec<usize>>,
+    /// Address → index into `net.records`.
+    addrs: HashMap<IpAddr, usize>,
+}
+
+/// The table, indexed for lookups.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    nets: Vec<NetIndex>,
+    /// Container address → (network, record).
+    by_addr: HashMap<IpAddr, (usize, usize)>,
+    /// Container id → its networks, in table order.
+    by_container: HashMap<String, Vec<usize>>,
+    /// Gateway address → network.
+    by_gateway: HashMap<IpAddr, usize>,
+}
+
+/// Lower case, no trailing dot: the form every key and question takes.
+fn normalize(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+impl Resolver {
+    /// Indexes `table`.
+    pub fn new(table: &DnsTable) -> Resolver {
+        let mut r = Resolver::default();
+        for (n, net) in table.networks.iter().enumerate() {
+            let mut idx = NetIndex {
+                net: net.clone(),
+                name_lc: normalize(&net.name),
+                names: HashMap::new(),
+                addrs: HashMap::new(),
+            };
+            for (i, rec) in net.records.iter().enumerate() {
+                let short_id = rec
+                    .container_id
+                    .get(..12)
+                    .filter(|_| rec.container_id.len() > 12);
+                let keys = std::iter::once(rec.container_name.as_str())
+                    .chain(rec.names.iter().map(String::as_str))
+                    .chain(short_id);
+                for key in keys {
+                    let key = normalize(key);
+                    if key.is_empty() {
+                        continue;
+                    }
+                    let list = idx.names.entry(key).or_default();
+                    if !list.contains(&i) {
+                        list.push(i);
+                    }
+                }
+                for ip in rec
+                    .ipv4
+                    .map(IpAddr::V4)
+                    .into_iter()
+                    .chain(rec.ipv6.map(IpAddr::V6))
+                {
+                    idx.addrs.insert(ip, i);
+                    r.by_addr.entry(ip).or_insert((n, i));
+                }
+                let nets = r.by_container.entry(rec.container_id.clone()).or_default();
+                if !nets.contains(&n) {
+                    nets.push(n);
+                }
+            }
+            for gw in &net.gateways {
+                r.by_gateway.entry(*gw).or_insert(n);
+            }
+            r.nets.push(idx);
+        }
+        r
+    }
+
+    /// Every gateway address in the table: where the server listens.
+    pub fn listen_addrs(&self) -> BTreeSet<IpAddr> {
+        self.by_gateway.keys().copied().collect()
+    }
+
+    /// The networks `client` sees, asking at local address `local`.
+    fn views(&self, client: IpAddr, local: IpAddr) -> Vec<usize> {
+        if let Some(&(n, i)) = self.by_addr.get(&client) {
+            let id = &self.nets[n].net.records[i].container_id;
+            let mut views = vec![n];
+            views.extend(self.by_container[id].iter().filter(|&&m| m != n));
+            return views;
+        }
+        let in_subnet: Vec<usize> = (0..self.nets.len())
+            .filter(|&n| self.nets[n].net.subnets.iter().any(|s| s.contains(client)))
+            .collect();
+        if !in_subnet.is_empty() {
+            return in_subnet;
+        }
+        self.by_gateway
+            .get(&local)
+            .map(|&n| vec![n])
+            .unwrap_or_default()
+    }
+
+    /// The answer to `qtype` for `qname` (any case, trailing dot optional)
+    /// asked by `client` at our address `local`.
+    pub fn resolve(&self, client: IpAddr, local: IpAddr, qname: &str, qtype: u16) -> Outcome {
+        let views = self.views(client, local);
+        let name = normalize(qname);
+        let forward = || self.forward(client, &views);
+        if views.is_empty() {
+            return forward();
+        }
+        if qtype == TYPE_PTR {
+            if let Some(ip) = wire::reverse_addr(&name) {
+                return self.reverse(&views, ip).unwrap_or_else(forward);
+            }
+        }
+        let found = self.find(&views, &name);
+        if found.is_empty() {
+            return if name.contains('.') || name.is_empty() {
+                forward()
+            } else {
+                Outcome::NxDomain
+            };
+        }
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for (n, i) in found {
+            let rec = &self.nets[n].net.records[i];
+            let want = |t: u16| qtype == t || qtype == TYPE_ANY;
+            let v4 = rec.ipv4.filter(|_| want(TYPE_A)).map(IpAddr::V4);
+            let v6 = rec.ipv6.filter(|_| want(TYPE_AAAA)).map(IpAddr::V6);
+            for ip in v4.into_iter().chain(v6) {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        if ips.is_empty() {
+            Outcome::NoData
+        } else {
+            Outcome::Answer(ips.into_iter().map(Rdata::addr).collect())
+        }
+    }
+
+    /// Records named `name` on the client's networks: `name` itself on each,
+    /// or `prefix.<network name>` on that network (Docker resolves both).
+    fn find(&self, views: &[usize], name: &str) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        for &n in views {
+            let idx = &self.nets[n];
+            if let Some(list) = idx.names.get(name) {
+                found.extend(list.iter().map(|&i| (n, i)));
+            }
+            let scoped = name
+                .strip_suffix(idx.name_lc.as_str())
+                .and_then(|p| p.strip_suffix('.'))
+                .filter(|p| !p.is_empty());
+            if let Some(list) = scoped.and_then(|p| idx.names.get(p)) {
+                found.extend(list.iter().map(|&i| (n, i)));
+            }
+        }
+        found
+    }
+
+    /// PTR for `ip` on the client's networks; `None` when it is not in any of
+    /// their subnets (the question is for the world).
+    fn reverse(&self, views: &[usize], ip: IpAddr) -> Option<Outcome> {
+        for &n in views {
+            let idx = &self.nets[n];
+            if let Some(&i) = idx.addrs.get(&ip) {
+                let rec = &idx.net.records[i];
+                let target = format!("{}.{}", rec.container_name, idx.net.name);
+                return Some(match wire::encode_name(&target) {
+                    Some(wire) => Outcome::Answer(vec![Rdata::Ptr(wire)]),
+                    None => Outcome::NoData,
+                });
+            }
+        }
+        views
+            .iter()
+            .any(|&n| self.nets[n].net.subnets.iter().any(|s| s.contains(ip)))
+            .then_some(Outcome::NxDomain)
+    }
+
+    /// Forward, to the container's own servers if it has some, unless every
+    /// network the client sees is internal.
+    fn forward(&self, client: IpAddr, views: &[usize]) -> Outcome {
+        if !views.is_empty() && views.iter().all(|&n| self.nets[n].net.internal) {
+            return Outcome::ServFail;
+        }
+        match self.by_addr.get(&client) {
+            Some(&(n, i)) => Outcome::Forward(self.nets[n].net.records[i].dns.clone()),
+            None => Outcome::Forward(Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::table::{DnsNetwork, DnsRecord};
+    use super::*;
+
+    fn rec(id: &str, name: &str, names: &[&str], v4: &str, v6: Option<&str>) -> DnsRecord {
+        DnsRecord {
+            container_id: id.into(),
+            container_name: name.into(),
+            names: names.iter().map(|s| s.to_string()).collect(),
+            ipv4: Some(v4.parse().unwrap()),
+            ipv6: v6.map(|s| s.parse().unwrap()),
+            dns: vec![],
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Network A (10.1.0.0/24, fd01::/64): two `web` replicas, `db` with an
+    /// alias. Network B (10.2.0.0/24): `cache`, and `db` attached to both.
+    fn table() -> DnsTable {
+        DnsTable {
+            networks: vec![
+                DnsNetwork {
+                    name: "proj_a".into(),
+                    subnets: vec!["10.1.0.0/24".parse().unwrap(), "fd01::/64".parse().unwrap()],
+                    gateways: vec![ip("10.1.0.1"), ip("fd01::1")],
+                    internal: false,
+                    records: vec![
+                        rec(
+                            "aaaaaaaaaaaaaaaa1",
+                            "proj-web-1",
+                            &["web", "web1host"],
+                            "10.1.0.2",
+                            Some("fd01::2"),
+                        ),
+                        rec(
+                            "bbbbbbbbbbbbbbbb2",
+                            "proj-web-2",
+                            &["web"],
+                            "10.1.0.3",
+                            Some("fd01::3"),
+                        ),
+                        rec(
+                            "cccccccccccccccc3",
+                            "proj-db-1",
+                            &["db", "Database"],
+                            "10.1.0.4",
+                            None,
+                        ),
+                    ],
+                },
+                DnsNetwork {
+                    name: "proj_b".into(),
+                    subnets: vec!["10.2.0.0/24".parse().unwrap()],
+                    gateways: vec![ip("10.2.0.1")],
+                    internal: true,
+                    records: vec![
+                        rec(
+                            "dddddddddddddddd4",
+                            "proj-cache-1",
+                            &["cache"],
+                            "10.2.0.2",
+                            None,
+                        ),
+                        rec("cccccccccccccccc3", "proj-db-1", &["db"], "10.2.0.3", None),
+                    ],
+                },
+            ],
+        }
+    }
+
+    fn answer(ips: &[&str]) -> Outcome {
+        Outcome::Answer(ips.iter().map(|s| Rdata::addr(ip(s))).collect())
+    }
+
+    #[test]
+    fn service_name_answers_every_replica() {
+        let r = Resolver::new(&table());
+        let web1 = ip("10.1.0.2");
+        let gw = ip("10.1.0.1");
+        assert_eq!(
+            r.resolve(web1, gw, "web", TYPE_A),
+            answer(&["10.1.0.2", "10.1.0.3"])
+        );
+        assert_eq!(
+            r.resolve(web1, gw, "web", TYPE_AAAA),
+            answer(&["fd01::2", "fd01::3"])
+        );
+        assert_eq!(
+            r.resolve(web1, gw, "web", TYPE_ANY),
+            answer(&["10.1.0.2", "fd01::2", "10.1.0.3", "fd01::3"])
+        );
+    }
+
+    #[test]
+    fn names_are_case_insensitive_with_optional_dot_and_network_suffix() {
+        let r = Resolver::new(&table());
+        let (c, gw) = (ip("10.1.0.3"), ip("10.1.0.1"));
+        for q in [
+            "proj-db-1",
+            "PROJ-DB-1.",
+            "db",
+            "database",
+            "DataBase.",
+            "db.proj_a",
+            "db.PROJ_A.",
+            "cccccccccccc",
+        ] {
+            assert_eq!(r.resolve(c, gw, q, TYPE_A), answer(&["10.1.0.4"]), "{q}");
+        }
+        assert_eq!(r.resolve(c, gw, "web1host", TYPE_A), answer(&["10.1.0.2"]));
+        // The full id is not a name; a prefix shorter than 12 is not either.
+        assert_eq!(
+            r.resolve(c, gw, "cccccccccccccccc3", TYPE_A),
+            Outcome::NxDomain
+        );
+        assert_eq!(r.resolve(c, gw, "ccccccccccc", TYPE_A), Outcome::NxDomain);
+    }
+
+    #[test]
+    fn known_name_without_that_family_is_nodata() {
+        let r = Resolver::new(&table());
+        let (c, gw) = (ip("10.1.0.2"), ip("10.1.0.1"));
+        assert_eq!(r.resolve(c, gw, "db", TYPE_AAAA), Outcome::NoData);
+        assert_eq!(r.resolve(c, gw, "db", 16), Outcome::NoData);
+    }
+
+    #[test]
+    fn networks_are_isolated_by_source_address() {
+        let r = Resolver::new(&table());
+        let cache = ip("10.2.0.2");
+        let gw_b = ip("10.2.0.1");
+        assert_eq!(r.resolve(cache, gw_b, "web", TYPE_A), Outcome::NxDomain);
+        assert_eq!(r.resolve(cache, gw_b, "db", TYPE_A), answer(&["10.2.0.3"]));
+        // Asking at A's gateway does not help: the source decides.
+        assert_eq!(
+            r.resolve(cache, ip("10.1.0.1"), "web", TYPE_A),
+            Outcome::NxDomain
+        );
+        let web = ip("10.1.0.2");
+        assert_eq!(
+            r.resolve(web, ip("10.1.0.1"), "cache", TYPE_A),
+            Outcome::NxDomain
+        );
+        // `name.network` only for a network the client is on.
+        assert_eq!(
+            r.resolve(web, ip("10.1.0.1"), "cache.proj_b", TYPE_A),
+            Outcome::Forward(vec![])
+        );
+    }
+
+    #[test]
+    fn container_on_two_networks_sees_both() {
+        let r = Resolver::new(&table());
+        // db asks from its address on A and still sees B's cache, own network first.
+        let db_a = ip("10.1.0.4");
+        assert_eq!(
+            r.resolve(db_a, ip("10.1.0.1"), "cache", TYPE_A),
+            answer(&["10.2.0.2"])
+        );
+        assert_eq!(
+            r.resolve(db_a, ip("10.1.0.1"), "db", TYPE_A),
+            answer(&["10.1.0.4", "10.2.0.3"])
+        );
+        let db_b = ip("10.2.0.3");
+        assert_eq!(
+            r.resolve(db_b, ip("10.2.0.1"), "db", TYPE_A),
+            answer(&["10.2.0.3", "10.1.0.4"])
+        );
+    }
+
+    #[test]
+    fn unknown_source_falls_back_to_subnet_then_gateway() {
+        let r = Resolver::new(&table());
+        // Not a container, but in A's subnet (e.g. the gateway itself).
+        assert_eq!(
+            r.resolve(ip("10.1.0.1"), ip("10.1.0.1"), "web", TYPE_A),
+            answer(&["10.1.0.2", "10.1.0.3"])
+        );
+        // Outside every subnet: the network of the address it asked at.
+        assert_eq!(
+            r.resolve(ip("192.0.2.9"), ip("10.2.0.1"), "cache", TYPE_A),
+            answer(&["10.2.0.2"])
+        );
+        // Unknown everywhere: not ours, forwarded even for a bare name.
+        assert_eq!(
+            r.resolve(ip("192.0.2.9"), ip("192.0.2.1"), "web", TYPE_A),
+            Outcome::Forward(vec![])
+        );
+    }
+
+    #[test]
+    fn bare_unknown_is_nxdomain_and_dotted_unknown_is_forwarded() {
+        let r = Resolver::new(&table());
+        let (c, gw) = (ip("10.1.0.2"), ip("10.1.0.1"));
+        assert_eq!(r.resolve(c, gw, "nosuch", TYPE_A), Outcome::NxDomain);
+        assert_eq!(r.resolve(c, gw, "nosuch.", TYPE_AAAA), Outcome::NxDomain);
+        assert_eq!(
+            r.resolve(c, gw, "example.com", TYPE_A),
+            Outcome::Forward(vec![])
+        );
+        assert_eq!(r.resolve(c, gw, "", 2), Outcome::Forward(vec![]));
+        // Only internal networks visible: nothing leaves.
+        assert_eq!(
+            r.resolve(ip("10.2.0.2"), ip("10.2.0.1"), "example.com", TYPE_A),
+            Outcome::ServFail
+        );
+    }
+
+    #[test]
+    fn container_dns_servers_are_its_upstreams() {
+        let mut t = table();
+        t.networks[0].records[0].dns = vec![ip("192.0.2.53")];
+        let r = Resolver::new(&t);
+        assert_eq!(
+            r.resolve(ip("10.1.0.2"), ip("10.1.0.1"), "example.com", TYPE_A),
+            Outcome::Forward(vec![ip("192.0.2.53")])
+        );
+        assert_eq!(
+            r.resolve(ip("10.1.0.3"), ip("10.1.0.1"), "example.com", TYPE_A),
+            Outcome::Forward(vec![])
+        );
+    }
+
+    #[test]
+    fn ptr_answers_container_name_dot_network() {
+        let r = Resolver::new(&table());
+        let (c, gw) = (ip("10.1.0.2"), ip("10.1.0.1"));
+        let ptr = |s: &str| Outcome::Answer(vec![Rdata::Ptr(wire::encode_name(s).unwrap())]);
+        assert_eq!(
+            r.resolve(c, gw, "3.0.1.10.in-addr.arpa", TYPE_PTR),
+            ptr("proj-web-2.proj_a")
+        );
+        assert_eq!(
+            r.resolve(c, gw, &wire::reverse_name(ip("fd01::3")), TYPE_PTR),
+            ptr("proj-web-2.proj_a")
+        );
+        // In our subnet but no container: NXDOMAIN; another network's: not visible.
+        assert_eq!(
+            r.resolve(c, gw, "99.0.1.10.in-addr.arpa", TYPE_PTR),
+            Outcome::NxDomain
+        );
+        assert_eq!(
+            r.resolve(c, gw, "2.0.2.10.in-addr.arpa", TYPE_PTR),
+            Outcome::Forward(vec![])
+        );
+        assert_eq!(
+            r.resolve(c, gw, "1.2.0.192.in-addr.arpa.", TYPE_PTR),
+            Outcome::Forward(vec![])
+        );
+    }
+
+    #[test]
+    fn listens_on_every_gateway() {
+        let r = Resolver::new(&table());
+        let addrs: Vec<IpAddr> = r.listen_addrs().into_iter().collect();
+        assert_eq!(addrs, [ip("10.1.0.1"), ip("10.2.0.1"), ip("fd01::1")]);
+    }
+}
