@@ -640,3 +640,109 @@ async fn forward_tcp(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::table::{DnsNetwork, DnsRecord};
+    use super::*;
+
+    fn state() -> State {
+        let rec = |id: &str, name: &str, ip: &str| DnsRecord {
+            container_id: id.into(),
+            container_name: name.into(),
+            names: vec!["web".into()],
+            ipv4: Some(ip.parse().unwrap()),
+            ipv6: None,
+            dns: vec![],
+        };
+        let table = DnsTable {
+            networks: vec![DnsNetwork {
+                name: "p_default".into(),
+                subnets: vec!["10.7.0.0/24".parse().unwrap()],
+                gateways: vec!["10.7.0.1".parse().unwrap()],
+                internal: false,
+                records: vec![
+                    rec("a", "p-web-1", "10.7.0.2"),
+                    rec("b", "p-web-2", "10.7.0.3"),
+                ],
+            }],
+        };
+        State {
+            resolver: Arc::new(Resolver::new(&table)),
+            upstreams: vec!["127.0.0.1:5353".parse().unwrap()],
+        }
+    }
+
+    fn packet(id: u16, flags: u16, qdcount: u16, name: &str, qtype: u16) -> Vec<u8> {
+        let mut q = Vec::new();
+        q.extend_from_slice(&id.to_be_bytes());
+        q.extend_from_slice(&flags.to_be_bytes());
+        q.extend_from_slice(&qdcount.to_be_bytes());
+        q.extend_from_slice(&[0; 6]);
+        for _ in 0..qdcount {
+            q.extend_from_slice(&wire::encode_name(name).unwrap());
+            q.extend_from_slice(&qtype.to_be_bytes());
+            q.extend_from_slice(&1u16.to_be_bytes());
+        }
+        q
+    }
+
+    fn reply(action: Action) -> (Header, Vec<u8>) {
+        match action {
+            Action::Reply(bytes) => (Header::parse(&bytes).unwrap(), bytes),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    const CLIENT: &str = "10.7.0.2";
+    const GW: &str = "10.7.0.1";
+
+    fn ask(pkt: &[u8], rotation: usize) -> Action {
+        handle(
+            &state(),
+            pkt,
+            CLIENT.parse().unwrap(),
+            GW.parse().unwrap(),
+            false,
+            rotation,
+        )
+    }
+
+    #[test]
+    fn local_answer_is_authoritative_and_rotates() {
+        let (h, first) = reply(ask(&packet(1, 0x0100, 1, "web", wire::TYPE_A), 0));
+        assert_eq!((h.rcode(), h.ancount, h.flags & 0x0400 != 0), (0, 2, true));
+        let (_, second) = reply(ask(&packet(1, 0x0100, 1, "web", wire::TYPE_A), 1));
+        let a = first.len() - 4;
+        assert_eq!(&first[a..], &[10, 7, 0, 3]);
+        assert_eq!(&second[a..], &[10, 7, 0, 2]);
+    }
+
+    #[test]
+    fn errors_and_non_queries() {
+        let (h, _) = reply(ask(&packet(2, 0x0100, 1, "nosuch", wire::TYPE_A), 0));
+        assert_eq!(h.rcode(), Rcode::NxDomain as u8);
+        let (h, _) = reply(ask(&packet(3, 0x0100, 2, "web", wire::TYPE_A), 0));
+        assert_eq!(h.rcode(), Rcode::FormErr as u8);
+        let (h, _) = reply(ask(&packet(4, 0x2800, 1, "web", wire::TYPE_A), 0));
+        assert_eq!((h.rcode(), h.opcode()), (Rcode::NotImp as u8, 5));
+        let (h, _) = reply(ask(&[0, 5, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9, b'x'], 0));
+        assert_eq!((h.id, h.rcode()), (5, Rcode::FormErr as u8));
+        assert!(matches!(
+            ask(&packet(6, 0x8100, 1, "web", wire::TYPE_A), 0),
+            Action::Drop
+        ));
+        assert!(matches!(ask(&[1, 2, 3], 0), Action::Drop));
+    }
+
+    #[test]
+    fn other_names_are_forwarded_to_the_host_upstreams() {
+        match ask(&packet(7, 0x0100, 1, "example.com", wire::TYPE_A), 0) {
+            Action::Forward { query, upstreams } => {
+                assert_eq!(query.header.id, 7);
+                assert_eq!(upstreams, ["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -469,3 +469,200 @@ pub fn reverse_name(ip: IpAddr) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query for `name` (wire form given) of `qtype`, optionally with OPT.
+    fn query(id: u16, qname: &[u8], qtype: u16, edns: Option<u16>) -> Vec<u8> {
+        let mut q = Vec::new();
+        q.extend_from_slice(&id.to_be_bytes());
+        q.extend_from_slice(&0x0100u16.to_be_bytes());
+        q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+        q.extend_from_slice(qname);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&CLASS_IN.to_be_bytes());
+        if let Some(size) = edns {
+            q.push(0);
+            q.extend_from_slice(&TYPE_OPT.to_be_bytes());
+            q.extend_from_slice(&size.to_be_bytes());
+            q.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
+        }
+        q
+    }
+
+    #[test]
+    fn parses_query_keeping_case_and_edns_size() {
+        let wire = encode_name("Web.Proj_Default.").unwrap();
+        let q = Query::parse(&query(0xbeef, &wire, TYPE_AAAA, Some(4096))).unwrap();
+        assert_eq!(q.header.id, 0xbeef);
+        assert_eq!(q.qname_wire, wire);
+        assert_eq!(q.name.as_deref(), Some("web.proj_default"));
+        assert_eq!(q.qtype, TYPE_AAAA);
+        assert_eq!(q.edns_udp_size, Some(4096));
+        assert_eq!(q.udp_limit(), usize::from(EDNS_UDP_SIZE));
+        let plain = Query::parse(&query(1, &wire, TYPE_A, None)).unwrap();
+        assert_eq!(plain.udp_limit(), PLAIN_UDP_SIZE);
+        let root = Query::parse(&query(1, &[0], 2, None)).unwrap();
+        assert_eq!(root.name.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn follows_backward_pointers_and_rejects_bad_names() {
+        // The question name is a pointer to a name placed before it in a
+        // (bogus but legal) authority-free layout: build `x` + pointer.
+        let mut pkt = query(7, &encode_name("svc").unwrap(), TYPE_A, None);
+        let first = read_name(&pkt, 12, &mut Vec::new()).unwrap();
+        assert_eq!(first, 12 + 5);
+        // Now a name "a" followed by a pointer to offset 12 ("svc").
+        let mut name = vec![1, b'a', 0xc0, 12];
+        let mut out = Vec::new();
+        pkt.truncate(12 + 5 + 4);
+        let start = pkt.len();
+        pkt.append(&mut name);
+        assert_eq!(read_name(&pkt, start, &mut out).unwrap(), start + 4);
+        assert_eq!(lookup_name(&out).as_deref(), Some("a.svc"));
+        // A pointer to itself, or forward, is refused.
+        let looped = [0u8, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12];
+        assert_eq!(Query::parse(&looped), Err(WireError::BadPointer));
+        // Extended label types and truncation.
+        let bad = query(1, &[0x41, 0], TYPE_A, None);
+        assert_eq!(Query::parse(&bad), Err(WireError::BadLabel));
+        let short = query(1, &encode_name("abc").unwrap(), TYPE_A, None);
+        assert_eq!(
+            Query::parse(&short[..short.len() - 3]),
+            Err(WireError::Short)
+        );
+        let long = "a".repeat(63);
+        assert!(encode_name(&[long.as_str(); 4].join(".")).is_none());
+        assert!(encode_name(&"a".repeat(64)).is_none());
+        // Labels that cannot be our names are not looked up.
+        let odd = Query::parse(&query(1, &[3, b'a', b'.', b'b', 0], TYPE_A, None)).unwrap();
+        assert_eq!(odd.name, None);
+    }
+
+    #[test]
+    fn response_echoes_question_and_truncates_to_the_limit() {
+        let wire = encode_name("WeB").unwrap();
+        let q = Query::parse(&query(0x1234, &wire, TYPE_A, None)).unwrap();
+        let answers: Vec<Rdata> = (0..40)
+            .map(|i| Rdata::A(Ipv4Addr::new(10, 0, 0, i)))
+            .collect();
+        let reply = Reply {
+            rcode: Rcode::NoError,
+            authoritative: true,
+            ttl: 600,
+            max_len: PLAIN_UDP_SIZE,
+        };
+        let resp = response(&q, reply, &answers);
+        let h = Header::parse(&resp).unwrap();
+        assert_eq!(h.id, 0x1234);
+        assert!(h.is_response() && h.is_truncated());
+        assert_eq!(
+            h.flags & (FLAG_AA | FLAG_RD | FLAG_RA),
+            FLAG_AA | FLAG_RD | FLAG_RA
+        );
+        assert!(resp.len() <= PLAIN_UDP_SIZE);
+        assert_eq!(
+            usize::from(h.ancount),
+            (PLAIN_UDP_SIZE - 12 - wire.len() - 4) / 16
+        );
+        assert_eq!(&resp[12..12 + wire.len()], &wire[..]);
+        assert!(answers_any(&resp, &q));
+        // All fit over TCP; the first record is a pointer to the question.
+        let resp = response(
+            &q,
+            Reply {
+                max_len: 65535,
+                ..reply
+            },
+            &answers,
+        );
+        let h = Header::parse(&resp).unwrap();
+        assert_eq!((h.ancount, h.is_truncated()), (40, false));
+        let rr = 12 + wire.len() + 4;
+        assert_eq!(
+            &resp[rr..rr + 12],
+            &[0xc0, 12, 0, 1, 0, 1, 0, 0, 2, 0x58, 0, 4]
+        );
+        assert_eq!(&resp[rr + 12..rr + 16], &[10, 0, 0, 0]);
+    }
+
+    fn answers_any(resp: &[u8], q: &Query) -> bool {
+        answers(resp, Header::parse(resp).unwrap().id, q)
+    }
+
+    #[test]
+    fn edns_query_gets_opt_back_and_nxdomain_has_no_answers() {
+        let q = Query::parse(&query(9, &encode_name("nope").unwrap(), TYPE_A, Some(1400))).unwrap();
+        let reply = Reply {
+            rcode: Rcode::NxDomain,
+            authoritative: true,
+            ttl: 600,
+            max_len: q.udp_limit(),
+        };
+        let resp = response(&q, reply, &[]);
+        let h = Header::parse(&resp).unwrap();
+        assert_eq!((h.rcode(), h.ancount, h.arcount), (3, 0, 1));
+        let opt = &resp[resp.len() - 11..];
+        assert_eq!(opt, &[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        let err = header_only_response(h, Rcode::FormErr);
+        assert_eq!(err.len(), 12);
+        assert_eq!(Header::parse(&err).unwrap().rcode(), 1);
+    }
+
+    #[test]
+    fn upstream_answer_must_match_id_and_question() {
+        let q = Query::parse(&query(
+            5,
+            &encode_name("example.com").unwrap(),
+            TYPE_A,
+            None,
+        ))
+        .unwrap();
+        let reply = Reply {
+            rcode: Rcode::NoError,
+            authoritative: false,
+            ttl: 1,
+            max_len: 512,
+        };
+        let good = response(&q, reply, &[Rdata::A(Ipv4Addr::new(192, 0, 2, 1))]);
+        assert!(answers(&good, 5, &q));
+        assert!(!answers(&good, 6, &q));
+        let other = Query::parse(&query(
+            5,
+            &encode_name("EXAMPLE.org").unwrap(),
+            TYPE_A,
+            None,
+        ))
+        .unwrap();
+        assert!(!answers(&response(&other, reply, &[]), 5, &q));
+        let upper = Query::parse(&query(
+            5,
+            &encode_name("EXAMPLE.com").unwrap(),
+            TYPE_A,
+            None,
+        ))
+        .unwrap();
+        assert!(answers(&response(&upper, reply, &[]), 5, &q));
+        // A query (QR clear) is not an answer.
+        assert!(!answers(&query(5, &q.qname_wire, TYPE_A, None), 5, &q));
+    }
+
+    #[test]
+    fn reverse_names_round_trip() {
+        for ip in ["10.89.0.7", "fd00:1:2::abc", "::1", "255.255.255.255"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(reverse_addr(&reverse_name(ip)), Some(ip), "{ip}");
+        }
+        assert_eq!(
+            reverse_name("10.89.0.7".parse().unwrap()),
+            "7.0.89.10.in-addr.arpa"
+        );
+        assert_eq!(reverse_addr("0.89.10.in-addr.arpa"), None);
+        assert_eq!(reverse_addr("07.0.89.10.in-addr.arpa"), None);
+        assert_eq!(reverse_addr("1.7.0.89.10.in-addr.arpa"), None);
+        assert_eq!(reverse_addr("1.0.ip6.arpa"), None);
+    }
+}
