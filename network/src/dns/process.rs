@@ -184,9 +184,16 @@ pub fn serve(run_dir: &Path) -> Result<(), DnsError> {
 }
 
 /// [`serve`] with a custom configuration (tests inject upstreams and timeouts).
-pub fn serve_with(config: ServerConfig) -> Result<(), DnsError> {
+pub fn serve_with(mut config: ServerConfig) -> Result<(), DnsError> {
     // Fails only if already a session leader, which is as detached as needed.
     let _ = nix::unistd::setsid();
+    // A long-lived process must not pin the caller's directory (a project
+    // directory on a mount a user may want to unmount): make the paths
+    // absolute, then leave for `/`.
+    let cwd = std::env::current_dir()?;
+    config.run_dir = cwd.join(&config.run_dir);
+    config.resolv_conf = cwd.join(&config.resolv_conf);
+    std::env::set_current_dir("/")?;
     let dir = dns_dir(&config.run_dir);
     fs_err::create_dir_all(&dir)?;
     let Some(_held) = lock(&dir.join("server.lock"), FlockArg::LockExclusiveNonblock)? else {
