@@ -196,6 +196,7 @@ fn main() {
 
     // Reload: time from a table store to the new name answering.
     let mut reloads = Vec::new();
+    let mut stores = Vec::new();
     for i in 0..RELOADS {
         // Spread the writes over the server's 100 ms polling phase.
         std::thread::sleep(Duration::from_millis((i as u64 * 37) % 100));
@@ -209,6 +210,7 @@ fn main() {
         ));
         let s = Instant::now();
         store(&run, nets);
+        stores.push(s.elapsed());
         wait_for(Duration::from_secs(3), || {
             (ask_on(&sock, &format!("new-{i}"), A).ok()?.rcode == 0).then_some(())
         })
@@ -256,6 +258,10 @@ fn main() {
         "    throughput under load             {:.0} queries/s ({} queries in {load_wall:.1?})",
         loaded.len() as f64 / load_wall.as_secs_f64(),
         loaded.len()
+    );
+    println!(
+        "  DnsTable::store (engine side)       {}",
+        percentiles(stores)
     );
     println!(
         "  table change -> answered (reload)   {}",

@@ -15,12 +15,13 @@
 //!
 //! Modules: `wire` (the message format), `table` (the file), `lookup` (pure
 //! answers), `resolv` (resolv.conf), `server` (sockets, forwarding, reload),
-//! `process` (pidfile, locks, spawn).
+//! `process` (pidfile, locks, spawn), `sys` (the one `unsafe` block).
 
 mod lookup;
 mod process;
 mod resolv;
 mod server;
+mod sys;
 mod table;
 pub mod wire;
 

@@ -8,12 +8,15 @@
 //! a fresh connected socket, so the kernel picks a random source port and only
 //! the upstream can answer it; the id is replaced by a random one too.
 //!
-//! Reloading: every `poll_interval` (100 ms) the server `stat`s the table and
-//! the host's resolv.conf and reloads whichever changed (device, inode, size
-//! or mtime differ; the table is always replaced by a rename, so a new inode
-//! is enough). Polling costs one `stat` pair a tick and needs no inotify fd or
-//! watch on a directory that may not exist yet. Gateways that appear are
-//! bound, gateways that disappear are closed. Sockets are bound with
+//! Reloading: the server watches `$BERTH_RUN/dns/` with inotify and reloads
+//! the table as soon as a new `table.json` is renamed into place (or written),
+//! so a container the engine has just added is answered well before its
+//! process can ask. As a safety net (a missed event, an inotify queue
+//! overflow, no inotify at all) and for the host's resolv.conf, which may be
+//! a symlink into a directory another daemon rewrites, it also `stat`s both
+//! files every `poll_interval` (1 s; 100 ms when inotify is unavailable) and
+//! reloads whichever changed (device, inode, size or mtime differ). Gateways
+//! that appear are bound, gateways that disappear are closed. Sockets are bound with
 //! `IP_FREEBIND` so an address that is not configured yet (a bridge being
 //! created, IPv6 duplicate address detection still running) does not fail;
 //! a bind that fails anyway is retried every second.
@@ -22,6 +25,7 @@
 //! are reachable as the host reaches them, including a stub on 127.0.0.53.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -31,9 +35,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage,
 };
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
@@ -42,7 +48,8 @@ use tracing::{debug, info, warn};
 
 use super::lookup::{Outcome, Resolver};
 use super::resolv::parse_resolv_conf;
-use super::table::{table_path, DnsTable};
+use super::sys::{self, InotifyFd};
+use super::table::{dns_dir, table_path, DnsTable, TABLE_FILE};
 use super::wire::{self, Header, Query, Rcode, Reply};
 use super::DnsError;
 
@@ -72,12 +79,13 @@ pub struct ServerConfig {
     pub port: u16,
     /// How long to wait for one upstream before trying the next.
     pub forward_timeout: Duration,
-    /// How often to look for a new table or resolv.conf.
+    /// How often to `stat` the table and resolv.conf for changes, besides
+    /// the inotify watch on the table's directory.
     pub poll_interval: Duration,
 }
 
 impl ServerConfig {
-    /// Port 53, `/etc/resolv.conf`, 2 s per upstream, 100 ms polling.
+    /// Port 53, `/etc/resolv.conf`, 2 s per upstream, a 1 s safety-net poll.
     pub fn new(run_dir: &Path) -> ServerConfig {
         ServerConfig {
             run_dir: run_dir.to_owned(),
@@ -85,7 +93,7 @@ impl ServerConfig {
             upstreams: None,
             port: 53,
             forward_timeout: Duration::from_secs(2),
-            poll_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -316,13 +324,25 @@ impl Server {
 
     /// Serves until `shutdown` completes, reloading as the files change.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        let mut tick = tokio::time::interval(self.shared.config.poll_interval);
+        let watch = TableWatch::new(&dns_dir(&self.shared.config.run_dir));
+        let period = match &watch {
+            Some(_) => self.shared.config.poll_interval,
+            None => self
+                .shared
+                .config
+                .poll_interval
+                .min(Duration::from_millis(100)),
+        };
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_retry = Instant::now();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                // Unconditional: an event is certain, a stamp can repeat (a
+                // reused inode number, a coarse mtime).
+                () = table_event(watch.as_ref()) => self.reload(true, false),
                 _ = tick.tick() => {
                     let table = stamp(&table_path(&self.shared.config.run_dir)) != self.table_stamp;
                     let resolv = self.shared.config.upstreams.is_none()
@@ -402,6 +422,64 @@ impl Server {
                     self.failed.insert(ip);
                 }
             }
+        }
+    }
+}
+
+/// The inotify watch on `$BERTH_RUN/dns/`.
+struct TableWatch(AsyncFd<InotifyFd>);
+
+impl TableWatch {
+    /// `None` (and a warning) if inotify cannot be used; polling then covers it.
+    fn new(dir: &Path) -> Option<TableWatch> {
+        let watch = || -> Result<TableWatch, std::io::Error> {
+            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+            inotify.add_watch(
+                dir,
+                AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+            )?;
+            Ok(TableWatch(sys::async_inotify(inotify)?))
+        };
+        match watch() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "cannot watch the DNS table; polling it");
+                None
+            }
+        }
+    }
+}
+
+/// Completes when the table may have changed; never without a watch.
+async fn table_event(watch: Option<&TableWatch>) {
+    let Some(TableWatch(fd)) = watch else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Ok(mut guard) = fd.readable().await else {
+            return std::future::pending().await;
+        };
+        match guard.try_io(|inner| {
+            inner
+                .get_ref()
+                .inotify()
+                .read_events()
+                .map_err(std::io::Error::from)
+        }) {
+            Ok(Ok(events)) => {
+                let ours = events.iter().any(|e| {
+                    e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
+                        || e.name.as_deref() == Some(OsStr::new(TABLE_FILE))
+                });
+                if ours {
+                    return;
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "inotify read failed; polling the DNS table");
+                return std::future::pending().await;
+            }
+            Err(_would_block) => {}
         }
     }
 }

@@ -147,9 +147,12 @@ pub fn dns_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("dns")
 }
 
+/// The table's file name inside [`dns_dir`].
+pub(crate) const TABLE_FILE: &str = "table.json";
+
 /// `$BERTH_RUN/dns/table.json`.
 pub fn table_path(run_dir: &Path) -> PathBuf {
-    dns_dir(run_dir).join("table.json")
+    dns_dir(run_dir).join(TABLE_FILE)
 }
 
 impl DnsTable {
@@ -172,10 +175,11 @@ impl DnsTable {
         fs_err::create_dir_all(&dir)?;
         let path = table_path(run_dir);
         let tmp = dir.join(format!("table.json.tmp.{}", std::process::id()));
-        let json = serde_json::to_vec_pretty(self).expect("a DnsTable always serialises");
+        let json = serde_json::to_vec(self).expect("a DnsTable always serialises");
         let mut file = fs_err::File::create(&tmp)?;
         file.write_all(&json)?;
-        file.sync_data()?;
+        // No fsync: `$BERTH_RUN` does not survive a reboot (tmpfs), and the
+        // rename alone keeps readers from ever seeing a torn file.
         drop(file);
         fs_err::rename(&tmp, &path)?;
         Ok(())
