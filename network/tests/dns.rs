@@ -23,6 +23,13 @@ use std::time::{Duration, Instant};
 use berth_network::dns::{self, ServerConfig};
 use dns_support::*;
 
+/// `[(name, fn)]` for the harness, each name spelled once.
+macro_rules! named {
+    ($($f:ident),* $(,)?) => {
+        &[$((stringify!($f), $f as fn())),*]
+    };
+}
+
 /// Names of the namespaces and the fake upstream, fixed at start.
 struct Topo {
     a1: String,
@@ -380,6 +387,58 @@ fn spawned_server_is_single_and_restarted_after_kill_9() {
     );
 }
 
+fn many_replicas_truncate_over_udp_and_come_whole_over_tcp() {
+    let run = tempfile::tempdir().unwrap();
+    let mut a = net_a();
+    for i in 0..40u8 {
+        let id = format!("{i:02}{}", "9".repeat(16));
+        a.records.push(record(
+            &id,
+            &format!("proj-big-{}", i + 1),
+            &["big"],
+            &format!("10.201.0.{}", 100 + i),
+            None,
+        ));
+    }
+    store(run.path(), vec![a]);
+    let mut config = ServerConfig::new(run.path());
+    config.upstreams = Some(vec![topo().upstream]);
+    let _server = ThreadServer::start(config);
+    let sock = udp_client(&topo().a1, sa(GW_A));
+    sock.send(&build_query(99, "big", A)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).unwrap();
+    assert!(n <= 512, "a plain UDP answer is {n} bytes");
+    let r = parse_response(&buf[..n]);
+    assert!(r.tc && r.answers.len() < 40, "{r:?}");
+    let r = ask_tcp(&topo().a1, sa(GW_A), "big", A);
+    assert!(!r.tc);
+    assert_eq!(r.addrs().len(), 40);
+}
+
+fn resolv_conf_change_switches_upstream() {
+    let run = tempfile::tempdir().unwrap();
+    store(run.path(), vec![net_a()]);
+    let resolv = run.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.9\n").unwrap();
+    let mut config = ServerConfig::new(run.path());
+    config.resolv_conf = resolv.clone();
+    config.poll_interval = Duration::from_millis(100);
+    config.forward_timeout = Duration::from_millis(200);
+    let _server = ThreadServer::start(config);
+    assert_eq!(
+        ask(&topo().a1, sa(GW_A), "x.upstream.test", A).rcode,
+        SERVFAIL
+    );
+    std::fs::write(&resolv, "search example\nnameserver 127.0.0.53\n").unwrap();
+    let r = wait_for(Duration::from_secs(3), || {
+        let r = ask(&topo().a1, sa(GW_A), "x.upstream.test", A);
+        (r.rcode == NOERROR).then_some(r)
+    })
+    .expect("the new resolv.conf upstream is not used");
+    assert_eq!(r.addrs(), vec![IpAddr::V4(UPSTREAM_ANSWER)]);
+}
+
 fn busybox_nslookup_resolves_a_service() {
     let run = tempfile::tempdir().unwrap();
     let _server = thread_server(run.path());
@@ -426,44 +485,19 @@ fn main() {
             upstream_seen: std::sync::Arc::clone(&upstream.seen),
         };
         assert!(TOPO.set(topo).is_ok());
-        run_tests(&[
-            (
-                "service_name_answers_every_replica_over_udp_tcp_and_ipv6",
-                service_name_answers_every_replica_over_udp_tcp_and_ipv6,
-            ),
-            (
-                "container_name_alias_hostname_short_id_and_case",
-                container_name_alias_hostname_short_id_and_case,
-            ),
-            (
-                "ptr_answers_container_dot_network",
-                ptr_answers_container_dot_network,
-            ),
-            (
-                "networks_are_isolated_by_source_address",
-                networks_are_isolated_by_source_address,
-            ),
-            (
-                "unknown_bare_name_is_nxdomain_and_dotted_names_are_forwarded",
-                unknown_bare_name_is_nxdomain_and_dotted_names_are_forwarded,
-            ),
-            (
-                "dead_or_silent_upstream_gives_servfail",
-                dead_or_silent_upstream_gives_servfail,
-            ),
-            (
-                "internal_network_does_not_forward",
-                internal_network_does_not_forward,
-            ),
-            ("reload_follows_table_changes", reload_follows_table_changes),
-            (
-                "spawned_server_is_single_and_restarted_after_kill_9",
-                spawned_server_is_single_and_restarted_after_kill_9,
-            ),
-            (
-                "busybox_nslookup_resolves_a_service",
-                busybox_nslookup_resolves_a_service,
-            ),
+        run_tests(named![
+            service_name_answers_every_replica_over_udp_tcp_and_ipv6,
+            container_name_alias_hostname_short_id_and_case,
+            ptr_answers_container_dot_network,
+            networks_are_isolated_by_source_address,
+            unknown_bare_name_is_nxdomain_and_dotted_names_are_forwarded,
+            dead_or_silent_upstream_gives_servfail,
+            internal_network_does_not_forward,
+            reload_follows_table_changes,
+            resolv_conf_change_switches_upstream,
+            many_replicas_truncate_over_udp_and_come_whole_over_tcp,
+            spawned_server_is_single_and_restarted_after_kill_9,
+            busybox_nslookup_resolves_a_service,
         ])
     };
     std::process::exit(if ok { 0 } else { 1 });
