@@ -199,6 +199,13 @@ fn networks_are_isolated_by_source_address() {
         ips(&["10.202.0.2"])
     );
     assert_eq!(ask(&t.a1, sa(GW_A), "cache", A).rcode, NXDOMAIN);
+    // b1 routes to A's gateway through the host: the source still decides.
+    let r = ask(&t.b1, sa(GW_A), "web", A);
+    assert_eq!((r.rcode, r.answers.len()), (NXDOMAIN, 0));
+    assert_eq!(
+        ask(&t.b1, sa(GW_A), "cache", A).addrs(),
+        ips(&["10.202.0.2"])
+    );
 }
 
 fn unknown_bare_name_is_nxdomain_and_dotted_names_are_forwarded() {
@@ -484,6 +491,15 @@ fn main() {
             upstream: upstream.addr,
             upstream_seen: std::sync::Arc::clone(&upstream.seen),
         };
+        ip(&[
+            "-n",
+            &topo.b1,
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.202.0.1",
+        ]);
         assert!(TOPO.set(topo).is_ok());
         run_tests(named![
             service_name_answers_every_replica_over_udp_tcp_and_ipv6,

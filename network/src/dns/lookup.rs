@@ -4,8 +4,10 @@
 //! A client sees the networks of the container that owns its source address
 //! (all of them, like Docker's embedded DNS, which answers from every network
 //! the container is connected to); a source that is not a container sees the
-//! networks whose subnets hold it; failing that, the network whose gateway the
-//! query arrived at. Names never cross to a network the client is not on.
+//! networks whose subnets hold it (the host itself, asking from a gateway
+//! address). Any other source is refused: the server listens on addresses the
+//! host routes, and must not become an open resolver for whoever can route a
+//! packet to a gateway. Names never cross to a network the client is not on.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -27,6 +29,8 @@ pub enum Outcome {
     Forward(Vec<IpAddr>),
     /// Not ours, and the client may not reach outside (internal networks only).
     ServFail,
+    /// The client is on none of our networks.
+    Refused,
 }
 
 /// One network's names, ready for lookups.
@@ -48,8 +52,8 @@ pub struct Resolver {
     by_addr: HashMap<IpAddr, (usize, usize)>,
     /// Container id → its networks, in table order.
     by_container: HashMap<String, Vec<usize>>,
-    /// Gateway address → network.
-    by_gateway: HashMap<IpAddr, usize>,
+    /// Gateway addresses: where the server listens.
+    gateways: BTreeSet<IpAddr>,
 }
 
 /// Lower case, no trailing dot: the form every key and question takes.
@@ -100,9 +104,7 @@ impl Resolver {
                     nets.push(n);
                 }
             }
-            for gw in &net.gateways {
-                r.by_gateway.entry(*gw).or_insert(n);
-            }
+            r.gateways.extend(net.gateways.iter().copied());
             r.nets.push(idx);
         }
         r
@@ -110,38 +112,31 @@ impl Resolver {
 
     /// Every gateway address in the table: where the server listens.
     pub fn listen_addrs(&self) -> BTreeSet<IpAddr> {
-        self.by_gateway.keys().copied().collect()
+        self.gateways.clone()
     }
 
-    /// The networks `client` sees, asking at local address `local`.
-    fn views(&self, client: IpAddr, local: IpAddr) -> Vec<usize> {
+    /// The networks `client` sees.
+    fn views(&self, client: IpAddr) -> Vec<usize> {
         if let Some(&(n, i)) = self.by_addr.get(&client) {
             let id = &self.nets[n].net.records[i].container_id;
             let mut views = vec![n];
             views.extend(self.by_container[id].iter().filter(|&&m| m != n));
             return views;
         }
-        let in_subnet: Vec<usize> = (0..self.nets.len())
+        (0..self.nets.len())
             .filter(|&n| self.nets[n].net.subnets.iter().any(|s| s.contains(client)))
-            .collect();
-        if !in_subnet.is_empty() {
-            return in_subnet;
-        }
-        self.by_gateway
-            .get(&local)
-            .map(|&n| vec![n])
-            .unwrap_or_default()
+            .collect()
     }
 
     /// The answer to `qtype` for `qname` (any case, trailing dot optional)
-    /// asked by `client` at our address `local`.
-    pub fn resolve(&self, client: IpAddr, local: IpAddr, qname: &str, qtype: u16) -> Outcome {
-        let views = self.views(client, local);
+    /// asked by `client`.
+    pub fn resolve(&self, client: IpAddr, qname: &str, qtype: u16) -> Outcome {
+        let views = self.views(client);
+        if views.is_empty() {
+            return Outcome::Refused;
+        }
         let name = normalize(qname);
         let forward = || self.forward(client, &views);
-        if views.is_empty() {
-            return forward();
-        }
         if qtype == TYPE_PTR {
             if let Some(ip) = wire::reverse_addr(&name) {
                 return self.reverse(&views, ip).unwrap_or_else(forward);
@@ -214,10 +209,21 @@ impl Resolver {
             .then_some(Outcome::NxDomain)
     }
 
+    /// The outcome for a question that cannot be ours (another class, a name
+    /// with bytes no container name has): forwarded, refused or SERVFAIL as
+    /// [`Resolver::resolve`] would decide for a name it does not know.
+    pub fn not_ours(&self, client: IpAddr) -> Outcome {
+        let views = self.views(client);
+        if views.is_empty() {
+            return Outcome::Refused;
+        }
+        self.forward(client, &views)
+    }
+
     /// Forward, to the container's own servers if it has some, unless every
     /// network the client sees is internal.
     fn forward(&self, client: IpAddr, views: &[usize]) -> Outcome {
-        if !views.is_empty() && views.iter().all(|&n| self.nets[n].net.internal) {
+        if views.iter().all(|&n| self.nets[n].net.internal) {
             return Outcome::ServFail;
         }
         match self.by_addr.get(&client) {
@@ -309,17 +315,16 @@ mod tests {
     fn service_name_answers_every_replica() {
         let r = Resolver::new(&table());
         let web1 = ip("10.1.0.2");
-        let gw = ip("10.1.0.1");
         assert_eq!(
-            r.resolve(web1, gw, "web", TYPE_A),
+            r.resolve(web1, "web", TYPE_A),
             answer(&["10.1.0.2", "10.1.0.3"])
         );
         assert_eq!(
-            r.resolve(web1, gw, "web", TYPE_AAAA),
+            r.resolve(web1, "web", TYPE_AAAA),
             answer(&["fd01::2", "fd01::3"])
         );
         assert_eq!(
-            r.resolve(web1, gw, "web", TYPE_ANY),
+            r.resolve(web1, "web", TYPE_ANY),
             answer(&["10.1.0.2", "fd01::2", "10.1.0.3", "fd01::3"])
         );
     }
@@ -327,7 +332,7 @@ mod tests {
     #[test]
     fn names_are_case_insensitive_with_optional_dot_and_network_suffix() {
         let r = Resolver::new(&table());
-        let (c, gw) = (ip("10.1.0.3"), ip("10.1.0.1"));
+        let c = ip("10.1.0.3");
         for q in [
             "proj-db-1",
             "PROJ-DB-1.",
@@ -338,45 +343,33 @@ mod tests {
             "db.PROJ_A.",
             "cccccccccccc",
         ] {
-            assert_eq!(r.resolve(c, gw, q, TYPE_A), answer(&["10.1.0.4"]), "{q}");
+            assert_eq!(r.resolve(c, q, TYPE_A), answer(&["10.1.0.4"]), "{q}");
         }
-        assert_eq!(r.resolve(c, gw, "web1host", TYPE_A), answer(&["10.1.0.2"]));
+        assert_eq!(r.resolve(c, "web1host", TYPE_A), answer(&["10.1.0.2"]));
         // The full id is not a name; a prefix shorter than 12 is not either.
-        assert_eq!(
-            r.resolve(c, gw, "cccccccccccccccc3", TYPE_A),
-            Outcome::NxDomain
-        );
-        assert_eq!(r.resolve(c, gw, "ccccccccccc", TYPE_A), Outcome::NxDomain);
+        assert_eq!(r.resolve(c, "cccccccccccccccc3", TYPE_A), Outcome::NxDomain);
+        assert_eq!(r.resolve(c, "ccccccccccc", TYPE_A), Outcome::NxDomain);
     }
 
     #[test]
     fn known_name_without_that_family_is_nodata() {
         let r = Resolver::new(&table());
-        let (c, gw) = (ip("10.1.0.2"), ip("10.1.0.1"));
-        assert_eq!(r.resolve(c, gw, "db", TYPE_AAAA), Outcome::NoData);
-        assert_eq!(r.resolve(c, gw, "db", 16), Outcome::NoData);
+        let c = ip("10.1.0.2");
+        assert_eq!(r.resolve(c, "db", TYPE_AAAA), Outcome::NoData);
+        assert_eq!(r.resolve(c, "db", 16), Outcome::NoData);
     }
 
     #[test]
     fn networks_are_isolated_by_source_address() {
         let r = Resolver::new(&table());
         let cache = ip("10.2.0.2");
-        let gw_b = ip("10.2.0.1");
-        assert_eq!(r.resolve(cache, gw_b, "web", TYPE_A), Outcome::NxDomain);
-        assert_eq!(r.resolve(cache, gw_b, "db", TYPE_A), answer(&["10.2.0.3"]));
-        // Asking at A's gateway does not help: the source decides.
-        assert_eq!(
-            r.resolve(cache, ip("10.1.0.1"), "web", TYPE_A),
-            Outcome::NxDomain
-        );
+        assert_eq!(r.resolve(cache, "web", TYPE_A), Outcome::NxDomain);
+        assert_eq!(r.resolve(cache, "db", TYPE_A), answer(&["10.2.0.3"]));
         let web = ip("10.1.0.2");
-        assert_eq!(
-            r.resolve(web, ip("10.1.0.1"), "cache", TYPE_A),
-            Outcome::NxDomain
-        );
+        assert_eq!(r.resolve(web, "cache", TYPE_A), Outcome::NxDomain);
         // `name.network` only for a network the client is on.
         assert_eq!(
-            r.resolve(web, ip("10.1.0.1"), "cache.proj_b", TYPE_A),
+            r.resolve(web, "cache.proj_b", TYPE_A),
             Outcome::Forward(vec![])
         );
     }
@@ -386,55 +379,54 @@ mod tests {
         let r = Resolver::new(&table());
         // db asks from its address on A and still sees B's cache, own network first.
         let db_a = ip("10.1.0.4");
+        assert_eq!(r.resolve(db_a, "cache", TYPE_A), answer(&["10.2.0.2"]));
         assert_eq!(
-            r.resolve(db_a, ip("10.1.0.1"), "cache", TYPE_A),
-            answer(&["10.2.0.2"])
-        );
-        assert_eq!(
-            r.resolve(db_a, ip("10.1.0.1"), "db", TYPE_A),
+            r.resolve(db_a, "db", TYPE_A),
             answer(&["10.1.0.4", "10.2.0.3"])
         );
         let db_b = ip("10.2.0.3");
         assert_eq!(
-            r.resolve(db_b, ip("10.2.0.1"), "db", TYPE_A),
+            r.resolve(db_b, "db", TYPE_A),
             answer(&["10.2.0.3", "10.1.0.4"])
         );
     }
 
     #[test]
-    fn unknown_source_falls_back_to_subnet_then_gateway() {
+    fn unknown_source_sees_its_subnet_or_is_refused() {
         let r = Resolver::new(&table());
-        // Not a container, but in A's subnet (e.g. the gateway itself).
+        // Not a container, but in A's subnet (e.g. the host, from the gateway).
+        let host = ip("10.1.0.1");
         assert_eq!(
-            r.resolve(ip("10.1.0.1"), ip("10.1.0.1"), "web", TYPE_A),
+            r.resolve(host, "web", TYPE_A),
             answer(&["10.1.0.2", "10.1.0.3"])
         );
-        // Outside every subnet: the network of the address it asked at.
         assert_eq!(
-            r.resolve(ip("192.0.2.9"), ip("10.2.0.1"), "cache", TYPE_A),
-            answer(&["10.2.0.2"])
-        );
-        // Unknown everywhere: not ours, forwarded even for a bare name.
-        assert_eq!(
-            r.resolve(ip("192.0.2.9"), ip("192.0.2.1"), "web", TYPE_A),
+            r.resolve(host, "example.com", TYPE_A),
             Outcome::Forward(vec![])
         );
+        // Outside every subnet: refused, local names and forwarding alike.
+        let stranger = ip("192.0.2.9");
+        assert_eq!(r.resolve(stranger, "cache", TYPE_A), Outcome::Refused);
+        assert_eq!(r.resolve(stranger, "example.com", TYPE_A), Outcome::Refused);
+        assert_eq!(r.not_ours(stranger), Outcome::Refused);
+        assert_eq!(r.not_ours(host), Outcome::Forward(vec![]));
+        assert_eq!(r.not_ours(ip("10.2.0.2")), Outcome::ServFail);
     }
 
     #[test]
     fn bare_unknown_is_nxdomain_and_dotted_unknown_is_forwarded() {
         let r = Resolver::new(&table());
-        let (c, gw) = (ip("10.1.0.2"), ip("10.1.0.1"));
-        assert_eq!(r.resolve(c, gw, "nosuch", TYPE_A), Outcome::NxDomain);
-        assert_eq!(r.resolve(c, gw, "nosuch.", TYPE_AAAA), Outcome::NxDomain);
+        let c = ip("10.1.0.2");
+        assert_eq!(r.resolve(c, "nosuch", TYPE_A), Outcome::NxDomain);
+        assert_eq!(r.resolve(c, "nosuch.", TYPE_AAAA), Outcome::NxDomain);
         assert_eq!(
-            r.resolve(c, gw, "example.com", TYPE_A),
+            r.resolve(c, "example.com", TYPE_A),
             Outcome::Forward(vec![])
         );
-        assert_eq!(r.resolve(c, gw, "", 2), Outcome::Forward(vec![]));
+        assert_eq!(r.resolve(c, "", 2), Outcome::Forward(vec![]));
         // Only internal networks visible: nothing leaves.
         assert_eq!(
-            r.resolve(ip("10.2.0.2"), ip("10.2.0.1"), "example.com", TYPE_A),
+            r.resolve(ip("10.2.0.2"), "example.com", TYPE_A),
             Outcome::ServFail
         );
     }
@@ -445,11 +437,11 @@ mod tests {
         t.networks[0].records[0].dns = vec![ip("192.0.2.53")];
         let r = Resolver::new(&t);
         assert_eq!(
-            r.resolve(ip("10.1.0.2"), ip("10.1.0.1"), "example.com", TYPE_A),
+            r.resolve(ip("10.1.0.2"), "example.com", TYPE_A),
             Outcome::Forward(vec![ip("192.0.2.53")])
         );
         assert_eq!(
-            r.resolve(ip("10.1.0.3"), ip("10.1.0.1"), "example.com", TYPE_A),
+            r.resolve(ip("10.1.0.3"), "example.com", TYPE_A),
             Outcome::Forward(vec![])
         );
     }
@@ -457,27 +449,27 @@ mod tests {
     #[test]
     fn ptr_answers_container_name_dot_network() {
         let r = Resolver::new(&table());
-        let (c, gw) = (ip("10.1.0.2"), ip("10.1.0.1"));
+        let c = ip("10.1.0.2");
         let ptr = |s: &str| Outcome::Answer(vec![Rdata::Ptr(wire::encode_name(s).unwrap())]);
         assert_eq!(
-            r.resolve(c, gw, "3.0.1.10.in-addr.arpa", TYPE_PTR),
+            r.resolve(c, "3.0.1.10.in-addr.arpa", TYPE_PTR),
             ptr("proj-web-2.proj_a")
         );
         assert_eq!(
-            r.resolve(c, gw, &wire::reverse_name(ip("fd01::3")), TYPE_PTR),
+            r.resolve(c, &wire::reverse_name(ip("fd01::3")), TYPE_PTR),
             ptr("proj-web-2.proj_a")
         );
         // In our subnet but no container: NXDOMAIN; another network's: not visible.
         assert_eq!(
-            r.resolve(c, gw, "99.0.1.10.in-addr.arpa", TYPE_PTR),
+            r.resolve(c, "99.0.1.10.in-addr.arpa", TYPE_PTR),
             Outcome::NxDomain
         );
         assert_eq!(
-            r.resolve(c, gw, "2.0.2.10.in-addr.arpa", TYPE_PTR),
+            r.resolve(c, "2.0.2.10.in-addr.arpa", TYPE_PTR),
             Outcome::Forward(vec![])
         );
         assert_eq!(
-            r.resolve(c, gw, "1.2.0.192.in-addr.arpa.", TYPE_PTR),
+            r.resolve(c, "1.2.0.192.in-addr.arpa.", TYPE_PTR),
             Outcome::Forward(vec![])
         );
     }

@@ -144,14 +144,13 @@ pub(crate) enum Action {
     Drop,
 }
 
-/// Decides the answer to `packet` from `client`, received at `local`.
+/// Decides the answer to `packet` from `client`.
 /// `tcp` lifts the UDP size limit; `rotation` picks the first of several
 /// addresses.
 pub(crate) fn handle(
     state: &State,
     packet: &[u8],
     client: IpAddr,
-    local: IpAddr,
     tcp: bool,
     rotation: usize,
 ) -> Action {
@@ -180,8 +179,8 @@ pub(crate) fn handle(
         query.udp_limit()
     };
     let outcome = match (&query.name, query.qclass) {
-        (Some(name), wire::CLASS_IN) => state.resolver.resolve(client, local, name, query.qtype),
-        _ => Outcome::Forward(Vec::new()),
+        (Some(name), wire::CLASS_IN) => state.resolver.resolve(client, name, query.qtype),
+        _ => state.resolver.not_ours(client),
     };
     let reply = |rcode, authoritative| Reply {
         rcode,
@@ -205,6 +204,9 @@ pub(crate) fn handle(
         }
         Outcome::ServFail => {
             Action::Reply(wire::response(&query, reply(Rcode::ServFail, false), &[]))
+        }
+        Outcome::Refused => {
+            Action::Reply(wire::response(&query, reply(Rcode::Refused, false), &[]))
         }
         Outcome::Forward(own) => {
             let upstreams: Vec<SocketAddr> = if own.is_empty() {
@@ -553,14 +555,7 @@ async fn serve_udp(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: IpAddr) {
             }
         };
         let rotation = shared.rotation.fetch_add(1, Ordering::Relaxed);
-        let action = handle(
-            &shared.state(),
-            &buf[..n],
-            peer.ip(),
-            local,
-            false,
-            rotation,
-        );
+        let action = handle(&shared.state(), &buf[..n], peer.ip(), false, rotation);
         match action {
             Action::Reply(bytes) => {
                 let _ = sock.send_to(&bytes, peer).await;
@@ -600,7 +595,7 @@ async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener, local: IpAddr) {
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            serve_tcp_conn(&shared, stream, peer.ip(), local).await;
+            serve_tcp_conn(&shared, stream, peer.ip()).await;
             drop(permit);
         });
     }
@@ -625,10 +620,10 @@ fn framed(msg: &[u8]) -> Vec<u8> {
     out
 }
 
-async fn serve_tcp_conn(shared: &Shared, mut stream: TcpStream, client: IpAddr, local: IpAddr) {
+async fn serve_tcp_conn(shared: &Shared, mut stream: TcpStream, client: IpAddr) {
     while let Some(msg) = read_framed(&mut stream, TCP_IDLE).await {
         let rotation = shared.rotation.fetch_add(1, Ordering::Relaxed);
-        let reply = match handle(&shared.state(), &msg, client, local, true, rotation) {
+        let reply = match handle(&shared.state(), &msg, client, true, rotation) {
             Action::Reply(bytes) => bytes,
             Action::Forward { query, upstreams } => forward_tcp(shared, &msg, &query, &upstreams)
                 .await
@@ -773,17 +768,9 @@ mod tests {
     }
 
     const CLIENT: &str = "10.7.0.2";
-    const GW: &str = "10.7.0.1";
 
     fn ask(pkt: &[u8], rotation: usize) -> Action {
-        handle(
-            &state(),
-            pkt,
-            CLIENT.parse().unwrap(),
-            GW.parse().unwrap(),
-            false,
-            rotation,
-        )
+        handle(&state(), pkt, CLIENT.parse().unwrap(), false, rotation)
     }
 
     #[test]
@@ -811,6 +798,13 @@ mod tests {
             Action::Drop
         ));
         assert!(matches!(ask(&[1, 2, 3], 0), Action::Drop));
+    }
+
+    #[test]
+    fn strangers_are_refused() {
+        let pkt = packet(8, 0x0100, 1, "web", wire::TYPE_A);
+        let action = handle(&state(), &pkt, "192.0.2.1".parse().unwrap(), false, 0);
+        assert_eq!(reply(action).0.rcode(), Rcode::Refused as u8);
     }
 
     #[test]
