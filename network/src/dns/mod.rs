@@ -13,6 +13,13 @@
 //! bridges, addresses or firewall rules. The firewall must let UDP and TCP
 //! port 53 from a network's subnet reach its gateway.
 //!
+//! Wiring in the binary: a hidden `berth system dns-server` that sets up
+//! tracing to stderr and returns `dns::serve(&run_dir)` from a plain (not
+//! async) `main` path, since `serve` builds its own single-threaded runtime;
+//! the engine calls `dns::ensure_running(&run_dir, &current_exe, &["system",
+//! "dns-server"])` after storing the table and before starting containers
+//! (it blocks for up to 5 s: from async code, via `spawn_blocking`).
+//!
 //! Modules: `wire` (the message format), `table` (the file), `lookup` (pure
 //! answers), `resolv` (resolv.conf), `server` (sockets, forwarding, reload),
 //! `process` (pidfile, locks, spawn), `sys` (the one `unsafe` block).

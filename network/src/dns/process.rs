@@ -126,6 +126,10 @@ pub fn ensure_running(run_dir: &Path, exe: &Path, args: &[&str]) -> Result<Pid, 
             break;
         }
         if let Some(status) = child.try_wait().map_err(DnsError::Io)? {
+            // A server started by other means may have won the lock.
+            if let Some(pid) = running(run_dir)? {
+                return Ok(pid);
+            }
             return Err(DnsError::Exited {
                 exe: exe.to_owned(),
                 status,

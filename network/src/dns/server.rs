@@ -288,6 +288,8 @@ pub struct Server {
     failed: BTreeSet<IpAddr>,
     table_stamp: Stamp,
     resolv_stamp: Stamp,
+    /// Made before the first load, so no change after it goes unseen.
+    watch: Option<TableWatch>,
 }
 
 impl Server {
@@ -295,6 +297,9 @@ impl Server {
     /// called inside a tokio runtime. A table that cannot be read is logged and
     /// treated as empty until it is replaced.
     pub async fn bind(config: ServerConfig) -> Result<Server, DnsError> {
+        // The directory must exist for the inotify watch on it.
+        fs_err::create_dir_all(dns_dir(&config.run_dir))?;
+        let watch = TableWatch::new(&dns_dir(&config.run_dir));
         let seed = seed_from_urandom();
         let shared = Arc::new(Shared {
             state: Mutex::new(Arc::new(State::default())),
@@ -310,6 +315,7 @@ impl Server {
             failed: BTreeSet::new(),
             table_stamp: None,
             resolv_stamp: None,
+            watch,
         };
         server.reload(true, true);
         Ok(server)
@@ -326,7 +332,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, reloading as the files change.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        let watch = TableWatch::new(&dns_dir(&self.shared.config.run_dir));
+        let watch = self.watch.take();
         let period = match &watch {
             Some(_) => self.shared.config.poll_interval,
             None => self
