@@ -109,6 +109,12 @@ pub enum DnsError {
         /// Its stderr.
         log: PathBuf,
     },
+    /// A record for a network the table does not have.
+    #[error("DNS table has no network {network:?}")]
+    UnknownNetwork {
+        /// The network's name.
+        network: String,
+    },
     /// The server's signal handlers or runtime could not be set up.
     #[error("cannot set up the DNS server's event loop")]
     Runtime(#[source] std::io::Error),

@@ -37,7 +37,7 @@ fn open_lock_file(path: &Path) -> Result<std::fs::File, DnsError> {
     Ok(file.into_parts().0)
 }
 
-fn lock(path: &Path, arg: FlockArg) -> Result<Option<Flock<std::fs::File>>, DnsError> {
+pub(crate) fn lock(path: &Path, arg: FlockArg) -> Result<Option<Flock<std::fs::File>>, DnsError> {
     match Flock::lock(open_lock_file(path)?, arg) {
         Ok(l) => Ok(Some(l)),
         Err((_, Errno::EWOULDBLOCK)) => Ok(None),

@@ -1,19 +1,25 @@
 //! The DNS table: what the engine tells the DNS server, one file for the host.
 //!
 //! Layout: `$BERTH_RUN/dns/table.json`, a [`DnsTable`] as JSON, replaced
-//! atomically (written to `table.json.tmp.<pid>` beside it, then renamed) so
+//! atomically (written to `table.json.tmp.<pid>.<n>` beside it, then renamed) so
 //! the server never reads a torn file. The engine rewrites the whole table
 //! whenever a network or a container attachment changes; the server notices
-//! the new file (see `server`) and swaps its tables in one step.
+//! the new file (see `server`) and swaps its tables in one step. Writers go
+//! through [`DnsTable::update`], which holds `table.lock` (flock) around
+//! read-change-write, since every project's berth commands share the file.
 
 use std::fmt;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use nix::fcntl::FlockArg;
+
+use super::process::lock;
 use super::DnsError;
 
 /// Every berth network the DNS server answers for.
@@ -174,7 +180,10 @@ impl DnsTable {
         let dir = dns_dir(run_dir);
         fs_err::create_dir_all(&dir)?;
         let path = table_path(run_dir);
-        let tmp = dir.join(format!("table.json.tmp.{}", std::process::id()));
+        // Unique per writer, so two threads storing at once never share one.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("table.json.tmp.{}.{seq}", std::process::id()));
         let json = serde_json::to_vec(self).expect("a DnsTable always serialises");
         let mut file = fs_err::File::create(&tmp)?;
         file.write_all(&json)?;
@@ -183,6 +192,75 @@ impl DnsTable {
         drop(file);
         fs_err::rename(&tmp, &path)?;
         Ok(())
+    }
+
+    /// Reads the table, lets `f` change it and stores it, all under the lock
+    /// `$BERTH_RUN/dns/table.lock`: the table is one file for the whole host,
+    /// so berth commands of different projects must not lose each other's
+    /// changes. A table that cannot be read is an error (not overwritten).
+    pub fn update<R>(run_dir: &Path, f: impl FnOnce(&mut DnsTable) -> R) -> Result<R, DnsError> {
+        let dir = dns_dir(run_dir);
+        fs_err::create_dir_all(&dir)?;
+        let lock_path = dir.join("table.lock");
+        let _held = lock(&lock_path, FlockArg::LockExclusive)?.ok_or(DnsError::Lock {
+            path: lock_path,
+            source: nix::errno::Errno::EWOULDBLOCK,
+        })?;
+        let mut table = DnsTable::load(&table_path(run_dir))?;
+        let result = f(&mut table);
+        table.store(run_dir)?;
+        Ok(result)
+    }
+
+    /// Adds network `net`, or replaces the one of the same name.
+    pub fn set_network(&mut self, net: DnsNetwork) {
+        match self.networks.iter_mut().find(|n| n.name == net.name) {
+            Some(slot) => *slot = net,
+            None => self.networks.push(net),
+        }
+    }
+
+    /// Removes network `name`; false if it was not there.
+    pub fn remove_network(&mut self, name: &str) -> bool {
+        let before = self.networks.len();
+        self.networks.retain(|n| n.name != name);
+        self.networks.len() != before
+    }
+
+    /// Adds `record` to network `network`, replacing the record of the same
+    /// container there.
+    pub fn attach(&mut self, network: &str, record: DnsRecord) -> Result<(), DnsError> {
+        let net = self
+            .networks
+            .iter_mut()
+            .find(|n| n.name == network)
+            .ok_or_else(|| DnsError::UnknownNetwork {
+                network: network.to_owned(),
+            })?;
+        match net
+            .records
+            .iter_mut()
+            .find(|r| r.container_id == record.container_id)
+        {
+            Some(slot) => *slot = record,
+            None => net.records.push(record),
+        }
+        Ok(())
+    }
+
+    /// Removes container `container_id` from network `network` (every
+    /// network when `None`); returns how many records went.
+    pub fn detach(&mut self, network: Option<&str>, container_id: &str) -> usize {
+        let mut removed = 0;
+        for net in &mut self.networks {
+            if network.is_some_and(|n| n != net.name) {
+                continue;
+            }
+            let before = net.records.len();
+            net.records.retain(|r| r.container_id != container_id);
+            removed += before - net.records.len();
+        }
+        removed
     }
 }
 
@@ -238,6 +316,68 @@ mod tests {
         assert_eq!(names, ["table.json"]);
         let text = fs_err::read_to_string(table_path(dir.path())).unwrap();
         assert!(text.contains("\"10.89.0.0/24\""), "{text}");
+    }
+
+    fn rec(id: &str) -> DnsRecord {
+        DnsRecord {
+            container_id: id.into(),
+            container_name: format!("c-{id}"),
+            names: vec![],
+            ipv4: None,
+            ipv6: None,
+            dns: vec![],
+        }
+    }
+
+    fn net(name: &str) -> DnsNetwork {
+        DnsNetwork {
+            name: name.into(),
+            subnets: vec![],
+            gateways: vec![],
+            internal: false,
+            records: vec![],
+        }
+    }
+
+    #[test]
+    fn mutators_replace_by_name_and_container() {
+        let mut t = DnsTable::default();
+        t.set_network(net("a"));
+        t.set_network(net("b"));
+        t.attach("a", rec("1")).unwrap();
+        t.attach("b", rec("1")).unwrap();
+        let mut again = rec("1");
+        again.names = vec!["web".into()];
+        t.attach("a", again).unwrap();
+        assert_eq!(t.networks[0].records.len(), 1);
+        assert_eq!(t.networks[0].records[0].names, ["web"]);
+        let err = t.attach("nope", rec("2")).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        assert_eq!(t.detach(Some("b"), "1"), 1);
+        assert_eq!(t.detach(None, "1"), 1);
+        assert!(t.remove_network("a"));
+        assert!(!t.remove_network("a"));
+        assert_eq!(t.networks.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        DnsTable::update(dir.path(), |t| t.set_network(net("n"))).unwrap();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let run = dir.path();
+                s.spawn(move || {
+                    for j in 0..10 {
+                        DnsTable::update(run, |t| t.attach("n", rec(&format!("{i}-{j}"))))
+                            .unwrap()
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let t = DnsTable::load(&table_path(dir.path())).unwrap();
+        assert_eq!(t.networks[0].records.len(), 80);
     }
 
     #[test]
