@@ -62,17 +62,18 @@ fn normalize(name: &str) -> String {
 }
 
 impl Resolver {
-    /// Indexes `table`.
-    pub fn new(table: &DnsTable) -> Resolver {
+    /// Indexes `table` (taken, not copied: reloads of a large table are
+    /// built beside the live one, and one copy is enough).
+    pub fn new(table: DnsTable) -> Resolver {
         let mut r = Resolver::default();
-        for (n, net) in table.networks.iter().enumerate() {
+        for (n, net) in table.networks.into_iter().enumerate() {
             let mut idx = NetIndex {
-                net: net.clone(),
                 name_lc: normalize(&net.name),
                 names: HashMap::new(),
                 addrs: HashMap::new(),
+                net,
             };
-            for (i, rec) in net.records.iter().enumerate() {
+            for (i, rec) in idx.net.records.iter().enumerate() {
                 let short_id = rec
                     .container_id
                     .get(..12)
@@ -104,7 +105,7 @@ impl Resolver {
                     nets.push(n);
                 }
             }
-            r.gateways.extend(net.gateways.iter().copied());
+            r.gateways.extend(idx.net.gateways.iter().copied());
             r.nets.push(idx);
         }
         r
@@ -313,7 +314,7 @@ mod tests {
 
     #[test]
     fn service_name_answers_every_replica() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         let web1 = ip("10.1.0.2");
         assert_eq!(
             r.resolve(web1, "web", TYPE_A),
@@ -331,7 +332,7 @@ mod tests {
 
     #[test]
     fn names_are_case_insensitive_with_optional_dot_and_network_suffix() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         let c = ip("10.1.0.3");
         for q in [
             "proj-db-1",
@@ -353,7 +354,7 @@ mod tests {
 
     #[test]
     fn known_name_without_that_family_is_nodata() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         let c = ip("10.1.0.2");
         assert_eq!(r.resolve(c, "db", TYPE_AAAA), Outcome::NoData);
         assert_eq!(r.resolve(c, "db", 16), Outcome::NoData);
@@ -361,7 +362,7 @@ mod tests {
 
     #[test]
     fn networks_are_isolated_by_source_address() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         let cache = ip("10.2.0.2");
         assert_eq!(r.resolve(cache, "web", TYPE_A), Outcome::NxDomain);
         assert_eq!(r.resolve(cache, "db", TYPE_A), answer(&["10.2.0.3"]));
@@ -376,7 +377,7 @@ mod tests {
 
     #[test]
     fn container_on_two_networks_sees_both() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         // db asks from its address on A and still sees B's cache, own network first.
         let db_a = ip("10.1.0.4");
         assert_eq!(r.resolve(db_a, "cache", TYPE_A), answer(&["10.2.0.2"]));
@@ -393,7 +394,7 @@ mod tests {
 
     #[test]
     fn unknown_source_sees_its_subnet_or_is_refused() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         // Not a container, but in A's subnet (e.g. the host, from the gateway).
         let host = ip("10.1.0.1");
         assert_eq!(
@@ -415,7 +416,7 @@ mod tests {
 
     #[test]
     fn bare_unknown_is_nxdomain_and_dotted_unknown_is_forwarded() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         let c = ip("10.1.0.2");
         assert_eq!(r.resolve(c, "nosuch", TYPE_A), Outcome::NxDomain);
         assert_eq!(r.resolve(c, "nosuch.", TYPE_AAAA), Outcome::NxDomain);
@@ -435,7 +436,7 @@ mod tests {
     fn container_dns_servers_are_its_upstreams() {
         let mut t = table();
         t.networks[0].records[0].dns = vec![ip("192.0.2.53")];
-        let r = Resolver::new(&t);
+        let r = Resolver::new(t);
         assert_eq!(
             r.resolve(ip("10.1.0.2"), "example.com", TYPE_A),
             Outcome::Forward(vec![ip("192.0.2.53")])
@@ -448,7 +449,7 @@ mod tests {
 
     #[test]
     fn ptr_answers_container_name_dot_network() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         let c = ip("10.1.0.2");
         let ptr = |s: &str| Outcome::Answer(vec![Rdata::Ptr(wire::encode_name(s).unwrap())]);
         assert_eq!(
@@ -476,7 +477,7 @@ mod tests {
 
     #[test]
     fn listens_on_every_gateway() {
-        let r = Resolver::new(&table());
+        let r = Resolver::new(table());
         let addrs: Vec<IpAddr> = r.listen_addrs().into_iter().collect();
         assert_eq!(addrs, [ip("10.1.0.1"), ip("10.2.0.1"), ip("fd01::1")]);
     }

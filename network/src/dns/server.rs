@@ -378,7 +378,7 @@ impl Server {
             match DnsTable::load(&path) {
                 Ok(t) => {
                     info!(networks = t.networks.len(), "DNS table loaded");
-                    Some(Arc::new(Resolver::new(&t)))
+                    Some(Arc::new(Resolver::new(t)))
                 }
                 Err(e) => {
                     warn!(error = %e, "keeping the previous DNS table");
@@ -747,7 +747,7 @@ mod tests {
             }],
         };
         State {
-            resolver: Arc::new(Resolver::new(&table)),
+            resolver: Arc::new(Resolver::new(table)),
             upstreams: vec!["127.0.0.1:5353".parse().unwrap()],
         }
     }

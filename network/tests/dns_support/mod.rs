@@ -495,7 +495,7 @@ pub fn network(
     }
 }
 
-/// Polls `f` every 5 ms until it returns `Some`, for at most `limit`.
+/// Polls `f` every 1 ms until it returns `Some`, for at most `limit`.
 pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
@@ -505,7 +505,7 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
         if start.elapsed() > limit {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
