@@ -472,6 +472,65 @@ fn busybox_nslookup_resolves_a_service() {
     }
 }
 
+/// Runs `cmd` in namespace `ns` with `resolv` as its /etc/resolv.conf, in a
+/// private mount namespace (the host's /etc is never changed).
+fn run_with_resolv_conf(ns: &str, resolv: &Path, cmd: &str) -> std::process::Output {
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && exec ip netns exec {ns} {cmd}",
+        resolv.display()
+    );
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("precondition: unshare (util-linux) and sh must be installed")
+}
+
+fn container_resolv_conf_works_with_glibc() {
+    let run = tempfile::tempdir().unwrap();
+    let _server = thread_server(run.path());
+    let host = "nameserver 10.255.255.53\nsearch upstream.test\noptions timeout:1\n";
+    let text = dns::resolv_conf("10.201.0.1".parse().unwrap(), host, &[], &[], &[]);
+    assert!(text.contains("options timeout:1 ndots:0"), "{text}");
+    let resolv = run.path().join("resolv.conf");
+    std::fs::write(&resolv, &text).unwrap();
+    let a1 = &topo().a1;
+    let out = run_with_resolv_conf(a1, &resolv, "getent ahostsv4 web");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("10.201.0.2") && stdout.contains("10.201.0.3"),
+        "{stdout}"
+    );
+    let out = run_with_resolv_conf(a1, &resolv, "getent ahostsv6 proj-web-2");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("fd42:201::3"), "{stdout}");
+    // `www` is NXDOMAIN here, so glibc goes on to `www.upstream.test`
+    // through the search list, which the server forwards.
+    let out = run_with_resolv_conf(a1, &resolv, "getent hosts www");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&UPSTREAM_ANSWER.to_string()),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_with_resolv_conf(a1, &resolv, "getent hosts 10.201.0.3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("proj-web-2.proj_a"), "{stdout}");
+    // Without search domains (`dns_search: ["."]`) an unknown name fails.
+    let text = dns::resolv_conf("10.201.0.1".parse().unwrap(), host, &[], &[".".into()], &[]);
+    std::fs::write(&resolv, &text).unwrap();
+    let out = run_with_resolv_conf(a1, &resolv, "getent hosts nosuchservice");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown name must not resolve"
+    );
+}
+
 fn main() {
     if let Some(code) = hidden_server_mode() {
         std::process::exit(code);
@@ -514,6 +573,7 @@ fn main() {
             many_replicas_truncate_over_udp_and_come_whole_over_tcp,
             spawned_server_is_single_and_restarted_after_kill_9,
             busybox_nslookup_resolves_a_service,
+            container_resolv_conf_works_with_glibc,
         ])
     };
     std::process::exit(if ok { 0 } else { 1 });
