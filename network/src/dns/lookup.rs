@@ -111,6 +111,11 @@ impl Resolver {
         r
     }
 
+    /// True for a gateway address in the table (one of ours).
+    pub fn is_gateway(&self, ip: IpAddr) -> bool {
+        self.gateways.contains(&ip)
+    }
+
     /// Every gateway address in the table: where the server listens.
     pub fn listen_addrs(&self) -> BTreeSet<IpAddr> {
         self.gateways.clone()

@@ -209,11 +209,13 @@ pub(crate) fn handle(
             Action::Reply(wire::response(&query, reply(Rcode::Refused, false), &[]))
         }
         Outcome::Forward(own) => {
-            let upstreams: Vec<SocketAddr> = if own.is_empty() {
+            let mut upstreams: Vec<SocketAddr> = if own.is_empty() {
                 state.upstreams.clone()
             } else {
                 own.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect()
             };
+            // A resolv.conf naming one of our own gateways would loop.
+            upstreams.retain(|u| !state.resolver.is_gateway(u.ip()));
             if upstreams.is_empty() {
                 return Action::Reply(wire::response(&query, reply(Rcode::ServFail, false), &[]));
             }
@@ -804,6 +806,15 @@ mod tests {
             Action::Drop
         ));
         assert!(matches!(ask(&[1, 2, 3], 0), Action::Drop));
+    }
+
+    #[test]
+    fn never_forwards_to_itself() {
+        let mut state = state();
+        state.upstreams = vec!["10.7.0.1:53".parse().unwrap()];
+        let pkt = packet(9, 0x0100, 1, "example.com", wire::TYPE_A);
+        let action = handle(&state, &pkt, CLIENT.parse().unwrap(), false, 0);
+        assert_eq!(reply(action).0.rcode(), Rcode::ServFail as u8);
     }
 
     #[test]
