@@ -148,7 +148,12 @@ impl Resolver {
                 return self.reverse(&views, ip).unwrap_or_else(forward);
             }
         }
-        let found = self.find(&views, &name);
+        let mut found = self.find(&views, &name);
+        if found.is_empty() {
+            if let Some(target) = self.link(client, &name) {
+                found = self.find(&views, &target);
+            }
+        }
         if found.is_empty() {
             return if name.contains('.') || name.is_empty() {
                 forward()
@@ -173,6 +178,16 @@ impl Resolver {
         } else {
             Outcome::Answer(ips.into_iter().map(Rdata::addr).collect())
         }
+    }
+
+    /// The name a link alias of the asking container stands for.
+    fn link(&self, client: IpAddr, name: &str) -> Option<String> {
+        let &(n, i) = self.by_addr.get(&client)?;
+        let links = &self.nets[n].net.records[i].links;
+        links
+            .iter()
+            .find(|(alias, _)| normalize(alias) == name)
+            .map(|(_, target)| normalize(target))
     }
 
     /// Records named `name` on the client's networks: `name` itself on each,
@@ -252,6 +267,7 @@ mod tests {
             ipv4: Some(v4.parse().unwrap()),
             ipv6: v6.map(|s| s.parse().unwrap()),
             dns: vec![],
+            links: Default::default(),
         }
     }
 
@@ -435,6 +451,40 @@ mod tests {
             r.resolve(ip("10.2.0.2"), "example.com", TYPE_A),
             Outcome::ServFail
         );
+    }
+
+    #[test]
+    fn link_aliases_resolve_for_their_container_only() {
+        let mut t = table();
+        t.networks[0].records[0]
+            .links
+            .insert("Database".into(), "proj-db-1".into());
+        let r = Resolver::new(t);
+        assert_eq!(
+            r.resolve(ip("10.1.0.2"), "database.", TYPE_A),
+            answer(&["10.1.0.4"])
+        );
+        assert_eq!(
+            r.resolve(ip("10.1.0.2"), "DATABASE", TYPE_A),
+            answer(&["10.1.0.4"])
+        );
+        // web-2 has no such link; `database` is not a name on the network.
+        let mut t = table();
+        t.networks[0].records[0]
+            .links
+            .insert("store".into(), "proj-db-1".into());
+        let r = Resolver::new(t);
+        assert_eq!(
+            r.resolve(ip("10.1.0.3"), "store", TYPE_A),
+            Outcome::NxDomain
+        );
+        // A link to something the container cannot see stays unresolved.
+        let mut t = table();
+        t.networks[0].records[0]
+            .links
+            .insert("c".into(), "cache".into());
+        let r = Resolver::new(t);
+        assert_eq!(r.resolve(ip("10.1.0.2"), "c", TYPE_A), Outcome::NxDomain);
     }
 
     #[test]

@@ -735,6 +735,7 @@ mod tests {
             ipv4: Some(ip.parse().unwrap()),
             ipv6: None,
             dns: vec![],
+            links: Default::default(),
         };
         let table = DnsTable {
             networks: vec![DnsNetwork {

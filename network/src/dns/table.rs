@@ -8,6 +8,7 @@
 //! through [`DnsTable::update`], which holds `table.lock` (flock) around
 //! read-change-write, since every project's berth commands share the file.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -76,6 +77,11 @@ pub struct DnsRecord {
     /// are not ours go to them instead of the host's resolvers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<IpAddr>,
+    /// Compose `links` / `external_links` with an alias (`db:database`):
+    /// alias → the name it stands for, resolvable by this container only, as
+    /// Docker does for links on user-defined networks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
 }
 
 /// An address prefix, written `10.89.0.0/24` or `fd00::/64`.
@@ -300,6 +306,7 @@ mod tests {
                     ipv4: Some("10.89.0.2".parse().unwrap()),
                     ipv6: None,
                     dns: vec![],
+                    links: BTreeMap::new(),
                 }],
             }],
         };
@@ -326,6 +333,7 @@ mod tests {
             ipv4: None,
             ipv6: None,
             dns: vec![],
+            links: BTreeMap::new(),
         }
     }
 

@@ -476,6 +476,7 @@ pub fn record(id: &str, container: &str, names: &[&str], v4: &str, v6: Option<&s
         ipv4: Some(v4.parse().unwrap()),
         ipv6: v6.map(|s| s.parse().unwrap()),
         dns: vec![],
+        links: Default::default(),
     }
 }
 
