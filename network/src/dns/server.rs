@@ -809,6 +809,48 @@ mod tests {
         assert!(matches!(ask(&[1, 2, 3], 0), Action::Drop));
     }
 
+    /// Truncated and mutated packets never panic the handler (a crash of the
+    /// one server would take DNS away from every container).
+    #[test]
+    fn hostile_packets_never_panic() {
+        let state = state();
+        let seeds = [
+            packet(1, 0x0100, 1, "web", wire::TYPE_A),
+            packet(2, 0x0100, 1, "7.0.7.10.in-addr.arpa", wire::TYPE_PTR),
+            packet(3, 0x0100, 1, "example.com", wire::TYPE_AAAA),
+            {
+                let mut p = packet(4, 0x0100, 1, "web", wire::TYPE_A);
+                p[11] = 1;
+                p.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+                p
+            },
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let client: IpAddr = CLIENT.parse().unwrap();
+        for seed in &seeds {
+            for len in 0..=seed.len() {
+                let _ = handle(&state, &seed[..len], client, false, 0);
+            }
+            for _ in 0..20_000 {
+                let mut p = seed.clone();
+                for _ in 0..1 + next() % 4 {
+                    let i = (next() as usize) % p.len();
+                    p[i] = next() as u8;
+                }
+                if next() % 4 == 0 {
+                    p.truncate((next() as usize) % (p.len() + 1));
+                }
+                let _ = handle(&state, &p, client, next() % 2 == 0, next() as usize);
+            }
+        }
+    }
+
     #[test]
     fn never_forwards_to_itself() {
         let mut state = state();
