@@ -386,7 +386,11 @@ fn spawned_server_is_single_and_restarted_after_kill_9() {
         String::from_utf8_lossy(&out.stderr).contains("already running"),
         "{out:?}"
     );
-    assert_eq!(dns::stop(&run).unwrap(), Some(second));
+    // The last `down`: kept while a network is left, stopped once none is.
+    assert_eq!(dns::stop_if_unused(&run).unwrap(), None);
+    assert_eq!(dns::running(&run).unwrap(), Some(second));
+    dns::DnsTable::update(&run, |t| t.networks.clear()).unwrap();
+    assert_eq!(dns::stop_if_unused(&run).unwrap(), Some(second));
     assert_eq!(dns::running(&run).unwrap(), None);
     assert!(
         !dns::dns_dir(&run).join("server.pid").exists(),

@@ -18,7 +18,8 @@
 //! async) `main` path, since `serve` builds its own single-threaded runtime;
 //! the engine calls `dns::ensure_running(&run_dir, &current_exe, &["system",
 //! "dns-server"])` after storing the table and before starting containers
-//! (it blocks for up to 5 s: from async code, via `spawn_blocking`).
+//! (it blocks for up to 5 s: from async code, via `spawn_blocking`); after a
+//! `down` it calls [`stop_if_unused`], so no server outlives the last network.
 //!
 //! Modules: `wire` (the message format), `table` (the file), `lookup` (pure
 //! answers), `resolv` (resolv.conf), `server` (sockets, forwarding, reload),
@@ -38,7 +39,7 @@ use std::process::ExitStatus;
 
 pub use lookup::{Outcome, Resolver};
 pub use nix::unistd::Pid;
-pub use process::{ensure_running, log_path, running, serve, serve_with, stop};
+pub use process::{ensure_running, log_path, running, serve, serve_with, stop, stop_if_unused};
 pub use resolv::{parse_resolv_conf, resolv_conf, HostResolvConf};
 pub use server::{Server, ServerConfig, ANSWER_TTL};
 pub use table::{dns_dir, table_path, Cidr, CidrError, DnsNetwork, DnsRecord, DnsTable};

@@ -10,6 +10,8 @@
 //! - `spawn.lock` — taken by `ensure_running` around check-and-spawn, so two
 //!   berth commands racing start one server, not two.
 //! - `server.log` — the server's stderr, appended.
+//! - `table.lock` — held around every read-change-write of the table
+//!   (`DnsTable::update`) and by [`stop_if_unused`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,7 +24,7 @@ use nix::unistd::Pid;
 use tracing::info;
 
 use super::server::{Server, ServerConfig};
-use super::table::dns_dir;
+use super::table::{dns_dir, lock_table, table_path, DnsTable};
 use super::DnsError;
 
 /// How long `ensure_running` waits for a new server to bind its sockets.
@@ -177,6 +179,18 @@ pub fn stop(run_dir: &Path) -> Result<Option<Pid>, DnsError> {
         pid: Some(pid),
         log: dns_dir(run_dir).join("server.log"),
     })
+}
+
+/// Stops the server if the table has no network left (after the last
+/// `down`), checking and stopping under the table's lock so a concurrent `up`
+/// of another project either sees the server stopped (and starts one) or
+/// keeps it. Returns the stopped server's pid.
+pub fn stop_if_unused(run_dir: &Path) -> Result<Option<Pid>, DnsError> {
+    let _held = lock_table(run_dir)?;
+    if !DnsTable::load(&table_path(run_dir))?.networks.is_empty() {
+        return Ok(None);
+    }
+    stop(run_dir)
 }
 
 /// The DNS server process: `berth system dns-server` calls this and exits

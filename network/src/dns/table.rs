@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use nix::fcntl::FlockArg;
+use nix::fcntl::{Flock, FlockArg};
 
 use super::process::lock;
 use super::DnsError;
@@ -154,6 +154,17 @@ impl<'de> Deserialize<'de> for Cidr {
     }
 }
 
+/// Takes `$BERTH_RUN/dns/table.lock`, waiting for it; released on drop.
+pub(crate) fn lock_table(run_dir: &Path) -> Result<Flock<std::fs::File>, DnsError> {
+    let dir = dns_dir(run_dir);
+    fs_err::create_dir_all(&dir)?;
+    let lock_path = dir.join("table.lock");
+    lock(&lock_path, FlockArg::LockExclusive)?.ok_or(DnsError::Lock {
+        path: lock_path,
+        source: nix::errno::Errno::EWOULDBLOCK,
+    })
+}
+
 /// `$BERTH_RUN/dns`, the directory of the table, pidfile and locks.
 pub fn dns_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("dns")
@@ -205,13 +216,7 @@ impl DnsTable {
     /// so berth commands of different projects must not lose each other's
     /// changes. A table that cannot be read is an error (not overwritten).
     pub fn update<R>(run_dir: &Path, f: impl FnOnce(&mut DnsTable) -> R) -> Result<R, DnsError> {
-        let dir = dns_dir(run_dir);
-        fs_err::create_dir_all(&dir)?;
-        let lock_path = dir.join("table.lock");
-        let _held = lock(&lock_path, FlockArg::LockExclusive)?.ok_or(DnsError::Lock {
-            path: lock_path,
-            source: nix::errno::Errno::EWOULDBLOCK,
-        })?;
+        let _held = lock_table(run_dir)?;
         let mut table = DnsTable::load(&table_path(run_dir))?;
         let result = f(&mut table);
         table.store(run_dir)?;
