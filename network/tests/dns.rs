@@ -271,6 +271,34 @@ fn internal_network_does_not_forward() {
     );
 }
 
+fn container_dns_servers_and_ipv6_upstreams_are_used() {
+    let run = tempfile::tempdir().unwrap();
+    let mut a = net_a();
+    // web-2 has `dns: [127.0.0.53]`; the host's upstream is an IPv6 one.
+    a.records[1].dns = vec!["127.0.0.53".parse().unwrap()];
+    store(run.path(), vec![a]);
+    let v6 = FakeUpstream::start(sa("[::1]:0"));
+    let mut config = ServerConfig::new(run.path());
+    config.upstreams = Some(vec![v6.addr]);
+    let _server = ThreadServer::start(config);
+    let t = topo();
+    let (via_v6, via_own) = (
+        v6.seen.load(Ordering::Relaxed),
+        t.upstream_seen.load(Ordering::Relaxed),
+    );
+    let r = ask(&t.a1, sa(GW_A), "one.upstream.test", A);
+    assert_eq!(r.addrs(), vec![IpAddr::V4(UPSTREAM_ANSWER)]);
+    assert_eq!(v6.seen.load(Ordering::Relaxed), via_v6 + 1);
+    let r = ask(&t.a2, sa(GW_A), "two.upstream.test", A);
+    assert_eq!(r.addrs(), vec![IpAddr::V4(UPSTREAM_ANSWER)]);
+    assert_eq!(
+        t.upstream_seen.load(Ordering::Relaxed),
+        via_own + 1,
+        "web-2's own dns server"
+    );
+    assert_eq!(v6.seen.load(Ordering::Relaxed), via_v6 + 1);
+}
+
 fn reload_follows_table_changes() {
     let run = tempfile::tempdir().unwrap();
     store(run.path(), vec![net_a()]);
@@ -572,6 +600,7 @@ fn main() {
             unknown_bare_name_is_nxdomain_and_dotted_names_are_forwarded,
             dead_or_silent_upstream_gives_servfail,
             internal_network_does_not_forward,
+            container_dns_servers_and_ipv6_upstreams_are_used,
             reload_follows_table_changes,
             resolv_conf_change_switches_upstream,
             many_replicas_truncate_over_udp_and_come_whole_over_tcp,
