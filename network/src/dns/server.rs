@@ -558,7 +558,9 @@ async fn serve_udp(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: IpAddr) {
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(r) => r,
             Err(e) => {
+                // Not expected on an unconnected socket; never spin on one.
                 debug!(%local, error = %e, "udp receive");
+                tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
         };
@@ -660,7 +662,11 @@ async fn forward_udp(
     upstreams: &[SocketAddr],
 ) -> Option<Vec<u8>> {
     let mut out = packet.to_vec();
-    let mut buf = vec![0u8; usize::from(u16::MAX)];
+    // The upstream sees the client's own EDNS size and stays within it.
+    let limit = query
+        .edns_udp_size
+        .map_or(wire::PLAIN_UDP_SIZE, usize::from);
+    let mut buf = vec![0u8; limit.max(wire::PLAIN_UDP_SIZE)];
     for upstream in upstreams.iter().take(MAX_UPSTREAMS_TRIED) {
         let Ok(sock) = UdpSocket::bind(unspecified(upstream)).await else {
             continue;
