@@ -395,9 +395,22 @@ fn spawned_server_is_single_and_restarted_after_kill_9() {
         dns::running(&run).unwrap().is_none().then_some(())
     })
     .expect("the killed server still holds its lock");
+    // Meanwhile, another berth command keeps asking whether one runs (`ps`):
+    // its probes of the lock must not make the new server give up.
+    let probing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let prober = {
+        let (run, probing) = (run.clone(), std::sync::Arc::clone(&probing));
+        std::thread::spawn(move || {
+            while probing.load(Ordering::Relaxed) {
+                let _ = dns::running(&run);
+            }
+        })
+    };
     let start = Instant::now();
     let second = dns::ensure_running(&run, &exe, &args).unwrap();
     println!("    restart after kill -9 took {:?}", start.elapsed());
+    probing.store(false, Ordering::Relaxed);
+    prober.join().unwrap();
     assert_ne!(second, first);
     assert_eq!(
         ask(&t.a2, sa(GW_A), "web", AAAA).addrs(),
@@ -424,6 +437,30 @@ fn spawned_server_is_single_and_restarted_after_kill_9() {
         !dns::dns_dir(&run).join("server.pid").exists(),
         "a stopped server removes its pidfile"
     );
+    // A probe holding server.lock for an instant as the server starts (as
+    // `running` does) must not make it give up.
+    dns::DnsTable::update(&run, |t| t.set_network(net_a())).unwrap();
+    let lock_file = std::fs::File::open(dns::dns_dir(&run).join("server.lock")).unwrap();
+    let probe =
+        nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let mut child = Command::new(&exe)
+        .args(args)
+        .env("BERTH_RUN", &run)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(probe);
+    let pid = dns::Pid::from_raw(child.id() as i32);
+    let up = wait_for(Duration::from_secs(3), || {
+        (dns::running(&run).unwrap() == Some(pid)).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "the server gave up on a briefly held lock: {:?}",
+        child.try_wait()
+    );
+    assert_eq!(dns::stop(&run).unwrap(), Some(pid));
+    child.wait().unwrap();
 }
 
 fn many_replicas_truncate_over_udp_and_come_whole_over_tcp() {

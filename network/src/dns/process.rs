@@ -214,10 +214,20 @@ pub fn serve_with(mut config: ServerConfig) -> Result<(), DnsError> {
     std::env::set_current_dir("/")?;
     let dir = dns_dir(&config.run_dir);
     fs_err::create_dir_all(&dir)?;
-    let Some(_held) = lock(&dir.join("server.lock"), FlockArg::LockExclusiveNonblock)? else {
-        return Err(DnsError::AlreadyRunning {
-            pid: read_pidfile(&dir),
-        });
+    // `running` probes the lock by taking it for an instant: retry briefly so
+    // a probe is not mistaken for a live server.
+    let lock_path = dir.join("server.lock");
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let _held = loop {
+        if let Some(held) = lock(&lock_path, FlockArg::LockExclusiveNonblock)? {
+            break held;
+        }
+        if Instant::now() > deadline {
+            return Err(DnsError::AlreadyRunning {
+                pid: read_pidfile(&dir),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
