@@ -4,9 +4,10 @@
 //! short ids per network for A, AAAA and PTR, and forwarding everything else
 //! to the host's resolvers.
 //!
-//! The engine owns the data: it writes a [`DnsTable`] to
-//! `$BERTH_RUN/dns/table.json` ([`DnsTable::store`]) whenever networks or
-//! containers change, calls [`ensure_running`] (which starts the server if it
+//! The engine owns the data: it changes the [`DnsTable`] in
+//! `$BERTH_RUN/dns/table.json` through [`DnsTable::update`] (under a lock,
+//! stored by temp + rename) whenever networks or container attachments
+//! change, before the container's process starts, calls [`ensure_running`] (which starts the server if it
 //! is not running, e.g. after a kill -9), and gives each container the
 //! `/etc/resolv.conf` from [`resolv_conf`]. The server ([`serve`], run as the
 //! hidden `berth system dns-server`) only reads the table; it never touches
