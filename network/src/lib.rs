@@ -3,3 +3,5 @@
 //!
 //! It knows nothing of Compose: the engine hands it plain network and attachment
 //! configs. All `unsafe` lives in `sys`.
+
+pub mod dns;
