@@ -1,0 +1,558 @@
+//! Kernel tier (root): real bridges, veths, nft rules and traffic, each test
+//! inside its own throw-away host namespace (see `common`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, TcpListener};
+
+use berth_network::{
+    AttachConfig, Attachment, IpamConfig, NetworkConfig, NetworkError, Networks, PortOwner,
+    PortSpec, Protocol,
+};
+use common::*;
+
+fn attach(nets: &Networks, network: &str, c: &TestNs, id: &str) -> Attachment {
+    nets.attach(&AttachConfig {
+        network: network.into(),
+        container_id: id.into(),
+        container_name: Some(format!("proj-{id}-1")),
+        project: Some("proj".into()),
+        netns_path: c.path(),
+        default_route: true,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("attach {id}: {e}"))
+}
+
+fn tcp(host: u16, container: u16) -> PortSpec {
+    PortSpec {
+        protocol: Protocol::Tcp,
+        host_ip: None,
+        host_ports: Some((host, host)),
+        container_ports: (container, container),
+    }
+}
+
+#[test]
+fn two_containers_reach_each_other_on_one_network() {
+    let w = World::new("one");
+    let (c1, c2) = (TestNs::new("c1"), TestNs::new("c2"));
+    let _www = c1.serve_http(80, "hello from c1");
+    w.run(|nets| {
+        let n = nets.ensure(&net("proj_default")).unwrap();
+        assert!(
+            n.bridge.starts_with("br-") && n.bridge.len() == 15,
+            "{}",
+            n.bridge
+        );
+        assert_eq!(n.subnets[0].subnet.to_string(), "172.17.0.0/16");
+        let a1 = attach(nets, "proj_default", &c1, "c1");
+        let a2 = attach(nets, "proj_default", &c2, "c2");
+        assert_eq!(a1.ifname, "eth0");
+        assert_eq!(a1.ipv4, Some("172.17.0.2".parse().unwrap()));
+        assert_eq!(a2.ipv4, Some("172.17.0.3".parse().unwrap()));
+        assert_eq!(a1.mac, "02:42:ac:11:00:02");
+        let ip1 = a1.ipv4.unwrap().to_string();
+        assert_eq!(c2.http_get(&ip1).as_deref(), Some("hello from c1"));
+        assert!(c1.ping(&a2.ipv4.unwrap().to_string()));
+        // Container view: address, MAC, lo up, default route via the gateway.
+        let addr = c1.exec_ok(&["ip", "-o", "addr", "show", "eth0"]);
+        assert!(addr.contains("172.17.0.2/16"), "{addr}");
+        let link = c1.exec_ok(&["ip", "-o", "link", "show", "eth0"]);
+        assert!(link.contains("02:42:ac:11:00:02"), "{link}");
+        let route = c1.exec_ok(&["ip", "route", "show", "default"]);
+        assert!(route.contains("via 172.17.0.1 dev eth0"), "{route}");
+        assert!(c1
+            .exec_ok(&["ip", "-o", "link", "show", "lo"])
+            .contains("UP"));
+        // Idempotent ensure and attach.
+        assert_eq!(nets.ensure(&net("proj_default")).unwrap(), n);
+        assert_eq!(attach(nets, "proj_default", &c1, "c1"), a1);
+        // A second interface gets eth1.
+        nets.ensure(&net("proj_back")).unwrap();
+        let b1 = nets
+            .attach(&AttachConfig {
+                network: "proj_back".into(),
+                container_id: "c1".into(),
+                netns_path: c1.path(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(b1.ifname, "eth1");
+        assert_eq!(b1.ipv4, Some("172.18.0.2".parse().unwrap()));
+        nets.detach("proj_default", "c2", Some(&c2.path())).unwrap();
+        assert!(!c2.exec_ok(&["ip", "-o", "link"]).contains("eth0"));
+        assert!(!link_names().contains(&a2.host_ifname));
+        nets.remove("proj_default").unwrap();
+        nets.remove("proj_back").unwrap();
+        assert!(!nft_ruleset().contains("berth"));
+    });
+}
+
+#[test]
+fn nothing_crosses_two_networks() {
+    let w = World::new("two");
+    let (c1, c2) = (TestNs::new("c1"), TestNs::new("c2"));
+    let _www = c2.serve_http(80, "c2");
+    w.run(|nets| {
+        nets.ensure(&net("a")).unwrap();
+        nets.ensure(&net("b")).unwrap();
+        let _a1 = attach(nets, "a", &c1, "c1");
+        let b2 = attach(nets, "b", &c2, "c2");
+        let ip2 = b2.ipv4.unwrap().to_string();
+        // c1 has a default route via a's gateway, so without isolation it
+        // would reach c2 through the host.
+        assert!(!c1.ping(&ip2), "ping crossed networks");
+        assert_eq!(c1.http_get(&ip2), None);
+        // The host itself reaches both.
+        assert!(sh("busybox", &["ping", "-c", "1", "-W", "1", &ip2])
+            .status
+            .success());
+        nets.remove("a").unwrap();
+        nets.remove("b").unwrap();
+    });
+}
+
+/// An "outside" namespace, routed from the host namespace by a veth pair
+/// (198.51.100.0/24, a documentation range), serving HTTP.
+fn outside(w: &World) -> (TestNs, tempfile::TempDir) {
+    let out = TestNs::new("out");
+    let www = out.serve_http(80, "outside");
+    let host = w.host.name.clone();
+    sh_ok(
+        "ip",
+        &[
+            "-n", &host, "link", "add", "upl", "type", "veth", "peer", "name", "wan", "netns",
+            &out.name,
+        ],
+    );
+    sh_ok(
+        "ip",
+        &["-n", &host, "addr", "add", "198.51.100.1/24", "dev", "upl"],
+    );
+    sh_ok("ip", &["-n", &host, "link", "set", "upl", "up"]);
+    out.exec_ok(&["ip", "addr", "add", "198.51.100.2/24", "dev", "wan"]);
+    out.exec_ok(&["ip", "link", "set", "wan", "up"]);
+    (out, www)
+}
+
+#[test]
+fn internal_network_reaches_nothing_outside() {
+    let w = World::new("int");
+    let (out, _www) = outside(&w);
+    let (c1, c2) = (TestNs::new("c1"), TestNs::new("c2"));
+    w.run(|nets| {
+        nets.ensure(&net("ext")).unwrap();
+        nets.ensure(&NetworkConfig {
+            internal: true,
+            ..net("int")
+        })
+        .unwrap();
+        let _e = attach(nets, "ext", &c1, "c1");
+        let i = attach(nets, "int", &c2, "c2");
+        let i3 = attach(nets, "int", &c1, "c1");
+        // A normal network reaches outside, masqueraded behind the host.
+        assert_eq!(c1.http_get("198.51.100.2").as_deref(), Some("outside"));
+        // An internal one does not, but its members reach each other.
+        assert_eq!(c2.http_get("198.51.100.2"), None);
+        assert!(!c2.ping("198.51.100.2"));
+        assert!(c2.ping(&i3.ipv4.unwrap().to_string()));
+        assert!(i.gateway.is_some());
+        assert!(!c2.exec_ok(&["ip", "route"]).contains("default"));
+        nets.remove("ext").unwrap();
+        nets.remove("int").unwrap();
+    });
+    drop(out);
+}
+
+#[test]
+fn published_port_answers_from_loopback_host_address_and_containers() {
+    let w = World::new("pub");
+    let (c1, c2, c3) = (TestNs::new("c1"), TestNs::new("c2"), TestNs::new("c3"));
+    let _www = c1.serve_http(80, "published");
+    w.run(|nets| {
+        host_address("hostif", "10.250.0.1/24");
+        nets.ensure(&net("web")).unwrap();
+        nets.ensure(&net("other")).unwrap();
+        let a = nets
+            .attach(&AttachConfig {
+                network: "web".into(),
+                container_id: "c1".into(),
+                netns_path: c1.path(),
+                default_route: true,
+                ports: vec![
+                    tcp(8080, 80),
+                    PortSpec {
+                        protocol: Protocol::Tcp,
+                        host_ip: Some("127.0.0.1".parse().unwrap()),
+                        host_ports: Some((9000, 9005)),
+                        container_ports: (80, 80),
+                    },
+                ],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(a.ports.len(), 2);
+        assert_eq!(a.ports[1].host_port, 9000);
+        assert_eq!(http_get("127.0.0.1:8080").as_deref(), Some("published"));
+        assert_eq!(http_get("10.250.0.1:8080").as_deref(), Some("published"));
+        assert_eq!(http_get("127.0.0.1:9000").as_deref(), Some("published"));
+        // host_ip scoping: 9000 is published on 127.0.0.1 only.
+        assert_eq!(http_get("10.250.0.1:9000"), None);
+        // Hairpin from a container of the same network and from another network.
+        let _b = attach(nets, "web", &c2, "c2");
+        let _c = attach(nets, "other", &c3, "c3");
+        assert_eq!(c2.http_get("10.250.0.1:8080").as_deref(), Some("published"));
+        assert_eq!(c3.http_get("10.250.0.1:8080").as_deref(), Some("published"));
+        // Detach unpublishes.
+        nets.detach("web", "c1", Some(&c1.path())).unwrap();
+        assert!(!nft_ruleset().contains("dport 8080"));
+        assert_eq!(http_get("127.0.0.1:8080"), None);
+        nets.remove("web").unwrap();
+        nets.remove("other").unwrap();
+    });
+}
+
+#[test]
+fn taken_port_is_refused_with_its_owner_and_nothing_is_made() {
+    let w = World::new("taken");
+    let (c1, c2) = (TestNs::new("c1"), TestNs::new("c2"));
+    w.run(|nets| {
+        nets.ensure(&net("web")).unwrap();
+        let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let before = link_names();
+        let cfg = AttachConfig {
+            network: "web".into(),
+            container_id: "c1".into(),
+            netns_path: c1.path(),
+            ports: vec![tcp(port, 80)],
+            ..Default::default()
+        };
+        match nets.attach(&cfg) {
+            Err(NetworkError::PortTaken {
+                port: p,
+                owner: PortOwner::Process { pid, name },
+                ..
+            }) => {
+                assert_eq!(p, port);
+                assert_eq!(pid, std::process::id());
+                assert!(!name.is_empty());
+            }
+            other => panic!("expected PortTaken by this process, got {other:?}"),
+        }
+        let err = nets.check_ports(&cfg.ports).unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        // Nothing half-made: no lease, no veth, no rule, nothing in the container.
+        assert!(nets.attachments("web").unwrap().is_empty());
+        assert_eq!(link_names(), before);
+        assert!(!nft_ruleset().contains(&format!("dport {port}")));
+        assert!(!c1.exec_ok(&["ip", "-o", "link"]).contains("eth0"));
+        drop(listener);
+
+        // A port another berth container publishes names that container.
+        nets.attach(&AttachConfig {
+            container_name: Some("proj-web-1".into()),
+            project: Some("proj".into()),
+            ports: vec![tcp(8181, 80)],
+            ..cfg.clone()
+        })
+        .unwrap();
+        let err = nets
+            .attach(&AttachConfig {
+                container_id: "c2".into(),
+                netns_path: c2.path(),
+                ports: vec![tcp(8181, 80)],
+                ..cfg.clone()
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, NetworkError::PortTaken { owner: PortOwner::Container { container, project: Some(p), .. }, .. } if container == "proj-web-1" && p == "proj"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("proj-web-1"), "{err}");
+        assert_eq!(nets.attachments("web").unwrap().len(), 1);
+        nets.remove("web").unwrap();
+    });
+}
+
+#[test]
+fn parallel_attaches_never_share_an_address() {
+    const N: usize = 200;
+    let w = World::new("par");
+    let containers: Vec<TestNs> = (0..N).map(|i| TestNs::new(&format!("p{i}"))).collect();
+    w.run(|nets| {
+        nets.ensure(&NetworkConfig {
+            ipam: vec![IpamConfig {
+                subnet: Some("10.77.0.0/24".parse().unwrap()),
+                ..Default::default()
+            }],
+            ..net("par")
+        })
+        .unwrap();
+        let results: Vec<Attachment> = std::thread::scope(|s| {
+            let hs: Vec<_> = containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    s.spawn(move || {
+                        nets.attach(&AttachConfig {
+                            network: "par".into(),
+                            container_id: format!("c{i}"),
+                            netns_path: c.path(),
+                            ..Default::default()
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ips: BTreeSet<IpAddr> = results.iter().filter_map(|a| a.ipv4).collect();
+        assert_eq!(ips.len(), N, "addresses were shared");
+        let macs: BTreeSet<&str> = results.iter().map(|a| a.mac.as_str()).collect();
+        assert_eq!(macs.len(), N);
+        assert_eq!(nets.attachments("par").unwrap().len(), N);
+        // The kernel agrees with the leases.
+        for (c, a) in containers.iter().zip(&results).step_by(37) {
+            let shown = c.exec_ok(&["ip", "-o", "-4", "addr", "show", "eth0"]);
+            assert!(shown.contains(&a.ipv4.unwrap().to_string()), "{shown}");
+        }
+        // The /24 has 253 usable addresses; the next attaches exhaust it.
+        let extra: Vec<TestNs> = (0..54).map(|i| TestNs::new(&format!("x{i}"))).collect();
+        let mut exhausted = None;
+        for (i, c) in extra.iter().enumerate() {
+            match nets.attach(&AttachConfig {
+                network: "par".into(),
+                container_id: format!("x{i}"),
+                netns_path: c.path(),
+                ..Default::default()
+            }) {
+                Ok(_) => {}
+                Err(e) => {
+                    exhausted = Some((i, e));
+                    break;
+                }
+            }
+        }
+        let (i, e) = exhausted.expect("pool never exhausted");
+        assert_eq!(i, 53, "{e}");
+        assert!(e.to_string().contains("no free address"), "{e}");
+        std::thread::scope(|s| {
+            for i in 0..N {
+                s.spawn(move || nets.detach("par", &format!("c{i}"), None).unwrap());
+            }
+        });
+        assert_eq!(nets.attachments("par").unwrap().len(), 53);
+        nets.remove("par").unwrap();
+        assert!(!link_names().iter().any(|l| l.starts_with("veth")));
+    });
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let w = World::new("bad");
+    let c1 = TestNs::new("c1");
+    w.run(|nets| {
+        let sub = |s: &str| IpamConfig {
+            subnet: Some(s.parse().unwrap()),
+            ..Default::default()
+        };
+        nets.ensure(&NetworkConfig {
+            ipam: vec![IpamConfig {
+                ip_range: Some("10.10.0.4/30".parse().unwrap()),
+                ..sub("10.10.0.0/24")
+            }],
+            ..net("base")
+        })
+        .unwrap();
+        let links = link_names();
+        let rules = nft_ruleset();
+        let listed = nets.list().unwrap();
+        let unchanged = |what: &str| {
+            assert_eq!(link_names(), links, "{what} left a link");
+            assert_eq!(nft_ruleset(), rules, "{what} changed the ruleset");
+            assert_eq!(nets.list().unwrap(), listed, "{what} changed the state");
+        };
+        let e = nets
+            .ensure(&NetworkConfig {
+                ipam: vec![sub("10.10.0.128/25")],
+                ..net("overlap")
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("overlaps 10.10.0.0/24 of network \"base\""),
+            "{e}"
+        );
+        unchanged("overlap");
+        let e = nets
+            .ensure(&NetworkConfig {
+                ipam: vec![sub("10.20.0.0/24"), sub("10.20.0.0/16")],
+                ..net("selfoverlap")
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overlaps"), "{e}");
+        unchanged("self overlap");
+        let e = "10.30.0.5/24"
+            .parse::<berth_network::Subnet>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host bits"), "{e}");
+        let e = nets
+            .ensure(&NetworkConfig {
+                ipam: vec![IpamConfig {
+                    gateway: Some("10.41.0.1".parse().unwrap()),
+                    ..sub("10.40.0.0/24")
+                }],
+                ..net("gw")
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gateway 10.41.0.1 is not a usable address of subnet 10.40.0.0/24"),
+            "{e}"
+        );
+        unchanged("gateway");
+        assert!(matches!(
+            nets.ensure(&net("bad/name")),
+            Err(NetworkError::InvalidName(_))
+        ));
+        unchanged("name");
+        // Address already leased, address outside, exhausted ip_range.
+        let cfg = |id: &str, ip: Option<&str>| AttachConfig {
+            network: "base".into(),
+            container_id: id.into(),
+            netns_path: c1.path(),
+            interface_name: Some(format!("e{id}")),
+            ipv4: ip.map(|i| i.parse().unwrap()),
+            ..Default::default()
+        };
+        nets.attach(&cfg("1", Some("10.10.0.50"))).unwrap();
+        let links = link_names();
+        let e = nets
+            .attach(&cfg("2", Some("10.10.0.50")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("10.10.0.50 is already in use by container 1"),
+            "{e}"
+        );
+        let e = nets
+            .attach(&cfg("2", Some("10.99.0.5")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a usable address"), "{e}");
+        assert_eq!(link_names(), links);
+        for id in ["3", "4", "5", "6"] {
+            nets.attach(&cfg(id, None)).unwrap();
+        }
+        let e = nets.attach(&cfg("7", None)).unwrap_err().to_string();
+        assert!(e.contains("no free address left in 10.10.0.4/30"), "{e}");
+        let e = nets.attach(&cfg("3", None));
+        assert!(e.is_ok(), "re-attach is idempotent");
+        let e = nets
+            .attach(&AttachConfig {
+                interface_name: Some("e3".into()),
+                ..cfg("8", Some("10.10.0.60"))
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("interface e3 already exists"), "{e}");
+        // Exhausted default pool: host routes cover all of it.
+        host_address("pool0", "172.16.0.1/12");
+        sh_ok("ip", &["addr", "add", "192.168.0.1/16", "dev", "pool0"]);
+        let e = nets.ensure(&net("nopool")).unwrap_err().to_string();
+        assert!(e.contains("default address pool is exhausted"), "{e}");
+        assert!(nets.get("nopool").unwrap().is_none());
+        sh_ok("ip", &["link", "del", "pool0"]);
+        nets.remove("base").unwrap();
+        assert!(nets.list().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn default_pool_avoids_host_routes_and_ensure_repairs() {
+    let w = World::new("pool");
+    let c1 = TestNs::new("c1");
+    w.run(|nets| {
+        host_address("docker0x", "172.17.0.1/16");
+        sh_ok("ip", &["route", "add", "172.18.3.0/24", "dev", "docker0x"]);
+        let n = nets.ensure(&net("p")).unwrap();
+        assert_eq!(n.subnets[0].subnet.to_string(), "172.19.0.0/16");
+        let n6 = nets
+            .ensure(&NetworkConfig {
+                enable_ipv6: true,
+                ..net("six")
+            })
+            .unwrap();
+        assert_eq!(n6.subnets[0].subnet.to_string(), "172.20.0.0/16");
+        assert!(n6.subnets[1].subnet.to_string().starts_with("fd"));
+        let a = attach(nets, "six", &c1, "c1");
+        let v6 = a.ipv6.unwrap();
+        assert!(c1
+            .exec_ok(&["ip", "-6", "-o", "addr", "show", "eth0"])
+            .contains(&v6.to_string()));
+        assert!(c1
+            .exec(&[
+                "busybox",
+                "ping",
+                "-6",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                &a.gateway6.unwrap().to_string()
+            ])
+            .status
+            .success());
+        // The bridge disappears (reboot, manual delete): ensure makes it again.
+        sh_ok("ip", &["link", "del", &n.bridge]);
+        assert_eq!(nets.ensure(&net("p")).unwrap(), n);
+        assert!(link_names().contains(&n.bridge));
+        assert!(sh_ok("ip", &["-o", "addr", "show", &n.bridge]).contains("172.19.0.1/16"));
+        nets.remove("p").unwrap();
+        nets.remove("six").unwrap();
+    });
+}
+
+#[test]
+fn removal_leaves_nothing_behind() {
+    let w = World::new("rm");
+    let (c1, c2) = (TestNs::new("c1"), TestNs::new("c2"));
+    let host_name = w.host.name.clone();
+    let (c1n, c2n) = (c1.name.clone(), c2.name.clone());
+    w.run(|nets| {
+        let n = nets.ensure(&net("x")).unwrap();
+        let a = nets
+            .attach(&AttachConfig {
+                network: "x".into(),
+                container_id: "c1".into(),
+                netns_path: c1.path(),
+                ports: vec![tcp(8088, 80)],
+                ..Default::default()
+            })
+            .unwrap();
+        let b = attach(nets, "x", &c2, "c2");
+        assert!(nft_ruleset().contains("table inet berth"));
+        nets.remove("x").unwrap();
+        let links = link_names();
+        for l in [&n.bridge, &a.host_ifname, &b.host_ifname] {
+            assert!(!links.contains(l), "{l} left behind: {links:?}");
+        }
+        assert!(!c1.exec_ok(&["ip", "-o", "link"]).contains("eth0"));
+        assert!(!nft_ruleset().contains("berth"), "{}", nft_ruleset());
+        assert!(nets.get("x").unwrap().is_none());
+        // Removing twice is fine.
+        nets.remove("x").unwrap();
+    });
+    assert!(!w.state_dir().join("networks/x.json").exists());
+    drop((c1, c2));
+    drop(w);
+    let ns = sh_ok("ip", &["netns", "list"]);
+    for name in [host_name, c1n, c2n] {
+        assert!(!ns.contains(&name), "{name} left behind");
+    }
+}
