@@ -77,7 +77,9 @@ fn stats(name: &str, mut v: Vec<Duration>) {
 /// namespace via `ip netns exec` of `client_ns`), `secs` seconds: Gbit/s.
 fn iperf(server: &Ns, client_ns: Option<&Ns>, target: &str, port: u16, secs: u32) -> f64 {
     let mut srv = Command::new("ip")
-        .args(["netns", "exec", &server.0, "iperf3", "-s", "-1", "-p", "5201"])
+        .args([
+            "netns", "exec", &server.0, "iperf3", "-s", "-1", "-p", "5201",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -181,7 +183,11 @@ fn main() {
         })
         .unwrap()
     });
-    println!("{:<28} {:.3} ms (one, includes the nft transaction)", "attach with a published port", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "{:<28} {:.3} ms (one, includes the nft transaction)",
+        "attach with a published port",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     drop(cns);
     in_ns(&host, || nets.remove("bench").unwrap());
 
@@ -189,10 +195,18 @@ fn main() {
     let (s, c) = (Ns::new("srv"), Ns::new("cli"));
     run(
         "ip",
-        &["-n", &s.0, "link", "add", "bv0", "type", "veth", "peer", "name", "bv1", "netns", &c.0],
+        &[
+            "-n", &s.0, "link", "add", "bv0", "type", "veth", "peer", "name", "bv1", "netns", &c.0,
+        ],
     );
-    run("ip", &["-n", &s.0, "addr", "add", "10.123.0.1/24", "dev", "bv0"]);
-    run("ip", &["-n", &c.0, "addr", "add", "10.123.0.2/24", "dev", "bv1"]);
+    run(
+        "ip",
+        &["-n", &s.0, "addr", "add", "10.123.0.1/24", "dev", "bv0"],
+    );
+    run(
+        "ip",
+        &["-n", &c.0, "addr", "add", "10.123.0.2/24", "dev", "bv1"],
+    );
     run("ip", &["-n", &s.0, "link", "set", "bv0", "up"]);
     run("ip", &["-n", &c.0, "link", "set", "bv1", "up"]);
     let bare = iperf(&s, Some(&c), "10.123.0.1", 5201, secs);
@@ -232,9 +246,17 @@ fn main() {
     });
     let ip = a.ipv4.unwrap().to_string();
     let bridge = iperf(&s, Some(&c), &ip, 5201, secs);
-    println!("{:<28} {bridge:.1} Gbit/s ({:+.1}% vs bare veth)", "tcp berth bridge", (bridge / bare - 1.0) * 100.0);
+    println!(
+        "{:<28} {bridge:.1} Gbit/s ({:+.1}% vs bare veth)",
+        "tcp berth bridge",
+        (bridge / bare - 1.0) * 100.0
+    );
     let published = iperf(&s, Some(&host), "127.0.0.1", 15201, secs);
-    println!("{:<28} {published:.1} Gbit/s ({:+.1}% vs bare veth)", "tcp berth published (lo)", (published / bare - 1.0) * 100.0);
+    println!(
+        "{:<28} {published:.1} Gbit/s ({:+.1}% vs bare veth)",
+        "tcp berth published (lo)",
+        (published / bare - 1.0) * 100.0
+    );
     let hairpin = iperf(&s, Some(&c), &a.gateway.unwrap().to_string(), 15201, secs);
     println!("{:<28} {hairpin:.1} Gbit/s", "tcp berth published hairpin");
     in_ns(&host, || nets.remove("tp").unwrap());
@@ -248,12 +270,20 @@ fn main() {
 /// iperf3 between two Docker containers on docker0, by entering their
 /// network namespaces (the busybox image has no iperf3).
 fn docker_bridge(secs: u32) {
-    if Command::new("sh").args(["-c", "command -v dockerd"]).status().map(|s| !s.success()).unwrap_or(true) {
+    if Command::new("sh")
+        .args(["-c", "command -v dockerd"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
         println!("tcp docker bridge            (dockerd not installed)");
         return;
     }
     let ns = Ns::new("dock");
-    let d = tempfile::Builder::new().prefix("berthbench-docker").tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("berthbench-docker")
+        .tempdir()
+        .unwrap();
     let p = d.path();
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "nsenter"])
@@ -269,18 +299,41 @@ fn docker_bridge(secs: u32) {
         .unwrap();
     let sock = format!("unix://{}", p.join("sock").display());
     let docker = |args: &[&str]| {
-        let o = Command::new("docker").arg("-H").arg(&sock).args(args).output().unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        let o = Command::new("docker")
+            .arg("-H")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
     };
     let t = Instant::now();
     while !docker(&["info"]).0 {
-        assert!(t.elapsed() < Duration::from_secs(60), "dockerd did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "dockerd did not start"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let rootfs = p.join("rootfs");
-    run("/work/shared/bench/busybox-rootfs.sh", &[rootfs.to_str().unwrap()]);
+    run(
+        "/work/shared/bench/busybox-rootfs.sh",
+        &[rootfs.to_str().unwrap()],
+    );
     let tar = p.join("bb.tar");
-    run("tar", &["-C", rootfs.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."]);
+    run(
+        "tar",
+        &[
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    );
     assert!(docker(&["import", tar.to_str().unwrap(), "bb:latest"]).0);
     let mut pids = Vec::new();
     for name in ["ds", "dc"] {
@@ -293,12 +346,23 @@ fn docker_bridge(secs: u32) {
         c.arg(format!("--net=/proc/{pid}/ns/net")).args(args);
         c
     };
-    let mut srv = nsenter(&pids[0], &["iperf3", "-s", "-1"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut srv = nsenter(&pids[0], &["iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let o = nsenter(&pids[1], &["iperf3", "-c", &ip, "-t", &secs.to_string(), "-J"]).output().unwrap();
+    let o = nsenter(
+        &pids[1],
+        &["iperf3", "-c", &ip, "-t", &secs.to_string(), "-J"],
+    )
+    .output()
+    .unwrap();
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let g = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap() / 1e9;
+    let g = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap()
+        / 1e9;
     println!("{:<28} {g:.1} Gbit/s", "tcp docker bridge");
     let _ = docker(&["rm", "-f", "ds", "dc"]);
     let _ = Command::new("kill").arg(child.id().to_string()).status();

@@ -276,6 +276,7 @@ mod tests {
             leases: BTreeMap::new(),
             last_ipv4: None,
             last_ipv6: None,
+            generation: 0,
         }
     }
 

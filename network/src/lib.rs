@@ -152,13 +152,14 @@ impl Networks {
         }
         let others = self.store.all()?;
         let network = self.plan_network(cfg, &others, &mut nl)?;
-        let state = NetworkState {
+        let mut state = NetworkState {
             network: network.clone(),
             leases: Default::default(),
             last_ipv4: None,
             last_ipv6: None,
+            generation: 0,
         };
-        self.store.save(&state)?;
+        self.store.save(&mut state)?;
         let made = self
             .setup_bridge(&mut nl, &network)
             .and_then(|_| self.sync_locked(true));
@@ -644,7 +645,7 @@ impl Networks {
         state
             .leases
             .insert(cfg.container_id.clone(), attachment.clone());
-        self.store.save(&state)?;
+        self.store.save(&mut state)?;
 
         let made = self.plumb(
             &mut nl,
@@ -668,7 +669,7 @@ impl Networks {
             if let Some(prev) = previous {
                 state.leases.insert(cfg.container_id.clone(), prev);
             }
-            let _ = self.store.save(&state);
+            let _ = self.store.save(&mut state);
             if !attachment.ports.is_empty() {
                 let _ = self.sync_locked(false);
             }
@@ -696,18 +697,15 @@ impl Networks {
             Some(l) => l.index,
             None => self.setup_bridge(nl, net)?,
         };
-        nl.add_veth(&a.host_ifname, &a.ifname, netns.file(), net.mtu, mac)
-            .map_err(NetworkError::netlink("create veth", &a.host_ifname))?;
-        let host = nl
-            .link_by_name(&a.host_ifname)
-            .map_err(NetworkError::netlink("get link", &a.host_ifname))?
-            .ok_or_else(|| NetworkError::Netlink {
-                op: "create veth",
-                object: a.host_ifname.clone(),
-                source: std::io::Error::from_raw_os_error(libc::ENODEV),
-            })?;
-        nl.set_up(host.index, Some(bridge))
-            .map_err(NetworkError::netlink("enslave and set up", &a.host_ifname))?;
+        nl.add_veth(
+            &a.host_ifname,
+            &a.ifname,
+            netns.file(),
+            net.mtu,
+            mac,
+            bridge,
+        )
+        .map_err(NetworkError::netlink("create veth", &a.host_ifname))?;
 
         let inner = ns_nl
             .link_by_name(&a.ifname)
@@ -730,6 +728,7 @@ impl Networks {
         if let Some(lo) = ns_nl
             .link_by_name("lo")
             .map_err(NetworkError::netlink("get link", "lo"))?
+            .filter(|lo| !lo.up)
         {
             ns_nl
                 .set_up(lo.index, None)
@@ -778,7 +777,7 @@ impl Networks {
                 }
             }
         }
-        self.store.save(&state)?;
+        self.store.save(&mut state)?;
         if !lease.ports.is_empty() {
             self.sync_locked(false)?;
         }

@@ -31,6 +31,7 @@ pub struct Link {
     pub name: String,
     pub mtu: u32,
     pub controller: Option<u32>,
+    pub up: bool,
 }
 
 /// A route of the main table, as far as berth needs it (overlap checks, MTU).
@@ -174,8 +175,9 @@ impl Netlink {
         self.change(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
     }
 
-    /// Create a veth pair: `host` here, `peer` directly inside the namespace
-    /// `peer_netns` (an open netns fd) so it never appears on the host.
+    /// Create a veth pair: `host` here, enslaved to `controller` and up;
+    /// `peer` directly inside the namespace `peer_netns` (an open netns fd),
+    /// so it never appears on the host (down; the caller sets it up).
     pub fn add_veth(
         &mut self,
         host: &str,
@@ -183,7 +185,10 @@ impl Netlink {
         peer_netns: &impl AsRawFd,
         mtu: u32,
         peer_mac: [u8; 6],
+        controller: u32,
     ) -> io::Result<()> {
+        // The peer cannot be created up: veth_open() fails with ENOTCONN
+        // until both ends are linked, which happens after the peer's setup.
         let mut peer_msg = LinkMessage::default();
         peer_msg
             .attributes
@@ -196,8 +201,11 @@ impl Netlink {
             .attributes
             .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
         let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_owned()));
         msg.attributes.push(LinkAttribute::Mtu(mtu));
+        msg.attributes.push(LinkAttribute::Controller(controller));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -361,6 +369,7 @@ fn to_link(l: LinkMessage) -> Link {
         name: String::new(),
         mtu: 0,
         controller: None,
+        up: l.header.flags.contains(LinkFlags::Up),
     };
     for at in l.attributes {
         match at {

@@ -548,7 +548,13 @@ fn removal_leaves_nothing_behind() {
         // Removing twice is fine.
         nets.remove("x").unwrap();
     });
-    assert!(!w.state_dir().join("networks/x.json").exists());
+    let left: Vec<_> = std::fs::read_dir(w.state_dir().join("networks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f != ".lock")
+        .collect();
+    assert!(left.is_empty(), "state files left: {left:?}");
     drop((c1, c2));
     drop(w);
     let ns = sh_ok("ip", &["netns", "list"]);
