@@ -7,9 +7,11 @@
 //! - `raw_prerouting`: packets from a bridge to 127.0.0.0/8 are dropped
 //!   (bridges have `route_localnet` on for loopback DNAT; this closes the
 //!   hole it opens, cf. CVE-2020-8558);
-//! - `forward`: internal networks reach nothing outside their bridge,
-//!   forwarding between two different berth bridges is dropped unless it is
-//!   a published port (DNATed) or the answer to one;
+//! - `forward`: internal networks reach nothing outside their bridge; a new
+//!   connection into a bridge from anywhere but that bridge (another berth
+//!   network, Docker's bridges, a host interface routing straight to a
+//!   container address) is dropped unless it is a published port (DNATed);
+//!   answers to connections made from inside pass;
 //! - `prerouting`/`output` (nat): published ports to local addresses are
 //!   DNATed to the container (`output` covers the host's own connections,
 //!   including to 127.0.0.1);
@@ -66,20 +68,12 @@ pub fn render(table: &str, states: &[NetworkState]) -> String {
         let _ = writeln!(t, "    oifname {b} iifname != {b} drop");
     }
     t.push_str("    ct status dnat accept\n");
-    if bridges.len() > 1 {
-        for s in states {
-            let others: Vec<&str> = bridges
-                .iter()
-                .copied()
-                .filter(|b| *b != s.network.bridge)
-                .collect();
-            let _ = writeln!(
-                t,
-                "    iifname {} oifname {} drop",
-                q(&s.network.bridge),
-                set(&others)
-            );
-        }
+    // New connections into a bridge from anywhere but itself: another berth
+    // bridge, Docker's, or a host interface routing straight to a container
+    // address (as Docker 28 does). Published ports were accepted above.
+    for s in states.iter().filter(|s| !s.network.internal) {
+        let b = q(&s.network.bridge);
+        let _ = writeln!(t, "    oifname {b} iifname != {b} drop");
     }
     t.push_str("  }\n");
 
@@ -345,8 +339,7 @@ table inet berth {
     iifname "br-i" oifname != "br-i" drop
     oifname "br-i" iifname != "br-i" drop
     ct status dnat accept
-    iifname "br-a" oifname { "br-i" } drop
-    iifname "br-i" oifname { "br-a" } drop
+    oifname "br-a" iifname != "br-a" drop
   }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;

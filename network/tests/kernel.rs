@@ -138,10 +138,11 @@ fn outside(w: &World) -> (TestNs, tempfile::TempDir) {
 }
 
 #[test]
-fn internal_network_reaches_nothing_outside() {
+fn internal_network_reaches_nothing_outside_and_outside_reaches_only_published_ports() {
     let w = World::new("int");
     let (out, _www) = outside(&w);
     let (c1, c2) = (TestNs::new("c1"), TestNs::new("c2"));
+    let _w1 = c1.serve_http(80, "c1");
     w.run(|nets| {
         nets.ensure(&net("ext")).unwrap();
         nets.ensure(&NetworkConfig {
@@ -149,7 +150,16 @@ fn internal_network_reaches_nothing_outside() {
             ..net("int")
         })
         .unwrap();
-        let _e = attach(nets, "ext", &c1, "c1");
+        let e = nets
+            .attach(&AttachConfig {
+                network: "ext".into(),
+                container_id: "c1".into(),
+                netns_path: c1.path(),
+                default_route: true,
+                ports: vec![tcp(8080, 80)],
+                ..Default::default()
+            })
+            .unwrap();
         let i = attach(nets, "int", &c2, "c2");
         let i3 = attach(nets, "int", &c1, "c1");
         // A normal network reaches outside, masqueraded behind the host.
@@ -160,6 +170,12 @@ fn internal_network_reaches_nothing_outside() {
         assert!(c2.ping(&i3.ipv4.unwrap().to_string()));
         assert!(i.gateway.is_some());
         assert!(!c2.exec_ok(&["ip", "route"]).contains("default"));
+        // From outside (a host routing to the container subnets through
+        // this one): the published port answers, direct access does not.
+        out.exec_ok(&["ip", "route", "add", "172.16.0.0/12", "via", "198.51.100.1"]);
+        assert_eq!(out.http_get("198.51.100.1:8080").as_deref(), Some("c1"));
+        assert_eq!(out.http_get(&e.ipv4.unwrap().to_string()), None);
+        assert!(!out.ping(&i.ipv4.unwrap().to_string()));
         nets.remove("ext").unwrap();
         nets.remove("int").unwrap();
     });
