@@ -113,6 +113,33 @@ impl Networks {
         &self.run
     }
 
+    /// Where the network namespace of `container_id` is bind-mounted:
+    /// `<run>/netns/<container_id>`.
+    pub fn netns_path(&self, container_id: &str) -> PathBuf {
+        self.run.join("netns").join(container_id)
+    }
+
+    /// Make a fresh network namespace for a container (`lo` up), held at
+    /// [`Networks::netns_path`] until [`Networks::delete_netns`], so a
+    /// restarted container keeps its interfaces and addresses.
+    pub fn create_netns(&self, container_id: &str) -> Result<PathBuf, NetworkError> {
+        if !valid_name(container_id) {
+            return Err(NetworkError::InvalidName(container_id.to_owned()));
+        }
+        let path = self.netns_path(container_id);
+        Netns::create(&path).map_err(|source| NetworkError::Netns {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+
+    /// Release a namespace made by [`Networks::create_netns`]; missing is fine.
+    pub fn delete_netns(&self, container_id: &str) -> Result<(), NetworkError> {
+        let path = self.netns_path(container_id);
+        Netns::destroy(&path).map_err(|source| NetworkError::Netns { path, source })
+    }
+
     /// The network called `name`, if it exists.
     pub fn get(&self, name: &str) -> Result<Option<Network>, NetworkError> {
         Ok(self.store.load(name)?.map(|s| s.network))

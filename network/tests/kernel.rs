@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, TcpListener};
+use std::process::Command;
 
 use berth_network::{
     AttachConfig, Attachment, IpamConfig, NetworkConfig, NetworkError, Networks, PortOwner,
@@ -205,11 +206,38 @@ fn published_port_answers_from_loopback_host_address_and_containers() {
                         host_ports: Some((9000, 9005)),
                         container_ports: (80, 80),
                     },
+                    PortSpec {
+                        protocol: Protocol::Udp,
+                        host_ip: None,
+                        host_ports: Some((5353, 5353)),
+                        container_ports: (53, 53),
+                    },
                 ],
                 ..Default::default()
             })
             .unwrap();
-        assert_eq!(a.ports.len(), 2);
+        assert_eq!(a.ports.len(), 3);
+        // UDP: an echo server in the container, a client on the host.
+        let c1_file = std::fs::File::open(c1.path()).unwrap();
+        let echo = std::thread::spawn(move || {
+            nix::sched::setns(&c1_file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let s = std::net::UdpSocket::bind("0.0.0.0:53").unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut b = [0u8; 64];
+            if let Ok((n, from)) = s.recv_from(&mut b) {
+                let _ = s.send_to(&b[..n], from);
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let u = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        u.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        u.send_to(b"ping-udp", "10.250.0.1:5353").unwrap();
+        let mut b = [0u8; 64];
+        let (n, _) = u.recv_from(&mut b).expect("udp published port answers");
+        assert_eq!(&b[..n], b"ping-udp");
+        echo.join().unwrap();
         assert_eq!(a.ports[1].host_port, 9000);
         assert_eq!(http_get("127.0.0.1:8080").as_deref(), Some("published"));
         assert_eq!(http_get("10.250.0.1:8080").as_deref(), Some("published"));
@@ -577,4 +605,183 @@ fn removal_leaves_nothing_behind() {
     for name in [host_name, c1n, c2n] {
         assert!(!ns.contains(&name), "{name} left behind");
     }
+}
+
+/// Unmounts what `create_netns` left in a test's run dir, even on failure.
+struct RunDirGuard(std::path::PathBuf);
+
+impl Drop for RunDirGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn netns_made_by_berth_keeps_a_container_attached_until_deleted() {
+    let w = World::new("ns");
+    let _guard = RunDirGuard(w.nets.run_dir().join("netns"));
+    w.run(|nets| {
+        nets.ensure(&net("n")).unwrap();
+        let path = nets.create_netns("ctr1").unwrap();
+        assert_eq!(path, nets.netns_path("ctr1"));
+        let a = nets
+            .attach(&AttachConfig {
+                network: "n".into(),
+                container_id: "ctr1".into(),
+                netns_path: path.clone(),
+                default_route: true,
+                ..Default::default()
+            })
+            .unwrap();
+        let nsenter = |args: &[&str]| {
+            let mut all = vec![format!("--net={}", path.display())];
+            all.extend(args.iter().map(|s| s.to_string()));
+            let o = Command::new("nsenter").args(&all).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let shown = nsenter(&["ip", "-o", "addr"]);
+        assert!(shown.contains(&a.ipv4.unwrap().to_string()), "{shown}");
+        assert!(nsenter(&["ip", "-o", "link", "show", "lo"]).contains("UP"));
+        // Nothing runs in it, yet it lives: the host reaches it.
+        assert!(sh(
+            "busybox",
+            &["ping", "-c", "1", "-W", "1", &a.ipv4.unwrap().to_string()]
+        )
+        .status
+        .success());
+        assert!(nets.create_netns("ctr1").is_err(), "made twice");
+        nets.delete_netns("ctr1").unwrap();
+        nets.delete_netns("ctr1").unwrap();
+        assert!(!path.exists());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(path.to_str().unwrap()), "bind mount left");
+        // Its veth went with it; detach still releases the lease.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!link_names().contains(&a.host_ifname));
+        nets.detach("n", "ctr1", Some(&path)).unwrap();
+        assert!(nets.attachments("n").unwrap().is_empty());
+        nets.remove("n").unwrap();
+    });
+}
+
+const WORKER_ENV: &str = "BERTH_TEST_ATTACH_WORKER";
+
+/// Not a test of its own: the body of one process of
+/// `attaches_from_parallel_processes_never_share_an_address`, run by it
+/// with `--ignored` and its arguments in the environment.
+#[test]
+#[ignore = "run by attaches_from_parallel_processes_never_share_an_address"]
+fn attach_worker() {
+    let spec = std::env::var(WORKER_ENV).expect(
+        "attach_worker runs only from attaches_from_parallel_processes_never_share_an_address",
+    );
+    // root|host netns path|worker id|netns path,netns path,...
+    let parts: Vec<&str> = spec.split('|').collect();
+    let nets = Networks::new(parts[0].into(), "/nonexistent".into());
+    let host = std::fs::File::open(parts[1]).unwrap();
+    let worker = parts[2];
+    let paths: Vec<&str> = parts[3].split(',').collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&host, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            std::thread::scope(|s| {
+                for (i, p) in paths.iter().enumerate() {
+                    let nets = &nets;
+                    s.spawn(move || {
+                        nets.attach(&AttachConfig {
+                            network: "mp".into(),
+                            container_id: format!("w{worker}-{i}"),
+                            netns_path: p.into(),
+                            ..Default::default()
+                        })
+                        .unwrap()
+                    });
+                }
+            });
+        });
+    });
+}
+
+#[test]
+fn attaches_from_parallel_processes_never_share_an_address() {
+    const PROCS: usize = 8;
+    const PER: usize = 25;
+    let w = World::new("mp");
+    let containers: Vec<Vec<TestNs>> = (0..PROCS)
+        .map(|p| {
+            (0..PER)
+                .map(|i| TestNs::new(&format!("m{p}x{i}")))
+                .collect()
+        })
+        .collect();
+    w.run(|nets| {
+        nets.ensure(&NetworkConfig {
+            ipam: vec![IpamConfig {
+                subnet: Some("10.78.0.0/24".parse().unwrap()),
+                ..Default::default()
+            }],
+            ..net("mp")
+        })
+        .unwrap();
+    });
+    let exe = std::env::current_exe().unwrap();
+    let root = w.state_dir().join("networks");
+    let children: Vec<_> = containers
+        .iter()
+        .enumerate()
+        .map(|(p, cs)| {
+            let paths: Vec<String> = cs.iter().map(|c| c.path().display().to_string()).collect();
+            let spec = format!(
+                "{}|{}|{p}|{}",
+                root.display(),
+                w.host.path().display(),
+                paths.join(",")
+            );
+            Command::new(&exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "attach_worker",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(WORKER_ENV, spec)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "worker failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stdout).contains("1 passed"));
+    }
+    w.run(|nets| {
+        let leases = nets.attachments("mp").unwrap();
+        assert_eq!(leases.len(), PROCS * PER);
+        let ips: BTreeSet<IpAddr> = leases.iter().filter_map(|a| a.ipv4).collect();
+        assert_eq!(ips.len(), PROCS * PER, "addresses were shared");
+        for (c, a) in containers
+            .iter()
+            .flatten()
+            .zip(0..)
+            .filter(|(_, i)| i % 29 == 0)
+        {
+            let _ = a;
+            let shown = c.exec_ok(&["ip", "-o", "-4", "addr", "show", "eth0"]);
+            assert!(
+                leases
+                    .iter()
+                    .any(|l| shown.contains(&l.ipv4.unwrap().to_string())),
+                "{shown}"
+            );
+        }
+        nets.remove("mp").unwrap();
+    });
 }

@@ -1,5 +1,5 @@
 //! The kernel calls that are not netlink: entering network namespaces and
-//! locking state files. Thin wrappers over `nix`; no `unsafe` is needed.
+//! locking state files, and making namespaces held by bind mounts. Thin wrappers over `nix`; no `unsafe` is needed.
 
 pub mod lock;
 pub mod netns;
