@@ -73,9 +73,17 @@ fn stats(name: &str, mut v: Vec<Duration>) {
     );
 }
 
-/// iperf3 server in `server`, client in `client` (None: the calling thread's
-/// namespace via `ip netns exec` of `client_ns`), `secs` seconds: Gbit/s.
+/// Median of three iperf3 runs (the machines are shared and noisy): Gbit/s.
 fn iperf(server: &Ns, client_ns: Option<&Ns>, target: &str, port: u16, secs: u32) -> f64 {
+    let mut v: Vec<f64> = (0..3)
+        .map(|_| iperf_once(server, client_ns, target, port, secs))
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[1]
+}
+
+/// One iperf3 run, server in `server`, client in `client_ns`, `secs` seconds.
+fn iperf_once(server: &Ns, client_ns: Option<&Ns>, target: &str, port: u16, secs: u32) -> f64 {
     let mut srv = Command::new("ip")
         .args([
             "netns", "exec", &server.0, "iperf3", "-s", "-1", "-p", "5201",

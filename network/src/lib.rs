@@ -173,8 +173,16 @@ impl Networks {
         let _lock = self.store.lock()?;
         let mut nl = host_netlink()?;
         if let Some(state) = self.store.load(&cfg.name)? {
-            self.setup_bridge(&mut nl, &state.network)?;
-            self.sync_locked(true)?;
+            // The firewall is rewritten only when the bridge had to be made
+            // again (after a reboot); `sync_firewall` is there for the rest.
+            let present = nl
+                .link_by_name(&state.network.bridge)
+                .map_err(NetworkError::netlink("get link", &state.network.bridge))?
+                .is_some();
+            if !present {
+                self.setup_bridge(&mut nl, &state.network)?;
+                self.sync_locked(true)?;
+            }
             return Ok(state.network);
         }
         let others = self.store.all()?;
@@ -494,11 +502,9 @@ impl Networks {
             source,
         })?;
         let _lock = self.store.lock()?;
-        let states = self.store.all()?;
-        let mut state = states
-            .iter()
-            .find(|s| s.network.name == cfg.network)
-            .cloned()
+        let mut state = self
+            .store
+            .load(&cfg.network)?
             .ok_or_else(|| NetworkError::NotFound(cfg.network.clone()))?;
         let net = state.network.clone();
         let mut nl = host_netlink()?;
@@ -518,6 +524,7 @@ impl Networks {
         let published = if cfg.ports.is_empty() {
             Vec::new()
         } else {
+            let states = self.store.all()?;
             self.port_holders(&states, Some((&cfg.network, &cfg.container_id)))
                 .resolve(&cfg.ports, ports::ephemeral_range())?
         };
