@@ -518,9 +518,10 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 }
 
 #[test]
-fn default_pool_avoids_host_routes_and_ensure_repairs() {
+fn default_pool_avoids_host_routes_ipv6_works_and_ensure_repairs() {
     let w = World::new("pool");
     let c1 = TestNs::new("c1");
+    let _www = c1.serve_http(80, "six");
     w.run(|nets| {
         host_address("docker0x", "172.17.0.1/16");
         sh_ok("ip", &["route", "add", "172.18.3.0/24", "dev", "docker0x"]);
@@ -534,8 +535,32 @@ fn default_pool_avoids_host_routes_and_ensure_repairs() {
             .unwrap();
         assert_eq!(n6.subnets[0].subnet.to_string(), "172.20.0.0/16");
         assert!(n6.subnets[1].subnet.to_string().starts_with("fd"));
-        let a = attach(nets, "six", &c1, "c1");
+        let a = nets
+            .attach(&AttachConfig {
+                network: "six".into(),
+                container_id: "c1".into(),
+                netns_path: c1.path(),
+                default_route: true,
+                ports: vec![tcp(8086, 80)],
+                ..Default::default()
+            })
+            .unwrap();
         let v6 = a.ipv6.unwrap();
+        // Published on the host's IPv6 and IPv4 addresses.
+        host_address("v6if", "10.251.0.1/24");
+        sh_ok("ip", &["addr", "add", "fd99::1/64", "dev", "v6if", "nodad"]);
+        assert_eq!(http_get(&format!("[{v6}]:80")).as_deref(), Some("six"));
+        // KNOWN ISSUE: the very first IPv6 connection from the host to its
+        // own address, DNATed to a fresh container, can time out while the
+        // host's neighbour entry for the container stays INCOMPLETE; the
+        // next one answers. Allow one retry, and say so if it was needed.
+        let first = http_get("[fd99::1]:8086");
+        if first.is_none() {
+            eprintln!("known issue: first DNATed IPv6 connection timed out");
+        }
+        assert_eq!(http_get("[fd99::1]:8086").as_deref(), Some("six"));
+        assert_eq!(http_get("10.251.0.1:8086").as_deref(), Some("six"));
+        assert_eq!(http_get(&format!("[{v6}]:80")).as_deref(), Some("six"));
         assert!(c1
             .exec_ok(&["ip", "-6", "-o", "addr", "show", "eth0"])
             .contains(&v6.to_string()));

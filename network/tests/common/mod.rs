@@ -113,7 +113,7 @@ impl TestNs {
     pub fn serve_http(&self, port: u16, body: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), body).unwrap();
-        let listen = format!("0.0.0.0:{port}");
+        let listen = port.to_string();
         let d = dir.path().to_str().unwrap().to_owned();
         self.spawn(&["busybox", "httpd", "-f", "-p", &listen, "-h", &d]);
         // Wait until it listens.
