@@ -4,7 +4,7 @@
 //! namespace, as in `tests/docker.rs`). Everything runs in throw-away
 //! namespaces named `berthbench-<pid>-*`, deleted at the end.
 //!
-//! `cargo bench -p berth-network --bench net [-- quick]`
+//! `cargo bench -p berth-network --bench net [-- quick] [latency]`
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -116,6 +116,8 @@ fn iperf_once(server: &Ns, client_ns: Option<&Ns>, target: &str, port: u16, secs
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
+    // `attach`: only the latency part, with 200 attaches.
+    let only_latency = std::env::args().any(|a| a == "latency");
     let secs = if quick { 2 } else { 5 };
     assert!(nix::unistd::geteuid().is_root(), "benchmarks need root");
     let dirs = tempfile::tempdir().unwrap();
@@ -143,7 +145,7 @@ fn main() {
     stats("network remove", remove);
 
     // Attach / detach.
-    let n = if quick { 50 } else { 200 };
+    let n = if quick && !only_latency { 50 } else { 200 };
     let cns: Vec<Ns> = (0..n).map(|i| Ns::new(&format!("a{i}"))).collect();
     let (att, det) = in_ns(&host, || {
         nets.ensure(&NetworkConfig {
@@ -199,6 +201,9 @@ fn main() {
     drop(cns);
     in_ns(&host, || nets.remove("bench").unwrap());
 
+    if only_latency {
+        return;
+    }
     // Throughput.
     let (s, c) = (Ns::new("srv"), Ns::new("cli"));
     run(

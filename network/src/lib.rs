@@ -740,6 +740,16 @@ impl Networks {
             bridge,
         )
         .map_err(NetworkError::netlink("create veth", &a.host_ifname))?;
+        // A bridge port needs no IPv6 of its own; without it the port sends
+        // no DAD, MLD or router solicitation, which the bridge would flood to
+        // every other container on each attach. (addrgenmode cannot be given
+        // at veth creation: EAFNOSUPPORT.) Hosts without IPv6 lack the file.
+        let _ = write_sysctl(
+            &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", a.host_ifname),
+            "1",
+        );
+        nl.set_up_by_name(&a.host_ifname)
+            .map_err(NetworkError::netlink("set up", &a.host_ifname))?;
 
         let inner = ns_nl
             .link_by_name(&a.ifname)
@@ -755,6 +765,12 @@ impl Networks {
                     .add_address(inner.index, ip, len)
                     .map_err(NetworkError::netlink("add address", &a.ifname))?;
             }
+        }
+        if a.ipv6.is_none() {
+            // IPv4-only: no link-local chatter from the container either.
+            ns_nl
+                .set_no_ipv6_addresses(inner.index)
+                .map_err(NetworkError::netlink("set addrgenmode", &a.ifname))?;
         }
         ns_nl
             .set_up(inner.index, None)

@@ -16,7 +16,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -175,9 +176,9 @@ impl Netlink {
         self.change(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
     }
 
-    /// Create a veth pair: `host` here, enslaved to `controller` and up;
-    /// `peer` directly inside the namespace `peer_netns` (an open netns fd),
-    /// so it never appears on the host (down; the caller sets it up).
+    /// Create a veth pair: `host` here, enslaved to `controller`; `peer`
+    /// directly inside the namespace `peer_netns` (an open netns fd), so it
+    /// never appears on the host. Both ends are down; the caller sets them up.
     pub fn add_veth(
         &mut self,
         host: &str,
@@ -201,8 +202,6 @@ impl Netlink {
             .attributes
             .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_owned()));
         msg.attributes.push(LinkAttribute::Mtu(mtu));
         msg.attributes.push(LinkAttribute::Controller(controller));
@@ -211,6 +210,16 @@ impl Netlink {
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
         ]));
         self.change(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    /// Stop the kernel from giving a link IPv6 addresses of its own
+    /// (`addrgenmode none`): no link-local address, hence no DAD, MLD or
+    /// router solicitations. Addresses added explicitly still work.
+    pub fn set_no_ipv6_addresses(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(no_ipv6_addresses());
+        self.change(RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     /// Set a link up, optionally enslaving it to `controller` in the same request.
@@ -222,6 +231,15 @@ impl Netlink {
         if let Some(c) = controller {
             msg.attributes.push(LinkAttribute::Controller(c));
         }
+        self.change(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// Set the link called `name` up (no index lookup needed).
+    pub fn set_up_by_name(&mut self, name: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
         self.change(RouteNetlinkMessage::SetLink(msg), 0)
     }
 
@@ -361,6 +379,14 @@ impl Netlink {
             other => other,
         }
     }
+}
+
+/// `IFLA_AF_SPEC { AF_INET6 { IFLA_INET6_ADDR_GEN_MODE: IN6_ADDR_GEN_MODE_NONE } }`.
+fn no_ipv6_addresses() -> LinkAttribute {
+    const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        IN6_ADDR_GEN_MODE_NONE,
+    )])])
 }
 
 fn to_link(l: LinkMessage) -> Link {
