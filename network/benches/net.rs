@@ -1,0 +1,383 @@
+//! Network benchmarks (root): create/remove and attach/detach latency, and
+//! TCP throughput (iperf3) over a bare veth pair, a berth bridge, a berth
+//! published port and Docker's bridge (a dockerd started in its own
+//! namespace, as in `tests/docker.rs`). Everything runs in throw-away
+//! namespaces named `berthbench-<pid>-*`, deleted at the end.
+//!
+//! `cargo bench -p berth-network --bench net [-- quick] [latency]`
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_network::{AttachConfig, NetworkConfig, Networks, PortSpec, Protocol};
+
+struct Ns(String);
+
+impl Ns {
+    fn new(tag: &str) -> Self {
+        let name = format!("berthbench-{}-{tag}", std::process::id());
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        Ns(name)
+    }
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.0))
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let pids = Command::new("ip").args(["netns", "pids", &self.0]).output();
+        if let Ok(o) = pids {
+            for p in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", p]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn run(p: &str, args: &[&str]) -> String {
+    let o = Command::new(p).args(args).output().expect(p);
+    assert!(
+        o.status.success(),
+        "{p} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn in_ns<T: Send>(ns: &Ns, f: impl FnOnce() -> T + Send) -> T {
+    let file = File::open(ns.path()).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn stats(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{name:<28} n={:<4} median {:.3} ms  p90 {:.3} ms  min {:.3} ms",
+        v.len(),
+        ms(v[v.len() / 2]),
+        ms(v[v.len() * 9 / 10]),
+        ms(v[0])
+    );
+}
+
+/// Median of three iperf3 runs (the machines are shared and noisy): Gbit/s.
+fn iperf(server: &Ns, client_ns: Option<&Ns>, target: &str, port: u16, secs: u32) -> f64 {
+    let mut v: Vec<f64> = (0..3)
+        .map(|_| iperf_once(server, client_ns, target, port, secs))
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[1]
+}
+
+/// One iperf3 run, server in `server`, client in `client_ns`, `secs` seconds.
+fn iperf_once(server: &Ns, client_ns: Option<&Ns>, target: &str, port: u16, secs: u32) -> f64 {
+    let mut srv = Command::new("ip")
+        .args([
+            "netns", "exec", &server.0, "iperf3", "-s", "-1", "-p", "5201",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let port = port.to_string();
+    let t = secs.to_string();
+    let mut args = vec!["-c", target, "-p", &port, "-t", &t, "-J"];
+    let o = match client_ns {
+        Some(c) => {
+            let mut a = vec!["netns", "exec", &c.0, "iperf3"];
+            a.append(&mut args);
+            Command::new("ip").args(a).output().unwrap()
+        }
+        None => Command::new("iperf3").args(args).output().unwrap(),
+    };
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("iperf3 -J output");
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 failed: {text}"))
+        / 1e9
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    // `attach`: only the latency part, with 200 attaches.
+    let only_latency = std::env::args().any(|a| a == "latency");
+    let secs = if quick { 2 } else { 5 };
+    assert!(nix::unistd::geteuid().is_root(), "benchmarks need root");
+    let dirs = tempfile::tempdir().unwrap();
+    let nets = Networks::new(dirs.path().join("networks"), dirs.path().join("run"));
+    let host = Ns::new("host");
+
+    // Create / remove.
+    let (create, remove) = in_ns(&host, || {
+        let (mut c, mut r) = (Vec::new(), Vec::new());
+        for i in 0..30 {
+            let cfg = NetworkConfig {
+                name: format!("n{i}"),
+                ..Default::default()
+            };
+            let t = Instant::now();
+            nets.ensure(&cfg).unwrap();
+            c.push(t.elapsed());
+            let t = Instant::now();
+            nets.remove(&cfg.name).unwrap();
+            r.push(t.elapsed());
+        }
+        (c, r)
+    });
+    stats("network create", create);
+    stats("network remove", remove);
+
+    // Attach / detach.
+    let n = if quick && !only_latency { 50 } else { 200 };
+    let cns: Vec<Ns> = (0..n).map(|i| Ns::new(&format!("a{i}"))).collect();
+    let (att, det) = in_ns(&host, || {
+        nets.ensure(&NetworkConfig {
+            name: "bench".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut a = Vec::new();
+        for (i, c) in cns.iter().enumerate() {
+            let t = Instant::now();
+            nets.attach(&AttachConfig {
+                network: "bench".into(),
+                container_id: format!("c{i}"),
+                netns_path: c.path(),
+                default_route: true,
+                ..Default::default()
+            })
+            .unwrap();
+            a.push(t.elapsed());
+        }
+        let mut d = Vec::new();
+        for (i, c) in cns.iter().enumerate() {
+            let t = Instant::now();
+            nets.detach("bench", &format!("c{i}"), Some(&c.path()))
+                .unwrap();
+            d.push(t.elapsed());
+        }
+        (a, d)
+    });
+    stats("attach", att);
+    stats("detach", det);
+    let t = Instant::now();
+    in_ns(&host, || {
+        nets.attach(&AttachConfig {
+            network: "bench".into(),
+            container_id: "p".into(),
+            netns_path: cns[0].path(),
+            ports: vec![PortSpec {
+                protocol: Protocol::Tcp,
+                host_ip: None,
+                host_ports: Some((15201, 15201)),
+                container_ports: (5201, 5201),
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+    });
+    println!(
+        "{:<28} {:.3} ms (one, includes the nft transaction)",
+        "attach with a published port",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    drop(cns);
+    in_ns(&host, || nets.remove("bench").unwrap());
+
+    if only_latency {
+        return;
+    }
+    // Throughput.
+    let (s, c) = (Ns::new("srv"), Ns::new("cli"));
+    run(
+        "ip",
+        &[
+            "-n", &s.0, "link", "add", "bv0", "type", "veth", "peer", "name", "bv1", "netns", &c.0,
+        ],
+    );
+    run(
+        "ip",
+        &["-n", &s.0, "addr", "add", "10.123.0.1/24", "dev", "bv0"],
+    );
+    run(
+        "ip",
+        &["-n", &c.0, "addr", "add", "10.123.0.2/24", "dev", "bv1"],
+    );
+    run("ip", &["-n", &s.0, "link", "set", "bv0", "up"]);
+    run("ip", &["-n", &c.0, "link", "set", "bv1", "up"]);
+    let bare = iperf(&s, Some(&c), "10.123.0.1", 5201, secs);
+    run("ip", &["-n", &s.0, "link", "del", "bv0"]);
+    println!("{:<28} {bare:.1} Gbit/s", "tcp bare veth pair");
+
+    let a = in_ns(&host, || {
+        nets.ensure(&NetworkConfig {
+            name: "tp".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let a = nets
+            .attach(&AttachConfig {
+                network: "tp".into(),
+                container_id: "s".into(),
+                netns_path: s.path(),
+                default_route: true,
+                ports: vec![PortSpec {
+                    protocol: Protocol::Tcp,
+                    host_ip: None,
+                    host_ports: Some((15201, 15201)),
+                    container_ports: (5201, 5201),
+                }],
+                ..Default::default()
+            })
+            .unwrap();
+        nets.attach(&AttachConfig {
+            network: "tp".into(),
+            container_id: "c".into(),
+            netns_path: c.path(),
+            default_route: true,
+            ..Default::default()
+        })
+        .unwrap();
+        a
+    });
+    let ip = a.ipv4.unwrap().to_string();
+    let bridge = iperf(&s, Some(&c), &ip, 5201, secs);
+    println!(
+        "{:<28} {bridge:.1} Gbit/s ({:+.1}% vs bare veth)",
+        "tcp berth bridge",
+        (bridge / bare - 1.0) * 100.0
+    );
+    let published = iperf(&s, Some(&host), "127.0.0.1", 15201, secs);
+    println!(
+        "{:<28} {published:.1} Gbit/s ({:+.1}% vs bare veth)",
+        "tcp berth published (lo)",
+        (published / bare - 1.0) * 100.0
+    );
+    let hairpin = iperf(&s, Some(&c), &a.gateway.unwrap().to_string(), 15201, secs);
+    println!("{:<28} {hairpin:.1} Gbit/s", "tcp berth published hairpin");
+    in_ns(&host, || nets.remove("tp").unwrap());
+    drop((s, c));
+
+    if !quick {
+        docker_bridge(secs);
+    }
+}
+
+/// iperf3 between two Docker containers on docker0, by entering their
+/// network namespaces (the busybox image has no iperf3).
+fn docker_bridge(secs: u32) {
+    if Command::new("sh")
+        .args(["-c", "command -v dockerd"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        println!("tcp docker bridge            (dockerd not installed)");
+        return;
+    }
+    let ns = Ns::new("dock");
+    let d = tempfile::Builder::new()
+        .prefix("berthbench-docker")
+        .tempdir()
+        .unwrap();
+    let p = d.path();
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "nsenter"])
+        .arg(format!("--net={}", ns.path().display()))
+        .arg("dockerd")
+        .arg(format!("--data-root={}", p.join("data").display()))
+        .arg(format!("--exec-root={}", p.join("exec").display()))
+        .arg(format!("--pidfile={}", p.join("pid").display()))
+        .arg(format!("--host=unix://{}", p.join("sock").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = format!("unix://{}", p.join("sock").display());
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker")
+            .arg("-H")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+    };
+    let t = Instant::now();
+    while !docker(&["info"]).0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "dockerd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rootfs = p.join("rootfs");
+    run(
+        "/work/shared/bench/busybox-rootfs.sh",
+        &[rootfs.to_str().unwrap()],
+    );
+    let tar = p.join("bb.tar");
+    run(
+        "tar",
+        &[
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    );
+    assert!(docker(&["import", tar.to_str().unwrap(), "bb:latest"]).0);
+    let mut pids = Vec::new();
+    for name in ["ds", "dc"] {
+        assert!(docker(&["run", "-d", "--name", name, "bb:latest", "sleep", "3600"]).0);
+        pids.push(docker(&["inspect", "-f", "{{.State.Pid}}", name]).1);
+    }
+    let ip = docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "ds"]).1;
+    let nsenter = |pid: &str, args: &[&str]| {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/proc/{pid}/ns/net")).args(args);
+        c
+    };
+    let mut srv = nsenter(&pids[0], &["iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = nsenter(
+        &pids[1],
+        &["iperf3", "-c", &ip, "-t", &secs.to_string(), "-J"],
+    )
+    .output()
+    .unwrap();
+    let _ = srv.wait();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap()
+        / 1e9;
+    println!("{:<28} {g:.1} Gbit/s", "tcp docker bridge");
+    let _ = docker(&["rm", "-f", "ds", "dc"]);
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
