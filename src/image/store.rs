@@ -65,6 +65,34 @@ pub enum StoreError {
     },
     #[error("invalid digest {0:?}")]
     BadDigest(String),
+    #[error("blob {digest} has {actual} bytes, expected {expected}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("layer {layer} unpacks to {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        layer: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("manifest has {layers} layers but the image config lists {diff_ids}")]
+    LayerCount { layers: usize, diff_ids: usize },
+}
+
+/// Hashes what passes through.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// An OCI content descriptor.
@@ -235,6 +263,83 @@ impl Store {
         Ok((digest, size))
     }
 
+    /// Streams `reader` into the blob `digest`, which must be exactly `size`
+    /// bytes; `progress` hears the running byte count. The blob becomes
+    /// visible (by rename) only once both checks pass, so an interrupted or
+    /// hostile download leaves nothing behind but a vanishing temp file.
+    pub fn put_blob_verified(
+        &self,
+        reader: impl Read,
+        digest: &str,
+        size: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), StoreError> {
+        let dest = self.blob_path(digest)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0u64;
+        // One byte more than announced is enough to know it is too long.
+        let mut reader = reader.take(size + 1);
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+            got += n as u64;
+            progress(got);
+        }
+        if got != size {
+            return Err(StoreError::SizeMismatch {
+                digest: digest.into(),
+                expected: size,
+                actual: got,
+            });
+        }
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.into(),
+                actual,
+            });
+        }
+        tmp.as_file().sync_data()?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Stores a manifest (schema 2 or OCI) whose config and layer blobs are
+    /// already in the store, unpacks its layers, and only then points
+    /// `reference` at it.
+    pub fn commit_manifest(
+        &self,
+        reference: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Descriptor, StoreError> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|source| StoreError::Json {
+                path: PathBuf::from(format!("manifest of {reference}")),
+                source,
+            })?;
+        let config = self.config(&manifest)?;
+        self.unpack(&manifest, &config)?;
+        let (digest, size) = self.put_blob(bytes, None)?;
+        let desc = Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            annotations: Default::default(),
+            platform: None,
+        };
+        self.tag(reference, &desc)?;
+        Ok(desc)
+    }
+
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         Ok(fs::read(self.blob_path(digest)?)?)
     }
@@ -341,39 +446,83 @@ impl Store {
         manifest: &Manifest,
         config: &ImageConfig,
     ) -> Result<Vec<PathBuf>, StoreError> {
-        let chain = chain_ids(&config.rootfs.diff_ids);
-        let mut dirs = Vec::new();
-        for (layer, chain_id) in manifest.layers.iter().zip(&chain) {
-            let dir = self.layer_dir(chain_id)?;
-            if !dir.exists() {
-                let tmp = tempfile::Builder::new()
-                    .prefix("layer-")
-                    .tempdir_in(self.root.join("tmp"))?;
-                let blob = fs::File::open(self.blob_path(&layer.digest)?)?;
-                layer::apply(
-                    std::io::BufReader::new(blob),
-                    tmp.path(),
-                    ApplyOptions {
-                        mode: Mode::Overlay,
-                        allow_devices: true,
-                    },
-                )
-                .map_err(|source| StoreError::Layer {
-                    digest: layer.digest.clone(),
-                    source,
-                })?;
-                let staged = tmp.keep();
-                if let Err(e) = fs::rename(&staged, &dir) {
-                    // Another process unpacked the same chain first.
-                    let _ = std::fs::remove_dir_all(&staged);
-                    if !dir.exists() {
-                        return Err(e.into());
-                    }
-                }
-            }
-            dirs.push(dir);
+        if manifest.layers.len() != config.rootfs.diff_ids.len() {
+            return Err(StoreError::LayerCount {
+                layers: manifest.layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
+            });
         }
-        Ok(dirs)
+        let chain = chain_ids(&config.rootfs.diff_ids);
+        manifest
+            .layers
+            .iter()
+            .zip(&chain)
+            .zip(&config.rootfs.diff_ids)
+            .map(|((layer, chain_id), diff_id)| self.unpack_layer(layer, chain_id, diff_id))
+            .collect()
+    }
+
+    /// Whether the layer of this chain ID is unpacked.
+    pub fn has_layer(&self, chain_id: &str) -> bool {
+        self.layer_dir(chain_id).is_ok_and(|d| d.exists())
+    }
+
+    /// Unpacks one layer blob into `layers/<chain_id>` (if not there yet),
+    /// checking that its uncompressed bytes hash to `diff_id`. Layers are
+    /// independent directories, so callers may unpack several at once.
+    pub fn unpack_layer(
+        &self,
+        layer: &Descriptor,
+        chain_id: &str,
+        diff_id: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let dir = self.layer_dir(chain_id)?;
+        if dir.exists() {
+            return Ok(dir);
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempdir_in(self.root.join("tmp"))?;
+        let blob = fs::File::open(self.blob_path(&layer.digest)?)?;
+        let layer_err = |source| StoreError::Layer {
+            digest: layer.digest.clone(),
+            source,
+        };
+        let plain = layer::decompress(std::io::BufReader::with_capacity(256 * 1024, blob))
+            .map_err(layer_err)?;
+        let mut hashed = HashingReader {
+            inner: plain,
+            hasher: Sha256::new(),
+        };
+        layer::apply(
+            &mut hashed,
+            tmp.path(),
+            ApplyOptions {
+                mode: Mode::Overlay,
+                allow_devices: true,
+            },
+        )
+        .map_err(layer_err)?;
+        // The tar end marker may be followed by padding: it counts too.
+        std::io::copy(&mut hashed, &mut std::io::sink())
+            .map_err(|e| layer_err(layer::LayerError::Read(e)))?;
+        let actual = format!("sha256:{}", hex::encode(hashed.hasher.finalize()));
+        if actual != diff_id {
+            return Err(StoreError::DiffIdMismatch {
+                layer: layer.digest.clone(),
+                expected: diff_id.to_string(),
+                actual,
+            });
+        }
+        let staged = tmp.keep();
+        if let Err(e) = fs::rename(&staged, &dir) {
+            // Another process unpacked the same chain first.
+            let _ = std::fs::remove_dir_all(&staged);
+            if !dir.exists() {
+                return Err(e.into());
+            }
+        }
+        Ok(dir)
     }
 
     fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, StoreError> {
