@@ -599,9 +599,64 @@ impl Store {
         Ok(desc)
     }
 
-    /// Removes blobs and layer dirs no tagged image uses. Returns bytes freed
-    /// (blobs only).
-    pub fn prune(&self) -> Result<u64, StoreError> {
+    /// Removes a name, and then the blobs and layer directories of its image
+    /// that no other name uses. Returns the digests deleted (manifest,
+    /// config, layers), for `Deleted:` lines.
+    pub fn remove(&self, reference: &Reference) -> Result<Vec<String>, StoreError> {
+        let desc = self.resolve(reference)?;
+        let manifest = self.manifest(&desc)?;
+        let config = self.config(&manifest).ok();
+        self.untag(reference)?;
+        let (keep_blobs, keep_layers) = self.referenced()?;
+        let mut deleted = Vec::new();
+        let mut blobs = vec![desc.digest.clone(), manifest.config.digest.clone()];
+        blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+        for b in blobs {
+            if !keep_blobs.contains(&b) {
+                match fs::remove_file(self.blob_path(&b)?) {
+                    Ok(()) => deleted.push(b),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if let Some(config) = config {
+            for c in chain_ids(&config.rootfs.diff_ids) {
+                if !keep_layers.contains(&c) {
+                    let dir = self.layer_dir(&c)?;
+                    if dir.exists() {
+                        self.remove_layer_dir(&dir)?;
+                    }
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Layer directories are first renamed into `tmp/` so that a crash
+    /// mid-delete never leaves a half-emptied layer under its chain ID.
+    fn remove_layer_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        let doomed = self.root.join("tmp").join(format!(
+            "deleting-{}",
+            dir.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        fs::rename(dir, &doomed)?;
+        fs::remove_dir_all(&doomed)?;
+        Ok(())
+    }
+
+    /// Blobs and chain IDs some name uses.
+    fn referenced(
+        &self,
+    ) -> Result<
+        (
+            std::collections::HashSet<String>,
+            std::collections::HashSet<String>,
+        ),
+        StoreError,
+    > {
         let mut keep_blobs = std::collections::HashSet::new();
         let mut keep_layers = std::collections::HashSet::new();
         for e in self.list()? {
@@ -612,6 +667,13 @@ impl Store {
             keep_blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
             keep_layers.extend(chain_ids(&c.rootfs.diff_ids));
         }
+        Ok((keep_blobs, keep_layers))
+    }
+
+    /// Removes blobs and layer dirs no tagged image uses. Returns bytes freed
+    /// (blobs only).
+    pub fn prune(&self) -> Result<u64, StoreError> {
+        let (keep_blobs, keep_layers) = self.referenced()?;
         let mut freed = 0;
         for ent in fs::read_dir(self.root.join("blobs/sha256"))? {
             let ent = ent?;
@@ -625,7 +687,26 @@ impl Store {
             let ent = ent?;
             let d = format!("sha256:{}", ent.file_name().to_string_lossy());
             if !keep_layers.contains(&d) {
-                fs::remove_dir_all(ent.path())?;
+                self.remove_layer_dir(&ent.path())?;
+            }
+        }
+        // Leftovers of interrupted pulls, loads and deletes. Young entries
+        // may belong to a pull still running.
+        let hour = std::time::Duration::from_secs(3600);
+        for ent in fs::read_dir(self.root.join("tmp"))? {
+            let ent = ent?;
+            let old = ent
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > hour));
+            let name = ent.file_name();
+            if old || name.to_string_lossy().starts_with("deleting-") {
+                let p = ent.path();
+                if p.is_dir() {
+                    let _ = std::fs::remove_dir_all(&p);
+                } else {
+                    let _ = std::fs::remove_file(&p);
+                }
             }
         }
         Ok(freed)
