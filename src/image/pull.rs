@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -26,7 +26,9 @@ use super::registry::{
     Client, FetchedManifest, RegistryConfig, RegistryError, MEDIA_DOCKER_LIST,
     MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
-use super::store::{chain_ids, host_arch, Descriptor, Index, Manifest, Store, StoreError};
+use super::store::{
+    chain_ids, host_arch, Descriptor, Index, Manifest, StagedLayer, Store, StoreError,
+};
 
 /// How many times a blob download is started over after a broken stream.
 const BLOB_ATTEMPTS: u32 = 4;
@@ -377,35 +379,76 @@ pub fn pull_from(
             state,
         });
     }
+    // Layers download and unpack in parallel into staging directories, and
+    // are put in place in chain order: a layer's implicit directories take
+    // their attributes from the layers below it.
     let queue = Mutex::new(work.iter().collect::<VecDeque<_>>());
     let failed = AtomicBool::new(false);
+    let in_place = Mutex::new(
+        work.iter()
+            .map(|(_, _, c, _)| store.has_layer(c))
+            .collect::<Vec<bool>>(),
+    );
+    let turn = Condvar::new();
     let errors: Mutex<Vec<(usize, PullError)>> = Mutex::new(Vec::new());
     let jobs = opts.jobs.clamp(1, 16).min(work.len().max(1));
+    let worker = || -> Result<(), (usize, PullError)> {
+        loop {
+            if failed.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let Some(&(i, layer, chain_id, diff_id)) = queue.lock().expect("queue").pop_front()
+            else {
+                return Ok(());
+            };
+            if in_place.lock().expect("layers")[i] {
+                continue;
+            }
+            let wrap = |e: PullError| {
+                (
+                    i,
+                    PullError::Layer {
+                        digest: layer.digest.clone(),
+                        source: Box::new(e),
+                    },
+                )
+            };
+            let staged =
+                fetch_and_stage(store, client, repo, layer, diff_id, progress).map_err(wrap)?;
+            let mut placed = turn
+                .wait_while(in_place.lock().expect("layers"), |p| {
+                    !failed.load(Ordering::SeqCst) && !p[..i].iter().all(|d| *d)
+                })
+                .expect("layers");
+            if failed.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let lowers = chain[..i]
+                .iter()
+                .rev()
+                .map(|c| store.layer_path(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| wrap(e.into()))?;
+            store
+                .commit_layer(staged, chain_id, &lowers)
+                .map_err(|e| wrap(e.into()))?;
+            placed[i] = true;
+            drop(placed);
+            turn.notify_all();
+            progress(PullEvent::Layer {
+                digest: &layer.digest,
+                state: LayerState::PullComplete,
+            });
+        }
+    };
     std::thread::scope(|s| {
         for _ in 0..jobs {
-            s.spawn(|| loop {
-                if failed.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Some(&(i, layer, chain_id, diff_id)) = queue.lock().expect("queue").pop_front()
-                else {
-                    return;
-                };
-                if store.has_layer(chain_id) {
-                    continue;
-                }
-                let result =
-                    fetch_and_unpack(store, client, repo, layer, chain_id, diff_id, progress);
-                if let Err(e) = result {
-                    failed.store(true, Ordering::Relaxed);
-                    errors.lock().expect("errors").push((
-                        i,
-                        PullError::Layer {
-                            digest: layer.digest.clone(),
-                            source: Box::new(e),
-                        },
-                    ));
-                    return;
+            s.spawn(|| {
+                if let Err(e) = worker() {
+                    let _guard = in_place.lock().expect("layers");
+                    failed.store(true, Ordering::SeqCst);
+                    turn.notify_all();
+                    errors.lock().expect("errors").push(e);
                 }
             });
         }
@@ -490,15 +533,14 @@ fn available_platforms(index: &Index) -> String {
     }
 }
 
-fn fetch_and_unpack(
+fn fetch_and_stage(
     store: &Store,
     client: &Client,
     repo: &str,
     layer: &Descriptor,
-    chain_id: &str,
     diff_id: &str,
     progress: &(dyn Fn(PullEvent<'_>) + Sync),
-) -> Result<(), PullError> {
+) -> Result<StagedLayer, PullError> {
     let event = |state| {
         progress(PullEvent::Layer {
             digest: &layer.digest,
@@ -514,9 +556,7 @@ fn fetch_and_unpack(
         event(LayerState::DownloadComplete);
     }
     event(LayerState::Extracting);
-    store.unpack_layer(layer, chain_id, diff_id)?;
-    event(LayerState::PullComplete);
-    Ok(())
+    Ok(store.stage_layer(layer, diff_id)?)
 }
 
 /// Streams one blob into the store, starting over when the connection

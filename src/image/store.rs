@@ -81,6 +81,14 @@ pub enum StoreError {
     LayerCount { layers: usize, diff_ids: usize },
 }
 
+/// A layer unpacked into `tmp/`, verified, not yet in place.
+#[derive(Debug)]
+pub struct StagedLayer {
+    dir: tempfile::TempDir,
+    digest: String,
+    implicit_dirs: Vec<PathBuf>,
+}
+
 /// Hashes what passes through.
 struct HashingReader<R> {
     inner: R,
@@ -453,13 +461,23 @@ impl Store {
             });
         }
         let chain = chain_ids(&config.rootfs.diff_ids);
-        manifest
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for ((layer, chain_id), diff_id) in manifest
             .layers
             .iter()
             .zip(&chain)
             .zip(&config.rootfs.diff_ids)
-            .map(|((layer, chain_id), diff_id)| self.unpack_layer(layer, chain_id, diff_id))
-            .collect()
+        {
+            let dir = if self.has_layer(chain_id) {
+                self.layer_dir(chain_id)?
+            } else {
+                let staged = self.stage_layer(layer, diff_id)?;
+                let lowers: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
+                self.commit_layer(staged, chain_id, &lowers)?
+            };
+            dirs.push(dir);
+        }
+        Ok(dirs)
     }
 
     /// Whether the layer of this chain ID is unpacked.
@@ -467,19 +485,20 @@ impl Store {
         self.layer_dir(chain_id).is_ok_and(|d| d.exists())
     }
 
-    /// Unpacks one layer blob into `layers/<chain_id>` (if not there yet),
-    /// checking that its uncompressed bytes hash to `diff_id`. Layers are
-    /// independent directories, so callers may unpack several at once.
-    pub fn unpack_layer(
+    /// The directory a chain ID is (or will be) unpacked in.
+    pub fn layer_path(&self, chain_id: &str) -> Result<PathBuf, StoreError> {
+        self.layer_dir(chain_id)
+    }
+
+    /// Unpacks one layer blob into a staging directory, checking that its
+    /// uncompressed bytes hash to `diff_id`. Layers stage independently, so
+    /// callers may stage several at once; [`Store::commit_layer`] then puts
+    /// them in place in chain order.
+    pub fn stage_layer(
         &self,
         layer: &Descriptor,
-        chain_id: &str,
         diff_id: &str,
-    ) -> Result<PathBuf, StoreError> {
-        let dir = self.layer_dir(chain_id)?;
-        if dir.exists() {
-            return Ok(dir);
-        }
+    ) -> Result<StagedLayer, StoreError> {
         let tmp = tempfile::Builder::new()
             .prefix("layer-")
             .tempdir_in(self.root.join("tmp"))?;
@@ -494,7 +513,7 @@ impl Store {
             inner: plain,
             hasher: Sha256::new(),
         };
-        layer::apply(
+        let stats = layer::apply(
             &mut hashed,
             tmp.path(),
             ApplyOptions {
@@ -514,7 +533,33 @@ impl Store {
                 actual,
             });
         }
-        let staged = tmp.keep();
+        Ok(StagedLayer {
+            dir: tmp,
+            digest: layer.digest.clone(),
+            implicit_dirs: stats.implicit_dirs,
+        })
+    }
+
+    /// Puts a staged layer in place as `layers/<chain_id>`. `lowers` are the
+    /// directories of the layers below it, top first (already in place):
+    /// directories the layer needed but did not list take their attributes.
+    pub fn commit_layer(
+        &self,
+        staged: StagedLayer,
+        chain_id: &str,
+        lowers: &[PathBuf],
+    ) -> Result<PathBuf, StoreError> {
+        let dir = self.layer_dir(chain_id)?;
+        if dir.exists() {
+            return Ok(dir);
+        }
+        layer::inherit_dir_attrs(staged.dir.path(), &staged.implicit_dirs, lowers).map_err(
+            |source| StoreError::Layer {
+                digest: staged.digest.clone(),
+                source,
+            },
+        )?;
+        let staged = staged.dir.keep();
         if let Err(e) = fs::rename(&staged, &dir) {
             // Another process unpacked the same chain first.
             let _ = std::fs::remove_dir_all(&staged);
