@@ -42,12 +42,64 @@ fn main() -> ExitCode {
         Command::System(berth::cli::lifecycle::SystemCommand::Monitor { id }) => {
             commands::lifecycle::monitor(&id)
         }
+        Command::Image(args) => {
+            let mode = image_progress(cli.global.progress);
+            commands::image::run(&printer, args.into_action(), mode)
+        }
+        Command::Login(args) => commands::image::run(
+            &printer,
+            args.into_action(),
+            image_progress(cli.global.progress),
+        ),
+        Command::Logout(args) => commands::image::run(
+            &printer,
+            args.into_action(),
+            image_progress(cli.global.progress),
+        ),
+        Command::Pull(args) => {
+            let project = settings::ProjectArgs::from(&cli.global);
+            commands::image::run_project(
+                &printer,
+                &project,
+                args.into_action(),
+                image_progress(cli.global.progress),
+            )
+        }
+        Command::Push(args) => {
+            let project = settings::ProjectArgs::from(&cli.global);
+            commands::image::run_project(
+                &printer,
+                &project,
+                args.into_action(),
+                image_progress(cli.global.progress),
+            )
+        }
+        Command::Images(args) => {
+            let project = settings::ProjectArgs::from(&cli.global);
+            commands::image::run_project(
+                &printer,
+                &project,
+                args.into_action(),
+                image_progress(cli.global.progress),
+            )
+        }
         Command::Runtime(args) => return commands::runtime::main((*args).into_invocation()),
         Command::Version(args) => commands::version::version(&printer, args.format, args.short),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(&err),
+    }
+}
+
+fn image_progress(p: berth::cli::Progress) -> commands::image::ProgressMode {
+    use berth::cli::Progress;
+    use commands::image::ProgressMode;
+    match p {
+        Progress::Auto => ProgressMode::Auto,
+        Progress::Tty => ProgressMode::Tty,
+        Progress::Plain | Progress::Json => ProgressMode::Plain,
+        Progress::Quiet => ProgressMode::Quiet,
     }
 }
 

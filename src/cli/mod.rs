@@ -1,6 +1,7 @@
 //! The command line, clap derive only: doc comments are the help text. Values
 //! are resolved into typed settings by `settings`, and run by `commands`.
 
+pub mod image;
 pub mod lifecycle;
 pub mod runtime;
 
@@ -88,6 +89,18 @@ pub enum Command {
     /// berth's internal entry points
     #[command(hide = true, subcommand)]
     System(lifecycle::SystemCommand),
+    /// Manage images
+    Image(image::ImageArgs),
+    /// List images used by the project's services
+    Images(image::ImagesArgs),
+    /// Log in to a registry
+    Login(image::LoginArgs),
+    /// Log out from a registry
+    Logout(image::LogoutArgs),
+    /// Pull service images
+    Pull(image::PullArgs),
+    /// Push service images
+    Push(image::PushArgs),
     /// Run OCI containers (a runc-compatible runtime)
     Runtime(Box<runtime::RuntimeArgs>),
     /// Show the Docker Compose version information

@@ -1,6 +1,7 @@
 //! One function per verb. No clap types in here: verbs take settings.
 
 pub mod config;
+pub mod image;
 pub mod lifecycle;
 pub mod project;
 pub mod runtime;

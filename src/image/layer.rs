@@ -80,6 +80,10 @@ pub struct ApplyStats {
     pub bytes: u64,
     pub whiteouts: u64,
     pub skipped_devices: u64,
+    /// Directories the archive needed but did not list (created 0755
+    /// root:root), in creation order. In [`Mode::Overlay`] they stand in
+    /// for the lower layers' directories: see [`inherit_dir_attrs`].
+    pub implicit_dirs: Vec<PathBuf>,
 }
 
 /// Wraps `reader` in the right decompressor, chosen by magic bytes.
@@ -116,6 +120,7 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
     let mut stats = ApplyStats::default();
     let mut dir_times: Vec<(PathBuf, Timestamps)> = Vec::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
+    let created = std::cell::RefCell::new(Vec::new());
     for entry in archive.entries().map_err(LayerError::Read)? {
         let mut entry = entry.map_err(LayerError::Read)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -127,6 +132,7 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
         let ctx = Ctx {
             root: &root,
             entry: &raw,
+            created: &created,
         };
         let name = path
             .file_name()
@@ -216,6 +222,7 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
                 )
                 .map_err(|e| ctx.err("open dir", e))?;
                 ctx.finish_fd(&fd, uid, gid, mode, &xattrs, None)?;
+                ctx.created.borrow_mut().retain(|p| *p != path);
                 dir_times.push((path.clone(), times));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -343,6 +350,7 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
     let ctx = Ctx {
         root: &root,
         entry: "",
+        created: &created,
     };
     for (path, times) in dir_times.iter().rev() {
         if let Ok(fd) = ctx.open_in_root(path, OFlags::PATH | OFlags::DIRECTORY) {
@@ -350,7 +358,102 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
             let _ = rfs::utimensat(rfs::CWD, p.as_str(), times, AtFlags::empty());
         }
     }
+    stats.implicit_dirs = created.into_inner();
     Ok(stats)
+}
+
+/// Gives each directory in `dirs` (relative to `dest`, made by [`apply`]
+/// because the layer did not list it) the mode, owner and times of the same
+/// directory in the nearest lower layer (`lowers`, top first), as applying
+/// the layer onto the merged lower view would have left it (what umoci and
+/// containerd do). A whiteout or non-directory met first ends the search:
+/// the directory is then new and keeps 0755 root:root. Every lookup resolves
+/// inside its layer (`RESOLVE_IN_ROOT`), never through a link out of it.
+pub fn inherit_dir_attrs(
+    dest: &Path,
+    dirs: &[PathBuf],
+    lowers: &[PathBuf],
+) -> Result<(), LayerError> {
+    if dirs.is_empty() || lowers.is_empty() {
+        return Ok(());
+    }
+    let open_root = |p: &Path| {
+        rfs::open(
+            p,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            rfs::Mode::empty(),
+        )
+        .map_err(|source| LayerError::Root {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let dest_root = open_root(dest)?;
+    let lower_roots = lowers
+        .iter()
+        .map(|l| open_root(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    for rel in dirs {
+        let (Some(name), parent) = (rel.file_name(), rel.parent().unwrap_or(Path::new(""))) else {
+            continue;
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        let mut found = None;
+        for lower in &lower_roots {
+            let Ok(dir) = rfs::openat2(
+                lower,
+                parent,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                rfs::Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ) else {
+                continue;
+            };
+            match rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => {
+                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                        found = Some(st);
+                    }
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+        let Some(st) = found else { continue };
+        let err = |op, e: rustix::io::Errno| LayerError::Entry {
+            entry: rel.display().to_string(),
+            op,
+            source: e.into(),
+        };
+        let fd = rfs::openat2(
+            &dest_root,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rfs::Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| err("open implicit dir", e))?;
+        rfs::fchown(&fd, Some(uid_of(st.st_uid)), Some(gid_of(st.st_gid)))
+            .map_err(|e| err("chown", e))?;
+        rfs::fchmod(&fd, rfs::Mode::from_raw_mode(st.st_mode & 0o7777))
+            .map_err(|e| err("chmod", e))?;
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: st.st_atime,
+                tv_nsec: 0,
+            },
+            last_modification: Timespec {
+                tv_sec: st.st_mtime,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+        };
+        rfs::futimens(&fd, &times).map_err(|e| err("utimes", e))?;
+    }
+    Ok(())
 }
 
 /// Cleans an archive path against `/`: drops `.`, `..` above the root and
@@ -403,6 +506,8 @@ fn read_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Vec<(S
 struct Ctx<'a> {
     root: &'a OwnedFd,
     entry: &'a str,
+    /// Parent directories made because the archive did not list them.
+    created: &'a std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Ctx<'_> {
@@ -454,6 +559,7 @@ impl Ctx<'_> {
                     }
                     rfs::mkdirat(&fd, n.as_ref(), rfs::Mode::from_bits_truncate(0o755))
                         .map_err(|e| self.err("mkdir parent", e))?;
+                    self.created.borrow_mut().push(cur.clone());
                     fd = self.open_in_root(&cur, OFlags::PATH | OFlags::DIRECTORY)?;
                 }
             }

@@ -65,6 +65,42 @@ pub enum StoreError {
     },
     #[error("invalid digest {0:?}")]
     BadDigest(String),
+    #[error("blob {digest} has {actual} bytes, expected {expected}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("layer {layer} unpacks to {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        layer: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("manifest has {layers} layers but the image config lists {diff_ids}")]
+    LayerCount { layers: usize, diff_ids: usize },
+}
+
+/// A layer unpacked into `tmp/`, verified, not yet in place.
+#[derive(Debug)]
+pub struct StagedLayer {
+    dir: tempfile::TempDir,
+    digest: String,
+    implicit_dirs: Vec<PathBuf>,
+}
+
+/// Hashes what passes through.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// An OCI content descriptor.
@@ -235,6 +271,83 @@ impl Store {
         Ok((digest, size))
     }
 
+    /// Streams `reader` into the blob `digest`, which must be exactly `size`
+    /// bytes; `progress` hears the running byte count. The blob becomes
+    /// visible (by rename) only once both checks pass, so an interrupted or
+    /// hostile download leaves nothing behind but a vanishing temp file.
+    pub fn put_blob_verified(
+        &self,
+        reader: impl Read,
+        digest: &str,
+        size: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), StoreError> {
+        let dest = self.blob_path(digest)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0u64;
+        // One byte more than announced is enough to know it is too long.
+        let mut reader = reader.take(size + 1);
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+            got += n as u64;
+            progress(got);
+        }
+        if got != size {
+            return Err(StoreError::SizeMismatch {
+                digest: digest.into(),
+                expected: size,
+                actual: got,
+            });
+        }
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.into(),
+                actual,
+            });
+        }
+        tmp.as_file().sync_data()?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Stores a manifest (schema 2 or OCI) whose config and layer blobs are
+    /// already in the store, unpacks its layers, and only then points
+    /// `reference` at it.
+    pub fn commit_manifest(
+        &self,
+        reference: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Descriptor, StoreError> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|source| StoreError::Json {
+                path: PathBuf::from(format!("manifest of {reference}")),
+                source,
+            })?;
+        let config = self.config(&manifest)?;
+        self.unpack(&manifest, &config)?;
+        let (digest, size) = self.put_blob(bytes, None)?;
+        let desc = Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            annotations: Default::default(),
+            platform: None,
+        };
+        self.tag(reference, &desc)?;
+        Ok(desc)
+    }
+
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         Ok(fs::read(self.blob_path(digest)?)?)
     }
@@ -341,39 +454,120 @@ impl Store {
         manifest: &Manifest,
         config: &ImageConfig,
     ) -> Result<Vec<PathBuf>, StoreError> {
+        if manifest.layers.len() != config.rootfs.diff_ids.len() {
+            return Err(StoreError::LayerCount {
+                layers: manifest.layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
+            });
+        }
         let chain = chain_ids(&config.rootfs.diff_ids);
-        let mut dirs = Vec::new();
-        for (layer, chain_id) in manifest.layers.iter().zip(&chain) {
-            let dir = self.layer_dir(chain_id)?;
-            if !dir.exists() {
-                let tmp = tempfile::Builder::new()
-                    .prefix("layer-")
-                    .tempdir_in(self.root.join("tmp"))?;
-                let blob = fs::File::open(self.blob_path(&layer.digest)?)?;
-                layer::apply(
-                    std::io::BufReader::new(blob),
-                    tmp.path(),
-                    ApplyOptions {
-                        mode: Mode::Overlay,
-                        allow_devices: true,
-                    },
-                )
-                .map_err(|source| StoreError::Layer {
-                    digest: layer.digest.clone(),
-                    source,
-                })?;
-                let staged = tmp.keep();
-                if let Err(e) = fs::rename(&staged, &dir) {
-                    // Another process unpacked the same chain first.
-                    let _ = std::fs::remove_dir_all(&staged);
-                    if !dir.exists() {
-                        return Err(e.into());
-                    }
-                }
-            }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for ((layer, chain_id), diff_id) in manifest
+            .layers
+            .iter()
+            .zip(&chain)
+            .zip(&config.rootfs.diff_ids)
+        {
+            let dir = if self.has_layer(chain_id) {
+                self.layer_dir(chain_id)?
+            } else {
+                let staged = self.stage_layer(layer, diff_id)?;
+                let lowers: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
+                self.commit_layer(staged, chain_id, &lowers)?
+            };
             dirs.push(dir);
         }
         Ok(dirs)
+    }
+
+    /// Whether the layer of this chain ID is unpacked.
+    pub fn has_layer(&self, chain_id: &str) -> bool {
+        self.layer_dir(chain_id).is_ok_and(|d| d.exists())
+    }
+
+    /// The directory a chain ID is (or will be) unpacked in.
+    pub fn layer_path(&self, chain_id: &str) -> Result<PathBuf, StoreError> {
+        self.layer_dir(chain_id)
+    }
+
+    /// Unpacks one layer blob into a staging directory, checking that its
+    /// uncompressed bytes hash to `diff_id`. Layers stage independently, so
+    /// callers may stage several at once; [`Store::commit_layer`] then puts
+    /// them in place in chain order.
+    pub fn stage_layer(
+        &self,
+        layer: &Descriptor,
+        diff_id: &str,
+    ) -> Result<StagedLayer, StoreError> {
+        let tmp = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempdir_in(self.root.join("tmp"))?;
+        let blob = fs::File::open(self.blob_path(&layer.digest)?)?;
+        let layer_err = |source| StoreError::Layer {
+            digest: layer.digest.clone(),
+            source,
+        };
+        let plain = layer::decompress(std::io::BufReader::with_capacity(256 * 1024, blob))
+            .map_err(layer_err)?;
+        let mut hashed = HashingReader {
+            inner: plain,
+            hasher: Sha256::new(),
+        };
+        let stats = layer::apply(
+            &mut hashed,
+            tmp.path(),
+            ApplyOptions {
+                mode: Mode::Overlay,
+                allow_devices: true,
+            },
+        )
+        .map_err(layer_err)?;
+        // The tar end marker may be followed by padding: it counts too.
+        std::io::copy(&mut hashed, &mut std::io::sink())
+            .map_err(|e| layer_err(layer::LayerError::Read(e)))?;
+        let actual = format!("sha256:{}", hex::encode(hashed.hasher.finalize()));
+        if actual != diff_id {
+            return Err(StoreError::DiffIdMismatch {
+                layer: layer.digest.clone(),
+                expected: diff_id.to_string(),
+                actual,
+            });
+        }
+        Ok(StagedLayer {
+            dir: tmp,
+            digest: layer.digest.clone(),
+            implicit_dirs: stats.implicit_dirs,
+        })
+    }
+
+    /// Puts a staged layer in place as `layers/<chain_id>`. `lowers` are the
+    /// directories of the layers below it, top first (already in place):
+    /// directories the layer needed but did not list take their attributes.
+    pub fn commit_layer(
+        &self,
+        staged: StagedLayer,
+        chain_id: &str,
+        lowers: &[PathBuf],
+    ) -> Result<PathBuf, StoreError> {
+        let dir = self.layer_dir(chain_id)?;
+        if dir.exists() {
+            return Ok(dir);
+        }
+        layer::inherit_dir_attrs(staged.dir.path(), &staged.implicit_dirs, lowers).map_err(
+            |source| StoreError::Layer {
+                digest: staged.digest.clone(),
+                source,
+            },
+        )?;
+        let staged = staged.dir.keep();
+        if let Err(e) = fs::rename(&staged, &dir) {
+            // Another process unpacked the same chain first.
+            let _ = std::fs::remove_dir_all(&staged);
+            if !dir.exists() {
+                return Err(e.into());
+            }
+        }
+        Ok(dir)
     }
 
     fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, StoreError> {
@@ -450,9 +644,64 @@ impl Store {
         Ok(desc)
     }
 
-    /// Removes blobs and layer dirs no tagged image uses. Returns bytes freed
-    /// (blobs only).
-    pub fn prune(&self) -> Result<u64, StoreError> {
+    /// Removes a name, and then the blobs and layer directories of its image
+    /// that no other name uses. Returns the digests deleted (manifest,
+    /// config, layers), for `Deleted:` lines.
+    pub fn remove(&self, reference: &Reference) -> Result<Vec<String>, StoreError> {
+        let desc = self.resolve(reference)?;
+        let manifest = self.manifest(&desc)?;
+        let config = self.config(&manifest).ok();
+        self.untag(reference)?;
+        let (keep_blobs, keep_layers) = self.referenced()?;
+        let mut deleted = Vec::new();
+        let mut blobs = vec![desc.digest.clone(), manifest.config.digest.clone()];
+        blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+        for b in blobs {
+            if !keep_blobs.contains(&b) {
+                match fs::remove_file(self.blob_path(&b)?) {
+                    Ok(()) => deleted.push(b),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if let Some(config) = config {
+            for c in chain_ids(&config.rootfs.diff_ids) {
+                if !keep_layers.contains(&c) {
+                    let dir = self.layer_dir(&c)?;
+                    if dir.exists() {
+                        self.remove_layer_dir(&dir)?;
+                    }
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Layer directories are first renamed into `tmp/` so that a crash
+    /// mid-delete never leaves a half-emptied layer under its chain ID.
+    fn remove_layer_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        let doomed = self.root.join("tmp").join(format!(
+            "deleting-{}",
+            dir.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        fs::rename(dir, &doomed)?;
+        fs::remove_dir_all(&doomed)?;
+        Ok(())
+    }
+
+    /// Blobs and chain IDs some name uses.
+    fn referenced(
+        &self,
+    ) -> Result<
+        (
+            std::collections::HashSet<String>,
+            std::collections::HashSet<String>,
+        ),
+        StoreError,
+    > {
         let mut keep_blobs = std::collections::HashSet::new();
         let mut keep_layers = std::collections::HashSet::new();
         for e in self.list()? {
@@ -463,6 +712,13 @@ impl Store {
             keep_blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
             keep_layers.extend(chain_ids(&c.rootfs.diff_ids));
         }
+        Ok((keep_blobs, keep_layers))
+    }
+
+    /// Removes blobs and layer dirs no tagged image uses. Returns bytes freed
+    /// (blobs only).
+    pub fn prune(&self) -> Result<u64, StoreError> {
+        let (keep_blobs, keep_layers) = self.referenced()?;
         let mut freed = 0;
         for ent in fs::read_dir(self.root.join("blobs/sha256"))? {
             let ent = ent?;
@@ -476,7 +732,26 @@ impl Store {
             let ent = ent?;
             let d = format!("sha256:{}", ent.file_name().to_string_lossy());
             if !keep_layers.contains(&d) {
-                fs::remove_dir_all(ent.path())?;
+                self.remove_layer_dir(&ent.path())?;
+            }
+        }
+        // Leftovers of interrupted pulls, loads and deletes. Young entries
+        // may belong to a pull still running.
+        let hour = std::time::Duration::from_secs(3600);
+        for ent in fs::read_dir(self.root.join("tmp"))? {
+            let ent = ent?;
+            let old = ent
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > hour));
+            let name = ent.file_name();
+            if old || name.to_string_lossy().starts_with("deleting-") {
+                let p = ent.path();
+                if p.is_dir() {
+                    let _ = std::fs::remove_dir_all(&p);
+                } else {
+                    let _ = std::fs::remove_file(&p);
+                }
             }
         }
         Ok(freed)
