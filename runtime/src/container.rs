@@ -195,13 +195,15 @@ impl Runtime {
 
     /// Spawns our binary as an init with `flags` namespaces and the fds it
     /// needs, optionally after joining a pid namespace (on a short-lived
-    /// thread: setns must not change the caller's threads).
+    /// thread: setns must not change the caller's threads). With a new user
+    /// namespace the child waits before its exec until the maps are written:
+    /// the returned gate releases it ([`release_userns_gate`]).
     fn spawn(
         &self,
         flags: u64,
         pid_ns: Option<&Path>,
         fds: &[(Option<&OwnedFd>, i32)],
-    ) -> Result<i32, RuntimeError> {
+    ) -> Result<(i32, Option<OwnedFd>), RuntimeError> {
         let exe = self.sealed_exe()?;
         let mut high = Vec::new();
         let mut maps = Vec::new();
@@ -221,12 +223,18 @@ impl Runtime {
             std::ffi::CString::new(INIT_ARG).expect("no NUL"),
         ];
         let env: [std::ffi::CString; 0] = [];
+        let gate = if flags & libc::CLONE_NEWUSER as u64 != 0 {
+            Some(sys::pipe().map_err(RuntimeError::sys("pipe for the user namespace gate"))?)
+        } else {
+            None
+        };
+        let gate_fd = gate.as_ref().map(|(r, _)| r.as_raw_fd());
         let clone = || {
-            sys::clone_exec(flags, &exe, &argv, &env, &maps)
+            sys::clone_exec(flags, &exe, &argv, &env, &maps, gate_fd)
                 .map_err(RuntimeError::sys("clone the container init"))
         };
-        match pid_ns {
-            None => clone(),
+        let pid = match pid_ns {
+            None => clone()?,
             Some(ns) => std::thread::scope(|s| {
                 s.spawn(|| {
                     let fd = sys::openat(libc::AT_FDCWD, ns, libc::O_RDONLY, 0)
@@ -238,8 +246,9 @@ impl Runtime {
                 })
                 .join()
                 .expect("spawn thread does not panic")
-            }),
-        }
+            })?,
+        };
+        Ok((pid, gate.map(|(_, w)| w)))
     }
 
     /// Creates a container from `bundle`: when this returns, the init waits
@@ -318,7 +327,7 @@ impl Runtime {
             None => None,
         };
         let (ours, theirs) = sys::seqpacket_pair().map_err(RuntimeError::sys("socketpair"))?;
-        let pid = self.spawn(
+        let (pid, gate) = self.spawn(
             flags,
             pid_ns.as_deref(),
             &[
@@ -347,6 +356,9 @@ impl Runtime {
                 let path = PathBuf::from(format!("/proc/{pid}/{file}"));
                 std::fs::write(&path, text).map_err(RuntimeError::io(&path))?;
             }
+        }
+        if let Some(gate) = gate {
+            release_userns_gate(gate)?;
         }
         let cfg = InitConfig {
             mode: Mode::Container {
@@ -627,7 +639,7 @@ impl Runtime {
         let old = sys::block_signals(&forward).map_err(RuntimeError::sys("blocking signals"))?;
         let result = (|| {
             let (ours, theirs) = sys::seqpacket_pair().map_err(RuntimeError::sys("socketpair"))?;
-            let helper = self.spawn(
+            let (helper, _) = self.spawn(
                 0,
                 None,
                 &[(Some(&theirs), FD_SYNC), (console.as_ref(), FD_CONSOLE)],
@@ -766,6 +778,16 @@ impl Runtime {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
+}
+
+/// Lets a child of `spawn` that waits in a new user namespace go on to its
+/// exec (its maps are written).
+fn release_userns_gate(gate: OwnedFd) -> Result<(), RuntimeError> {
+    std::fs::File::from(gate)
+        .write_all(b"1")
+        .map_err(RuntimeError::sys(
+            "releasing the init into its user namespace",
+        ))
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), RuntimeError> {

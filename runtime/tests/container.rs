@@ -409,3 +409,58 @@ fn console_socket_receives_the_pty_master() {
     assert!(out.contains("marker-42"), "{out:?}");
     assert_eq!(code, 3, "the exit code of the shell on the terminal");
 }
+
+#[test]
+fn user_namespace_maps_root_to_a_host_uid() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const HOST: u32 = 231_072;
+    let env = Env::new();
+    let id = unique("userns");
+    let mut spec = sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; \
+                       echo hi > /root/made-inside; grep CapEff /proc/self/status");
+    let linux = spec.linux_mut().as_mut().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap();
+    namespaces.push(serde_json::from_value(serde_json::json!({"type": "user"})).unwrap());
+    linux.set_namespaces(Some(namespaces));
+    let map = |_| -> Vec<oci_spec::runtime::LinuxIdMapping> {
+        serde_json::from_value(
+            serde_json::json!([{"containerID": 0, "hostID": HOST, "size": 65536}]),
+        )
+        .unwrap()
+    };
+    linux.set_uid_mappings(Some(map(())));
+    linux.set_gid_mappings(Some(map(())));
+    let bundle = env.bundle(&id, spec);
+    // As with Docker's userns-remap: the image belongs to the mapped root,
+    // and the host path to it can be traversed by that uid.
+    let status = std::process::Command::new("chown")
+        .args(["-R", "-h", &format!("{HOST}:{HOST}")])
+        .arg(bundle.join("rootfs"))
+        .status()
+        .expect("chown (coreutils) runs");
+    assert!(status.success(), "chown -R of the rootfs failed");
+    std::fs::set_permissions(env.tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+
+    let out = run_ok(&env, &id, &bundle);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let host = HOST.to_string();
+    assert_eq!(lines[0], ["0", host.as_str(), "65536"], "uid_map: {out}");
+    assert_eq!(lines[1], ["0", host.as_str(), "65536"], "gid_map: {out}");
+    assert_eq!(lines[2], ["0"], "uid inside: {out}");
+    assert_eq!(lines[3], ["0"], "gid inside: {out}");
+    assert_eq!(
+        lines[4],
+        ["CapEff:", "00000000a80425fb"],
+        "Docker's caps inside the user namespace: {out}"
+    );
+    let meta = std::fs::metadata(bundle.join("rootfs/root/made-inside"))
+        .expect("the file made inside is on the host");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (HOST, HOST),
+        "a file root made inside belongs to the mapped host uid"
+    );
+}

@@ -43,12 +43,20 @@ pub(crate) struct FdMap {
 /// the clone and the exec, so this is sound from a multi-threaded process.
 /// The fds in `fds` are placed at their `dst` numbers without `FD_CLOEXEC`;
 /// every `src` must be above every `dst` (callers dup them high first).
+///
+/// With `userns_gate` (needed when `flags` has `CLONE_NEWUSER`), the child
+/// first waits for one byte on that fd (the parent sends it once it has
+/// written the uid and gid maps) and becomes uid/gid 0 of its namespace
+/// before the exec: a process whose euid is not the namespace's root loses
+/// every capability at `execve`, so the init must not exec as the unmapped
+/// overflow uid. It exits with 125 if the gate closes without a byte.
 pub(crate) fn clone_exec(
     flags: u64,
     exe: &OwnedFd,
     argv: &[CString],
     envp: &[CString],
     fds: &[FdMap],
+    userns_gate: Option<RawFd>,
 ) -> io::Result<libc::pid_t> {
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -73,6 +81,20 @@ pub(crate) fn clone_exec(
     };
     if pid == 0 {
         // Child.
+        if let Some(gate) = userns_gate {
+            let mut byte = 0u8;
+            // SAFETY: raw read/setres*id/exit_group syscalls on integers and
+            // a byte on our own stack; no allocation, no locks.
+            unsafe {
+                let n = libc::syscall(libc::SYS_read, gate, std::ptr::addr_of_mut!(byte), 1usize);
+                if n != 1
+                    || libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+                    || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+                {
+                    libc::syscall(libc::SYS_exit_group, 125);
+                }
+            }
+        }
         for map in fds {
             // SAFETY: plain fd syscalls on integers.
             unsafe {
@@ -571,6 +593,15 @@ pub fn recv_fd(sock: RawFd) -> io::Result<(Option<OwnedFd>, Vec<u8>)> {
         }
     }
     Ok((fd, body))
+}
+
+/// `pipe2(O_CLOEXEC)`: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a two-element array as pipe2 expects.
+    check_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: two fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET)`, close-on-exec.
