@@ -767,35 +767,6 @@ pub(crate) fn set_sigmask(mask: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
 }
 
-/// Waits up to `timeout_ms` for one of the (blocked) `signals`; returns it,
-/// or `None` on timeout.
-pub(crate) fn sigtimedwait(
-    signals: &[libc::c_int],
-    timeout_ms: u64,
-) -> io::Result<Option<libc::c_int>> {
-    // SAFETY: local sigset_t and timespec built through libc; NULL siginfo.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in signals {
-            libc::sigaddset(&mut set, s);
-        }
-        let ts = libc::timespec {
-            tv_sec: (timeout_ms / 1000) as _,
-            tv_nsec: ((timeout_ms % 1000) * 1_000_000) as _,
-        };
-        let ret = libc::sigtimedwait(&set, std::ptr::null_mut(), &ts);
-        if ret < 0 {
-            let err = io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
-                _ => Err(err),
-            };
-        }
-        Ok(Some(ret))
-    }
-}
-
 /// Resets every signal disposition to default and unblocks all signals
 /// (the container's process must not inherit our mask).
 pub(crate) fn reset_signals() {
@@ -846,6 +817,57 @@ pub(crate) fn poll_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
         }
         return Ok(ret > 0);
     }
+}
+
+/// Polls several fds for readability (no timeout); returns which are ready
+/// (readable, hung up or in error).
+pub(crate) fn poll_many(fds: &[RawFd]) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: a live array of pollfds of the given length.
+        let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+    }
+}
+
+/// A non-blocking, close-on-exec `signalfd(2)` for `signals` (which the
+/// caller has blocked).
+pub(crate) fn signalfd(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    // SAFETY: local sigset_t built through libc; returns a new fd.
+    let fd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(check_int(fd)?) })
+}
+
+/// Reads one pending signal from a [`signalfd`]; `None` when none is left.
+pub(crate) fn read_signalfd(fd: RawFd) -> Option<libc::c_int> {
+    // SAFETY: zeroed siginfo is a valid buffer of the size we pass.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reading into a live buffer of `size` bytes.
+    let n = unsafe { libc::read(fd, std::ptr::addr_of_mut!(info).cast(), size) };
+    (n == size as isize).then_some(info.ssi_signo as libc::c_int)
 }
 
 /// `makedev(3)`.
