@@ -195,13 +195,15 @@ impl Runtime {
 
     /// Spawns our binary as an init with `flags` namespaces and the fds it
     /// needs, optionally after joining a pid namespace (on a short-lived
-    /// thread: setns must not change the caller's threads).
+    /// thread: setns must not change the caller's threads). With a new user
+    /// namespace the child waits before its exec until the maps are written:
+    /// the returned gate releases it ([`release_userns_gate`]).
     fn spawn(
         &self,
         flags: u64,
         pid_ns: Option<&Path>,
         fds: &[(Option<&OwnedFd>, i32)],
-    ) -> Result<i32, RuntimeError> {
+    ) -> Result<(i32, Option<OwnedFd>), RuntimeError> {
         let exe = self.sealed_exe()?;
         let mut high = Vec::new();
         let mut maps = Vec::new();
@@ -221,12 +223,18 @@ impl Runtime {
             std::ffi::CString::new(INIT_ARG).expect("no NUL"),
         ];
         let env: [std::ffi::CString; 0] = [];
+        let gate = if flags & libc::CLONE_NEWUSER as u64 != 0 {
+            Some(sys::pipe().map_err(RuntimeError::sys("pipe for the user namespace gate"))?)
+        } else {
+            None
+        };
+        let gate_fd = gate.as_ref().map(|(r, _)| r.as_raw_fd());
         let clone = || {
-            sys::clone_exec(flags, &exe, &argv, &env, &maps)
+            sys::clone_exec(flags, &exe, &argv, &env, &maps, gate_fd)
                 .map_err(RuntimeError::sys("clone the container init"))
         };
-        match pid_ns {
-            None => clone(),
+        let pid = match pid_ns {
+            None => clone()?,
             Some(ns) => std::thread::scope(|s| {
                 s.spawn(|| {
                     let fd = sys::openat(libc::AT_FDCWD, ns, libc::O_RDONLY, 0)
@@ -238,8 +246,9 @@ impl Runtime {
                 })
                 .join()
                 .expect("spawn thread does not panic")
-            }),
-        }
+            })?,
+        };
+        Ok((pid, gate.map(|(_, w)| w)))
     }
 
     /// Creates a container from `bundle`: when this returns, the init waits
@@ -318,7 +327,7 @@ impl Runtime {
             None => None,
         };
         let (ours, theirs) = sys::seqpacket_pair().map_err(RuntimeError::sys("socketpair"))?;
-        let pid = self.spawn(
+        let (pid, gate) = self.spawn(
             flags,
             pid_ns.as_deref(),
             &[
@@ -333,7 +342,11 @@ impl Runtime {
         cleanup.pid = Some(pid);
         drop(theirs);
         drop(console);
-        cgroup.add(pid)?;
+        // In a new user namespace the init cannot write the host's cgroup
+        // files: move it from here. Otherwise it joins by itself (cheaper).
+        if userns {
+            cgroup.add(pid)?;
+        }
         if userns {
             for (file, maps) in [
                 ("gid_map", linux.gid_mappings()),
@@ -348,12 +361,16 @@ impl Runtime {
                 std::fs::write(&path, text).map_err(RuntimeError::io(&path))?;
             }
         }
+        if let Some(gate) = gate {
+            release_userns_gate(gate)?;
+        }
         let cfg = InitConfig {
             mode: Mode::Container {
                 spec: Box::new(spec.clone()),
                 rootfs: rootfs.clone(),
                 cgroup: cgroup.clone(),
                 wait_fifo,
+                join_cgroup: !userns,
             },
             seccomp,
             console: opts.console_socket.is_some(),
@@ -511,11 +528,16 @@ impl Runtime {
         }
         // Everything else in the cgroup too (containers without their own
         // pid namespace, or exec'd processes that escaped the init's death).
+        // Wait on the init's pidfd while it lives (woken by its exit), then
+        // with a short exponential back-off for stragglers.
+        let pidfd = sys::pidfd_open(saved.pid).ok().filter(|_| saved.alive());
         let deadline = Instant::now() + Duration::from_secs(5);
+        let mut pause = Duration::from_micros(50);
         loop {
             let _ = sys::waitpid(saved.pid, libc::WNOHANG);
+            let alive = saved.alive();
             let pids = saved.cgroup.pids().unwrap_or_default();
-            if pids.is_empty() && !saved.alive() {
+            if pids.is_empty() && !alive {
                 break;
             }
             for p in pids {
@@ -527,7 +549,15 @@ impl Runtime {
                     message: "processes survived SIGKILL for 5s".into(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(2));
+            match &pidfd {
+                Some(fd) if alive => {
+                    let _ = sys::poll_readable(fd.as_raw_fd(), 10);
+                }
+                _ => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+            }
         }
         saved.cgroup.delete()?;
         if let Ok(spec) = spec::load(&saved.bundle) {
@@ -627,7 +657,7 @@ impl Runtime {
         let old = sys::block_signals(&forward).map_err(RuntimeError::sys("blocking signals"))?;
         let result = (|| {
             let (ours, theirs) = sys::seqpacket_pair().map_err(RuntimeError::sys("socketpair"))?;
-            let helper = self.spawn(
+            let (helper, _) = self.spawn(
                 0,
                 None,
                 &[(Some(&theirs), FD_SYNC), (console.as_ref(), FD_CONSOLE)],
@@ -636,16 +666,13 @@ impl Runtime {
             let reap_helper = || {
                 let _ = sys::waitpid(helper, 0);
             };
-            if let Err(e) = saved.cgroup.add(helper) {
-                let _ = sys::kill(helper, libc::SIGKILL);
-                reap_helper();
-                return Err(e.into());
-            }
+            // The helper joins the container's cgroup itself, first thing.
             let cfg = InitConfig {
                 mode: Mode::Exec {
                     pid: saved.pid,
                     process: Box::new(process.clone()),
                     userns,
+                    cgroup: saved.cgroup.clone(),
                 },
                 seccomp,
                 console: opts.console_socket.is_some(),
@@ -768,6 +795,16 @@ impl Runtime {
     }
 }
 
+/// Lets a child of `spawn` that waits in a new user namespace go on to its
+/// exec (its maps are written).
+fn release_userns_gate(gate: OwnedFd) -> Result<(), RuntimeError> {
+    std::fs::File::from(gate)
+        .write_all(b"1")
+        .map_err(RuntimeError::sys(
+            "releasing the init into its user namespace",
+        ))
+}
+
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), RuntimeError> {
     let tmp = path.with_extension("tmp-berth");
     fs_err::write(&tmp, pid.to_string()).map_err(RuntimeError::Fs)?;
@@ -793,36 +830,24 @@ fn signal_init(saved: &Saved, signal: i32) -> Result<(), RuntimeError> {
     )))
 }
 
-/// Waits for our child `pid`, forwarding the (blocked) `signals` to it from
-/// a helper thread that stops when the child is gone; returns its exit code.
+/// Waits for our child `pid`, forwarding the (blocked) `signals` to it, and
+/// returns its exit code. One thread polls the child's pidfd and a signalfd,
+/// so the exit is seen the moment it happens (no timed polling).
 fn wait_forwarding(pid: i32, signals: &[i32]) -> i32 {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let done = Arc::new(AtomicBool::new(false));
-    let forwarder = sys::pidfd_open(pid).ok().map(|pidfd| {
-        let signals = signals.to_vec();
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                match sys::sigtimedwait(&signals, 50) {
-                    Ok(Some(sig)) => {
-                        if sys::pidfd_send_signal(pidfd.as_raw_fd(), sig).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(_) => break,
+    if let (Ok(pidfd), Ok(sigfd)) = (sys::pidfd_open(pid), sys::signalfd(signals)) {
+        while let Ok(ready) = sys::poll_many(&[pidfd.as_raw_fd(), sigfd.as_raw_fd()]) {
+            if ready[1] {
+                while let Some(sig) = sys::read_signalfd(sigfd.as_raw_fd()) {
+                    let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), sig);
                 }
             }
-        })
-    });
-    let code = match sys::waitpid(pid, 0) {
+            if ready[0] {
+                break;
+            }
+        }
+    }
+    match sys::waitpid(pid, 0) {
         Ok((_, status)) => sys::exit_code(status),
         Err(_) => 255,
-    };
-    done.store(true, Ordering::Relaxed);
-    if let Some(t) = forwarder {
-        let _ = t.join();
     }
-    code
 }

@@ -44,6 +44,9 @@ pub(crate) enum Mode {
         cgroup: Cgroup,
         /// Wait on the exec fifo (fd 4) before exec (`create`, not `run`).
         wait_fifo: bool,
+        /// Join `cgroup` ourselves (the runtime did not move us: it cannot
+        /// be done cheaply from outside, see `Cgroup::join_self`).
+        join_cgroup: bool,
     },
     /// Join the namespaces of the container whose init is `pid`, fork into
     /// its pid namespace and run `process` there (`exec`).
@@ -51,6 +54,8 @@ pub(crate) enum Mode {
         pid: i32,
         process: Box<Process>,
         userns: bool,
+        /// The container's cgroup, joined before anything else.
+        cgroup: Cgroup,
     },
 }
 
@@ -156,12 +161,24 @@ pub fn init_main() -> ! {
             ref rootfs,
             ref cgroup,
             wait_fifo,
-        } => container(spec, rootfs, cgroup, wait_fifo, &cfg, &mut sock),
+            join_cgroup,
+        } => (if join_cgroup {
+            cgroup
+                .join_self()
+                .map_err(|e| InitError::msg(e.to_string()))
+        } else {
+            Ok(())
+        })
+        .and_then(|()| container(spec, rootfs, cgroup, wait_fifo, &cfg, &mut sock)),
         Mode::Exec {
             pid,
             ref process,
             userns,
-        } => exec(pid, process, userns, &cfg, &mut sock),
+            ref cgroup,
+        } => cgroup
+            .join_self()
+            .map_err(|e| InitError::msg(e.to_string()))
+            .and_then(|()| exec(pid, process, userns, &cfg, &mut sock)),
     };
     let err = match result {
         Ok(never) => match never {},
@@ -225,6 +242,18 @@ fn container(
         sys::setresgid(0).step("become gid 0 in the user namespace")?;
         sys::setresuid(0).step("become uid 0 in the user namespace")?;
     }
+    // Sysctls before the filesystem is built: `/proc/sys` becomes read-only
+    // there, and what a namespaced sysctl file changes is decided by the
+    // writer's namespaces (already the container's), not by the proc mount.
+    let mut sysctls: Vec<_> = linux.sysctl().iter().flatten().collect();
+    sysctls.sort();
+    for (key, value) in sysctls {
+        if key.is_empty() || key.contains("..") || key.contains('/') {
+            return Err(InitError::msg(format!("sysctl {key:?}: not a sysctl name")));
+        }
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).step(format!("sysctl {key}={value}"))?;
+    }
     if namespaces
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Mount)
@@ -249,15 +278,6 @@ fn container(
     }
     if let Some(d) = spec.domainname() {
         sys::setdomainname(d).step(format!("set domainname {d:?}"))?;
-    }
-    let mut sysctls: Vec<_> = linux.sysctl().iter().flatten().collect();
-    sysctls.sort();
-    for (key, value) in sysctls {
-        if key.is_empty() || key.contains("..") || key.contains('/') {
-            return Err(InitError::msg(format!("sysctl {key:?}: not a sysctl name")));
-        }
-        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        std::fs::write(&path, value).step(format!("sysctl {key}={value}"))?;
     }
     let process = spec.process().as_ref().expect("validated");
     let prog = cfg

@@ -331,3 +331,136 @@ fn prestart_and_poststop_hooks_get_the_state() {
     assert!(state["pid"].as_i64().unwrap() > 0);
     assert!(post.exists(), "poststop hook did not run");
 }
+
+/// Reads from a pty master until `want` appears or the peer side is closed
+/// (EIO), waiting at most 10 s in all.
+fn read_pty_until(master: &std::os::fd::OwnedFd, want: &str) -> String {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no {want:?} from the console within 10s; got {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        let mut pfd = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        assert!(r >= 0, "poll: {}", std::io::Error::last_os_error());
+        if r == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        // SAFETY: buf is a live buffer of its length.
+        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+        if String::from_utf8_lossy(&out).contains(want) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    let id = unique("tty");
+    let mut spec = berth_runtime::spec::docker_default(&["sh"]);
+    let process = spec.process_mut().as_mut().unwrap();
+    process.set_terminal(Some(true));
+    let bundle = env.bundle(&id, spec);
+    let sock_path = env.tmp.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let runner = {
+        let rt = env.rt.clone();
+        let (id, bundle, sock_path) = (id.clone(), bundle.clone(), sock_path.clone());
+        std::thread::spawn(move || {
+            let opts = CreateOptions {
+                console_socket: Some(sock_path),
+                ..Default::default()
+            };
+            rt.run(&id, &bundle, &opts)
+        })
+    };
+    let (conn, _) = listener
+        .accept()
+        .expect("the runtime connects to the console socket");
+    let (master, body) = berth_runtime::sys::recv_fd(conn.as_raw_fd()).unwrap();
+    let master = master.expect("an fd arrives with SCM_RIGHTS on the console socket");
+    assert_eq!(body, b"/dev/ptmx", "runc's message body names the master");
+    let mut w = std::fs::File::from(master.try_clone().unwrap());
+    w.write_all(b"tty; [ -t 0 ] && echo stdin-$((1+1))-tty; echo marker-$((6*7)); exit 3\n")
+        .unwrap();
+    let out = read_pty_until(&master, "marker-42");
+    let code = runner.join().unwrap().expect("run with a terminal");
+    assert!(out.contains("/dev/pts/0"), "tty inside: {out:?}");
+    assert!(out.contains("stdin-2-tty"), "{out:?}");
+    assert!(out.contains("marker-42"), "{out:?}");
+    assert_eq!(code, 3, "the exit code of the shell on the terminal");
+}
+
+#[test]
+fn user_namespace_maps_root_to_a_host_uid() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const HOST: u32 = 231_072;
+    let env = Env::new();
+    let id = unique("userns");
+    let mut spec = sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; \
+                       echo hi > /root/made-inside; grep CapEff /proc/self/status");
+    let linux = spec.linux_mut().as_mut().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap();
+    namespaces.push(serde_json::from_value(serde_json::json!({"type": "user"})).unwrap());
+    linux.set_namespaces(Some(namespaces));
+    let map = |_| -> Vec<oci_spec::runtime::LinuxIdMapping> {
+        serde_json::from_value(
+            serde_json::json!([{"containerID": 0, "hostID": HOST, "size": 65536}]),
+        )
+        .unwrap()
+    };
+    linux.set_uid_mappings(Some(map(())));
+    linux.set_gid_mappings(Some(map(())));
+    let bundle = env.bundle(&id, spec);
+    // As with Docker's userns-remap: the image belongs to the mapped root,
+    // and the host path to it can be traversed by that uid.
+    let status = std::process::Command::new("chown")
+        .args(["-R", "-h", &format!("{HOST}:{HOST}")])
+        .arg(bundle.join("rootfs"))
+        .status()
+        .expect("chown (coreutils) runs");
+    assert!(status.success(), "chown -R of the rootfs failed");
+    std::fs::set_permissions(env.tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+
+    let out = run_ok(&env, &id, &bundle);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let host = HOST.to_string();
+    assert_eq!(lines[0], ["0", host.as_str(), "65536"], "uid_map: {out}");
+    assert_eq!(lines[1], ["0", host.as_str(), "65536"], "gid_map: {out}");
+    assert_eq!(lines[2], ["0"], "uid inside: {out}");
+    assert_eq!(lines[3], ["0"], "gid inside: {out}");
+    assert_eq!(
+        lines[4],
+        ["CapEff:", "00000000a80425fb"],
+        "Docker's caps inside the user namespace: {out}"
+    );
+    let meta = std::fs::metadata(bundle.join("rootfs/root/made-inside"))
+        .expect("the file made inside is on the host");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (HOST, HOST),
+        "a file root made inside belongs to the mapped host uid"
+    );
+}

@@ -131,6 +131,24 @@ impl Cgroup {
         }
     }
 
+    /// Moves the calling process, which must be single-threaded, into the
+    /// cgroup. On v1 it writes `0` (the calling thread) to each controller's
+    /// `tasks`: the kernel moves the current thread without taking the
+    /// global threadgroup lock, whose first writer waits for an RCU grace
+    /// period (8–18 ms measured here for one `cgroup.procs` write of another
+    /// pid). On v2 it writes `0` to `cgroup.procs`.
+    pub fn join_self(&self) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V1(c) => {
+                for dir in c.dirs() {
+                    write(&dir.join("tasks"), "0")?;
+                }
+                Ok(())
+            }
+            Cgroup::V2(c) => write(&c.dir.join("cgroup.procs"), "0"),
+        }
+    }
+
     /// Freezes (`true`) or thaws every process in the cgroup, waiting until
     /// the kernel reports the new state.
     pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
@@ -194,13 +212,22 @@ impl Cgroup {
     }
 }
 
+/// Removes a cgroup directory. The kernel may report EBUSY for a moment
+/// after the last process left; retry with a short exponential back-off
+/// (50 µs doubling, capped at 5 ms, 2 s in all) rather than a fixed tick.
 fn rmdir_retry(dir: &Path) -> Result<(), CgroupError> {
-    for attempt in 0..1000 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut pause = std::time::Duration::from_micros(50);
+    loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 999 => {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(5));
             }
             Err(source) => {
                 return Err(CgroupError::Io {
@@ -210,7 +237,6 @@ fn rmdir_retry(dir: &Path) -> Result<(), CgroupError> {
             }
         }
     }
-    Ok(())
 }
 
 fn wait_for(path: &Path, want: &str, state: &'static str) -> Result<(), CgroupError> {

@@ -43,12 +43,20 @@ pub(crate) struct FdMap {
 /// the clone and the exec, so this is sound from a multi-threaded process.
 /// The fds in `fds` are placed at their `dst` numbers without `FD_CLOEXEC`;
 /// every `src` must be above every `dst` (callers dup them high first).
+///
+/// With `userns_gate` (needed when `flags` has `CLONE_NEWUSER`), the child
+/// first waits for one byte on that fd (the parent sends it once it has
+/// written the uid and gid maps) and becomes uid/gid 0 of its namespace
+/// before the exec: a process whose euid is not the namespace's root loses
+/// every capability at `execve`, so the init must not exec as the unmapped
+/// overflow uid. It exits with 125 if the gate closes without a byte.
 pub(crate) fn clone_exec(
     flags: u64,
     exe: &OwnedFd,
     argv: &[CString],
     envp: &[CString],
     fds: &[FdMap],
+    userns_gate: Option<RawFd>,
 ) -> io::Result<libc::pid_t> {
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
@@ -73,6 +81,20 @@ pub(crate) fn clone_exec(
     };
     if pid == 0 {
         // Child.
+        if let Some(gate) = userns_gate {
+            let mut byte = 0u8;
+            // SAFETY: raw read/setres*id/exit_group syscalls on integers and
+            // a byte on our own stack; no allocation, no locks.
+            unsafe {
+                let n = libc::syscall(libc::SYS_read, gate, std::ptr::addr_of_mut!(byte), 1usize);
+                if n != 1
+                    || libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+                    || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+                {
+                    libc::syscall(libc::SYS_exit_group, 125);
+                }
+            }
+        }
         for map in fds {
             // SAFETY: plain fd syscalls on integers.
             unsafe {
@@ -573,6 +595,15 @@ pub fn recv_fd(sock: RawFd) -> io::Result<(Option<OwnedFd>, Vec<u8>)> {
     Ok((fd, body))
 }
 
+/// `pipe2(O_CLOEXEC)`: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a two-element array as pipe2 expects.
+    check_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: two fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET)`, close-on-exec.
 pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
@@ -736,35 +767,6 @@ pub(crate) fn set_sigmask(mask: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
 }
 
-/// Waits up to `timeout_ms` for one of the (blocked) `signals`; returns it,
-/// or `None` on timeout.
-pub(crate) fn sigtimedwait(
-    signals: &[libc::c_int],
-    timeout_ms: u64,
-) -> io::Result<Option<libc::c_int>> {
-    // SAFETY: local sigset_t and timespec built through libc; NULL siginfo.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in signals {
-            libc::sigaddset(&mut set, s);
-        }
-        let ts = libc::timespec {
-            tv_sec: (timeout_ms / 1000) as _,
-            tv_nsec: ((timeout_ms % 1000) * 1_000_000) as _,
-        };
-        let ret = libc::sigtimedwait(&set, std::ptr::null_mut(), &ts);
-        if ret < 0 {
-            let err = io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
-                _ => Err(err),
-            };
-        }
-        Ok(Some(ret))
-    }
-}
-
 /// Resets every signal disposition to default and unblocks all signals
 /// (the container's process must not inherit our mask).
 pub(crate) fn reset_signals() {
@@ -815,6 +817,57 @@ pub(crate) fn poll_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
         }
         return Ok(ret > 0);
     }
+}
+
+/// Polls several fds for readability (no timeout); returns which are ready
+/// (readable, hung up or in error).
+pub(crate) fn poll_many(fds: &[RawFd]) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: a live array of pollfds of the given length.
+        let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+    }
+}
+
+/// A non-blocking, close-on-exec `signalfd(2)` for `signals` (which the
+/// caller has blocked).
+pub(crate) fn signalfd(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    // SAFETY: local sigset_t built through libc; returns a new fd.
+    let fd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(check_int(fd)?) })
+}
+
+/// Reads one pending signal from a [`signalfd`]; `None` when none is left.
+pub(crate) fn read_signalfd(fd: RawFd) -> Option<libc::c_int> {
+    // SAFETY: zeroed siginfo is a valid buffer of the size we pass.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reading into a live buffer of `size` bytes.
+    let n = unsafe { libc::read(fd, std::ptr::addr_of_mut!(info).cast(), size) };
+    (n == size as isize).then_some(info.ssi_signo as libc::c_int)
 }
 
 /// `makedev(3)`.

@@ -115,6 +115,13 @@ impl Drop for Env {
         for id in self.ids.lock().unwrap().iter() {
             let _ = self.rt.delete(id, true);
         }
+        // The shared parent cgroup: removed by whichever test ends last
+        // (EBUSY while another test still has a container in it).
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                let _ = std::fs::remove_dir(c.path().join("berth-test"));
+            }
+        }
     }
 }
 
