@@ -32,6 +32,10 @@ fi
 defaults=()
 [[ -r $cnf ]] && defaults=(--defaults-extra-file="$cnf")
 
+# a query over TCP proves the connection too: one client process, not two
+if ((connect && query)) && ((${#defaults[@]} > 0)); then
+    connect=0
+fi
 if ((connect)); then
     # `ping` exits 0 for a live server even when it denies the login
     if ! mariadb-admin "${defaults[@]}" --protocol=tcp --host=127.0.0.1 --port=3306 \
