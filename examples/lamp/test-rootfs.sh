@@ -19,7 +19,9 @@
 # ends, pass or fail: the processes live in a pid namespace whose init is
 # this script's inner half, the mounts in its mount namespace.
 #
-# Usage: test-rootfs.sh [WEB.tar DB.tar]     (default: images.sh --no-import)
+# Usage: test-rootfs.sh [WEB DB]     (default: the tarballs of images.sh --no-import)
+#   WEB, DB: tarballs, or rootfs directories (such as the layers berth's
+#   image store unpacked from them)
 # Needs root, unshare, curl, python3 (JSON check).
 set -euo pipefail
 
@@ -46,8 +48,15 @@ if [[ ${1:-} != --inside ]]; then
     # kept when the check fails, for its logs
     trap 'rc=$?; if ((rc == 0)); then rm -rf --one-file-system -- "$work"; else echo "logs and rootfs kept in $work" >&2; fi' EXIT
     mkdir -p "$work/web" "$work/db" "$work/dbdata"
-    tar --numeric-owner -xpf "$web_tar" -C "$work/web"
-    tar --numeric-owner -xpf "$db_tar" -C "$work/db"
+    unpack() { # a tarball, or a directory (e.g. a layer berth unpacked)
+        if [[ -d $1 ]]; then
+            cp -a "$1/." "$2/"
+        else
+            tar --numeric-owner -xpf "$1" -C "$2"
+        fi
+    }
+    unpack "$web_tar" "$work/web"
+    unpack "$db_tar" "$work/db"
     # the "named volume": a directory like berth's volumes/<name>/_data,
     # owned as the image's /var/lib/mysql is (Docker copies it up)
     chown --reference="$work/db/var/lib/mysql" "$work/dbdata"
@@ -179,7 +188,12 @@ grep -q 'init done' "$db_log" || fail "the entrypoint did not report its init"
 [[ -f $work/dbdata/mysql/db.opt || -d $work/dbdata/mysql ]] || fail "no mysql/ in the datadir"
 [[ -d $work/dbdata/lamp ]] || fail "MARIADB_DATABASE was not created"
 wait_healthy
+# web starts once db is healthy, as depends_on: service_healthy does
+start_web
+wait_page
 ok "healthcheck passes $(ms "$t_accept" "$t_healthy") ms after TCP accepts"
+ok "page serves $(ms "$t_accept" "$t_serving") ms after MariaDB accepts TCP (healthy +$(ms "$t_accept" "$t_healthy") ms, Apache started to page served $(ms "$t_web_start" "$t_serving") ms)"
+served_ms=$(ms "$t_accept" "$t_serving")
 # every exec keeps the pid: env, chroot, the entrypoint, setpriv, mariadbd
 [[ $(cat "/proc/$db_pid/comm") == mariadbd ]] || fail "pid $db_pid is $(cat "/proc/$db_pid/comm"), not mariadbd"
 db_uid=$(awk '/^Uid:/ { print $2 }' "/proc/$db_pid/status")
@@ -199,10 +213,6 @@ fi
 ok "app user (TCP) and root (socket, with its password only) log in"
 
 # 4. the page
-start_web
-wait_page
-ok "page serves $(ms "$t_accept" "$t_serving") ms after MariaDB accepts TCP (healthy +$(ms "$t_accept" "$t_healthy") ms, Apache started to page served $(ms "$t_web_start" "$t_serving") ms)"
-served_ms=$(ms "$t_accept" "$t_serving")
 curl -fsS http://127.0.0.1/ >"$work/page1.html" || fail "GET / failed"
 curl -fsS http://127.0.0.1/ >"$work/page2.html" || fail "GET / failed"
 grep -q '<h1>Hello from berth</h1>' "$work/page2.html" || fail "no heading in the page"
