@@ -226,6 +226,9 @@ build_rootfs() {
     build_base "$tmp/base"
     derive "$tmp/base" "$tmp/web" "$WEB_PACKAGES"
     derive "$tmp/base" "$tmp/db" "$DB_PACKAGES"
+    # mariadb-server's postinst made a datadir; the image ships it empty
+    # (finish_db), so the cache need not keep it either
+    find "$tmp/db/var/lib/mysql" -mindepth 1 -delete
     # the base is only a stepping stone; keep the cache small
     rm -rf -- "$tmp/base"
     mv -T "$tmp" "$rootfs_dir"
@@ -269,8 +272,9 @@ finish_db() {
     install -m 0755 "$HERE/image/db/healthcheck.sh" "$root/usr/local/bin/healthcheck.sh"
     install -m 0644 "$HERE/image/db/99-berth.cnf" "$root/etc/mysql/mariadb.conf.d/99-berth.cnf"
     mkdir -p "$root/docker-entrypoint-initdb.d"
-    # The package's postinst made a datadir; the image ships it empty so the
-    # entrypoint initialises a fresh volume with the compose file's settings.
+    # The image ships an empty datadir, so the entrypoint initialises a fresh
+    # volume with the compose file's settings (Docker copies the image's
+    # empty, mysql-owned directory into a new named volume).
     rm -rf "$root/var/lib/mysql"
     mkdir -p "$root/var/lib/mysql" "$root/run/mysqld"
     local uid gid
