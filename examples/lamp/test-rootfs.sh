@@ -210,7 +210,14 @@ in_db mariadb -uroot '-proot pw' -N -e 'SELECT 1' >/dev/null || fail "root canno
 if in_db mariadb -uroot -N -e 'SELECT 1' >/dev/null 2>&1; then
     fail "root logs in without a password"
 fi
-ok "app user (TCP) and root (socket, with its password only) log in"
+for host in 127.0.0.1 ::1; do
+    if in_db mariadb -h"$host" -uroot -N -e 'SELECT 1' >/dev/null 2>&1; then
+        fail "root logs in on TCP $host without a password"
+    fi
+done
+in_db mariadb -h127.0.0.1 -uroot '-proot pw' -N -e 'SELECT 1' >/dev/null ||
+    fail "root cannot log in over TCP with its password"
+ok "app user (TCP) and root (socket and TCP, with its password only) log in"
 
 # 4. the page
 curl -fsS http://127.0.0.1/ >"$work/page1.html" || fail "GET / failed"

@@ -124,9 +124,12 @@ fi
 random_password() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 
 log "initializing the datadir $DATADIR"
-# the server's own arguments (after "mariadbd") apply to the bootstrap too
+# the server's own arguments (after "mariadbd") apply to the bootstrap too;
+# --cross-bootstrap: no root@<hostname> (the container's name is no host to
+# trust), --rpm: without its advice on setting up a server by hand
 mariadb-install-db --datadir="$DATADIR" --auth-root-authentication-method=normal \
-    --skip-test-db --skip-name-resolve --default-time-zone=SYSTEM --skip-log-bin \
+    --cross-bootstrap --rpm --skip-test-db --skip-name-resolve --default-time-zone=SYSTEM \
+    --skip-log-bin \
     "${@:2}" >&2
 log "datadir initialized"
 
@@ -167,6 +170,9 @@ health_password=$(random_password)
 
 {
     echo "SET @@SESSION.SQL_LOG_BIN = 0;"
+    # mariadb-install-db made root@127.0.0.1 and root@::1 without a password:
+    # root is root@localhost (socket) and root@MARIADB_ROOT_HOST only
+    echo "DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1';"
     echo "SET PASSWORD FOR 'root'@'localhost' = PASSWORD($(sql_string "$root_password"));"
     if [[ $MARIADB_ROOT_HOST != localhost ]]; then
         host=$(sql_string "$MARIADB_ROOT_HOST")
