@@ -242,6 +242,7 @@ build_rootfs() {
 finish_web() {
     local root=$1
     install -m 0755 "$HERE/image/web/apache2-foreground" "$root/usr/local/bin/apache2-foreground"
+    install -m 0755 "$HERE/image/web/healthcheck.sh" "$root/usr/local/bin/healthcheck.sh"
     install -m 0644 "$HERE/image/web/berth.conf" "$root/etc/apache2/conf-available/berth.conf"
     install -m 0644 "$HERE/image/web/php-berth.ini" "$root/etc/php/8.2/apache2/conf.d/90-berth.ini"
     ln -sfT ../conf-available/berth.conf "$root/etc/apache2/conf-enabled/berth.conf"
@@ -343,7 +344,9 @@ fi
 import_one() {
     local name=$1 ref=$2 line
     local -a changes=()
-    if "$BERTH" image inspect "$ref" 2>/dev/null | grep -q "org.berth.lamp.key.*$key"; then
+    local inspect
+    if inspect=$("$BERTH" image inspect "$ref" 2>/dev/null) &&
+        [[ $inspect == *org.berth.lamp.key*"$key"* ]]; then
         log "$ref is up to date"
         return
     fi

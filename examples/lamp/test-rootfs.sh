@@ -7,7 +7,8 @@
 #   1. the db entrypoint refuses an empty datadir without a root password;
 #   2. on an empty datadir (a directory bind-mounted like a named volume) it
 #      initialises MariaDB, and the server accepts SQL on TCP as the app user;
-#   3. healthcheck.sh fails before the server is up and passes after;
+#   3. healthcheck.sh fails before the server is up and passes after; the
+#      web image's healthcheck.sh passes once the page serves;
 #   4. Apache + PHP serve the page; two visits add two rows, ?add=...
 #      adds its text, the text and JSON formats agree;
 #   5. after both are stopped and started again on the same datadir (no
@@ -194,6 +195,8 @@ wait_page
 ok "healthcheck passes $(ms "$t_accept" "$t_healthy") ms after TCP accepts"
 ok "page serves $(ms "$t_accept" "$t_serving") ms after MariaDB accepts TCP (healthy +$(ms "$t_accept" "$t_healthy") ms, Apache started to page served $(ms "$t_web_start" "$t_serving") ms)"
 served_ms=$(ms "$t_accept" "$t_serving")
+"${db_env[@]}" chroot "$work/web" healthcheck.sh || fail "the web healthcheck fails on a serving page"
+ok "the web healthcheck passes"
 # every exec keeps the pid: env, chroot, the entrypoint, setpriv, mariadbd
 [[ $(cat "/proc/$db_pid/comm") == mariadbd ]] || fail "pid $db_pid is $(cat "/proc/$db_pid/comm"), not mariadbd"
 db_uid=$(awk '/^Uid:/ { print $2 }' "/proc/$db_pid/status")

@@ -8,6 +8,8 @@
 //                                ID<TAB>CREATED_AT<TAB>CLIENT<TAB>NOTE   (one line per row)
 //   GET /?format=json          the same as JSON: {"server":..., "rows":[...]}
 //   GET /?format=text&add=TEXT adds TEXT first, then answers as above
+//   GET /?format=health        "ok" when the database answers SELECT 1 at
+//                              once (no retry), else 503: for healthchecks
 //
 // The database comes from the environment: DB_HOST (default db), DB_PORT
 // (3306), DB_NAME, DB_USER, DB_PASSWORD or DB_PASSWORD_FILE. A database that
@@ -22,7 +24,7 @@ function env(string $name, string $default = ''): string
     return $value === false || $value === '' ? $default : $value;
 }
 
-function connect(): PDO
+function connect(float $retry_seconds): PDO
 {
     $password = env('DB_PASSWORD');
     $file = env('DB_PASSWORD_FILE');
@@ -35,7 +37,7 @@ function connect(): PDO
         (int) env('DB_PORT', '3306'),
         env('DB_NAME', 'lamp')
     );
-    $deadline = microtime(true) + (float) env('DB_RETRY_SECONDS', '5');
+    $deadline = microtime(true) + $retry_seconds;
     while (true) {
         try {
             return new PDO($dsn, env('DB_USER', 'lamp'), $password, [
@@ -53,10 +55,21 @@ function connect(): PDO
 }
 
 $format = $_GET['format'] ?? 'html';
-if (!in_array($format, ['html', 'text', 'json'], true)) {
+if (!in_array($format, ['html', 'text', 'json', 'health'], true)) {
     http_response_code(400);
     header('Content-Type: text/plain; charset=utf-8');
-    echo "format must be html, text or json\n";
+    echo "format must be html, text, json or health\n";
+    exit;
+}
+if ($format === 'health') {
+    header('Content-Type: text/plain; charset=utf-8');
+    try {
+        connect(0.0)->query('SELECT 1');
+        echo "ok\n";
+    } catch (PDOException $e) {
+        http_response_code(503);
+        echo 'database unavailable: ', $e->getMessage(), "\n";
+    }
     exit;
 }
 $add = $_GET['add'] ?? null;
@@ -74,7 +87,7 @@ if ($add === null && $format === 'html') {
 }
 
 try {
-    $db = connect();
+    $db = connect((float) env('DB_RETRY_SECONDS', '5'));
     $db->exec(
         'CREATE TABLE IF NOT EXISTS visits (
             id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
