@@ -299,7 +299,9 @@ pack_images() {
     rm -rf -- "$tmp"
     mkdir -p "$tmp"
     for name in web db; do
-        cp -a "$rootfs_dir/$name" "$tmp/$name"
+        # hard links: instant, and the finish_* steps only add, replace
+        # (install, ln -sf) or remove files, never write into one in place
+        cp -al "$rootfs_dir/$name" "$tmp/$name"
         "finish_$name" "$tmp/$name"
         echo "LABEL org.berth.lamp.key=$key" >>"$tmp/$name.changes"
         # an image layer has no device nodes and nothing in /proc, /sys
