@@ -12,7 +12,9 @@
 #   4. Apache + PHP serve the page; two visits add two rows, ?add=...
 #      adds its text, the text and JSON formats agree;
 #   5. after both are stopped and started again on the same datadir (no
-#      re-initialisation), the rows are still there.
+#      re-initialisation), the rows are still there;
+#   6. MYSQL_* names, a *_FILE secret, MARIADB_ALLOW_EMPTY_ROOT_PASSWORD and
+#      /docker-entrypoint-initdb.d/*.sql and *.sh initialise a second datadir.
 #
 # and prints timings: datadir initialisation, MariaDB accepting TCP to
 # healthcheck passing (probed every 200 ms, like the compose file) and to the
@@ -261,5 +263,46 @@ ok "restart: MariaDB accepts TCP after $(ms "$t_start" "$t_accept") ms, healthy 
 text=$(curl -fsS 'http://127.0.0.1/?format=text')
 [[ $(head -n1 <<<"$text") == 'rows: 3' && $text == *"hello berth"* ]] || fail "rows lost across restart: $text"
 ok "the rows survived the restart"
+stop_all
+
+# 6. the other ways to configure the entrypoint: MYSQL_* names, a *_FILE
+#    secret, an empty root password, /docker-entrypoint-initdb.d scripts
+mkdir -p "$work/dbdata2" "$work/initdb" "$work/secrets"
+chown --reference="$work/dbdata" "$work/dbdata2"
+umount "$work/db/var/lib/mysql"
+mount --bind "$work/dbdata2" "$work/db/var/lib/mysql"
+mount --bind "$work/initdb" "$work/db/docker-entrypoint-initdb.d"
+mount --bind "$work/secrets" "$work/db/run/secrets" 2>/dev/null || {
+    mkdir -p "$work/db/run/secrets"
+    mount --bind "$work/secrets" "$work/db/run/secrets"
+}
+printf 'from-a-file\n' >"$work/secrets/app_password"
+cat >"$work/initdb/01-schema.sql" <<'SQL'
+CREATE TABLE seeded (id INT PRIMARY KEY, what VARCHAR(20));
+INSERT INTO seeded VALUES (1, 'from sql');
+SQL
+cat >"$work/initdb/02-run.sh" <<'SH'
+#!/bin/bash
+set -e
+mariadb -uroot --password="$MARIADB_ROOT_PASSWORD" "$MARIADB_DATABASE" \
+    -e "INSERT INTO seeded VALUES (2, 'from sh')"
+SH
+chmod +x "$work/initdb/02-run.sh"
+cat >"$work/initdb/03-sourced.sh" <<'SH'
+docker_process_sql <<<"INSERT INTO seeded VALUES (3, 'sourced')"
+SH
+cp "$work/initdb/01-schema.sql" "$work/initdb/04-ignored.txt"
+creds=(MYSQL_DATABASE=app MYSQL_USER=app MARIADB_PASSWORD_FILE=/run/secrets/app_password
+    MARIADB_ALLOW_EMPTY_ROOT_PASSWORD=yes)
+db_log=$work/db-variants.log
+start_db
+wait_tcp 3306 120
+wait_healthy
+got=$(in_db mariadb -h127.0.0.1 -uapp -pfrom-a-file -N -e 'SELECT GROUP_CONCAT(what ORDER BY id) FROM seeded' app) ||
+    fail "the app user (password from a file) cannot read the seeded table"
+[[ $got == 'from sql,from sh,sourced' ]] || fail "initdb scripts gave: $got"
+in_db mariadb -uroot -N -e 'SELECT 1' >/dev/null || fail "root has no empty password on the socket"
+grep -q 'ignoring /docker-entrypoint-initdb.d/04-ignored.txt' "$db_log" || fail "04-ignored.txt not reported"
+ok "MYSQL_* names, a _FILE secret, an empty root password, initdb .sql, .sh (run and sourced) work"
 stop_all
 echo "PASS (first start: page serving ${served_ms} ms after MariaDB accepted TCP)"

@@ -206,13 +206,18 @@ printf '[client]\nuser=healthcheck\npassword="%s"\nprotocol=tcp\nport=3306\n' \
     "$health_password" >"$DATADIR/.my-healthcheck.cnf"
 umask 022
 
+# SQL on stdin, in MARIADB_DATABASE when there is one. Sourced initdb
+# scripts written for the official image call it docker_process_sql;
+# executable ones get MARIADB_ROOT_PASSWORD etc. in their environment.
 run_sql() {
-    if [[ -n $MARIADB_DATABASE ]]; then
-        sql --database="$MARIADB_DATABASE"
-    else
-        sql
-    fi
+    local args=()
+    [[ -n $MARIADB_DATABASE ]] && args+=(--database="$MARIADB_DATABASE")
+    for arg in "$@"; do
+        [[ $arg == --dont-use-mysql-root-password ]] || args+=("$arg")
+    done
+    sql "${args[@]}"
 }
+docker_process_sql() { run_sql "$@"; }
 for f in /docker-entrypoint-initdb.d/*; do
     case $f in
     *.sh)
