@@ -192,7 +192,9 @@ EOF
     # maintainer scripts must not start daemons in the build chroot
     printf '#!/bin/sh\nexit 101\n' >"$base/usr/sbin/policy-rc.d"
     chmod 0755 "$base/usr/sbin/policy-rc.d"
-    cp -L /etc/resolv.conf "$base/etc/resolv.conf"
+    # apt in the chroot resolves names with the host's resolver
+    cp -L /etc/resolv.conf "$base/etc/resolv.conf" ||
+        die "cannot copy /etc/resolv.conf into the chroot (a dangling symlink?)"
     in_root "$base" apt-get -q update >>"$base.log" 2>&1 || {
         tail -n 30 "$base.log" >&2
         die "apt-get update failed in the base rootfs (full log: $base.log)"
