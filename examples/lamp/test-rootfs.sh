@@ -107,7 +107,7 @@ prepare "$work/web"
 mount --bind "$work/dbdata" "$work/db/var/lib/mysql"
 
 PATH_IMG=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-db_env=(env -i PATH=$PATH_IMG LANG=C.UTF-8 HOSTNAME=db)
+db_env=(env -i "PATH=$PATH_IMG" LANG=C.UTF-8 HOSTNAME=db)
 in_db() { "${db_env[@]}" chroot "$work/db" "$@"; }
 creds=(MARIADB_DATABASE=lamp MARIADB_USER=lamp "MARIADB_PASSWORD=it's a \"secret\"\\"
     "MARIADB_ROOT_PASSWORD=root pw")

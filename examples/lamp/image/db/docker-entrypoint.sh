@@ -59,6 +59,7 @@ sql_string() {
     s=${s//\'/\\\'}
     printf "'%s'" "$s"
 }
+# shellcheck disable=SC2016 # backticks quote the identifier
 sql_ident() { printf '`%s`' "${1//\`/\`\`}"; }
 
 # A value of the server configuration: the last --NAME=... among the
