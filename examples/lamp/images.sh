@@ -36,6 +36,7 @@
 #
 # Needs root (debootstrap, chroot) and Linux's unshare(1); installs
 # debootstrap with apt-get when it is missing.
+# shellcheck disable=SC2016 # single-quoted sh -c scripts expand inside
 set -euo pipefail
 
 readonly WEB_REF=lamp-web:latest
@@ -60,7 +61,7 @@ for arg in "$@"; do
     --no-import) no_import=1 ;;
     --force) force=1 ;;
     -h | --help)
-        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e '/shellcheck/d' -e 's/^# \{0,1\}//'
         exit 0
         ;;
     *) die "unknown argument: $arg (see --help)" ;;
