@@ -2,7 +2,8 @@
 # Checks the two image tarballs of images.sh without berth: both rootfs are
 # unpacked in a temporary directory and run chrooted in one throw-away
 # network, mount and pid namespace (unshare), sharing its loopback, with the
-# page told DB_HOST=127.0.0.1. It checks that
+# page told DB_HOST=db, which the web rootfs's /etc/hosts maps to 127.0.0.1
+# (where berth's DNS would answer). It checks that
 #
 #   1. the db entrypoint refuses an empty datadir without a root password;
 #   2. on an empty datadir (a directory bind-mounted like a named volume) it
@@ -104,6 +105,8 @@ prepare() {
 }
 prepare "$work/db"
 prepare "$work/web"
+# the compose file's DB_HOST, resolved the way glibc does (files, then DNS)
+printf '127.0.0.1\tdb\n' >>"$work/web/etc/hosts"
 mount --bind "$work/dbdata" "$work/db/var/lib/mysql"
 
 PATH_IMG=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -159,7 +162,7 @@ wait_healthy() { # like compose: a probe every 200 ms; sets t_healthy
 }
 start_web() { # sets t_web_start
     t_web_start=$(now)
-    setsid env -i PATH=$PATH_IMG LANG=C.UTF-8 DB_HOST=127.0.0.1 DB_NAME=lamp DB_USER=lamp \
+    setsid env -i PATH=$PATH_IMG LANG=C.UTF-8 DB_HOST=db DB_NAME=lamp DB_USER=lamp \
         "DB_PASSWORD=it's a \"secret\"\\" chroot "$work/web" sh -c 'cd /var/www/html && exec apache2-foreground' \
         >>"$work/web.log" 2>&1 &
     web_pid=$!
