@@ -15,7 +15,8 @@
 #   5. after both are stopped and started again on the same datadir (no
 #      re-initialisation), the rows are still there;
 #   6. MYSQL_* names, a *_FILE secret, MARIADB_ALLOW_EMPTY_ROOT_PASSWORD and
-#      /docker-entrypoint-initdb.d/*.sql and *.sh initialise a second datadir.
+#      /docker-entrypoint-initdb.d/*.sql and *.sh initialise a second datadir;
+#   7. an initialisation killed with SIGKILL half-way is started over.
 #
 # and prints timings: datadir initialisation, MariaDB accepting TCP to
 # healthcheck passing (probed every 200 ms, like the compose file) and to the
@@ -307,5 +308,32 @@ got=$(in_db mariadb -h127.0.0.1 -uapp -pfrom-a-file -N -e 'SELECT GROUP_CONCAT(w
 in_db mariadb -uroot -N -e 'SELECT 1' >/dev/null || fail "root has no empty password on the socket"
 grep -q 'ignoring /docker-entrypoint-initdb.d/04-ignored.txt' "$db_log" || fail "04-ignored.txt not reported"
 ok "MYSQL_* names, a _FILE secret, an empty root password, initdb .sql, .sh (run and sourced) work"
+stop_all
+
+# 7. an initialisation killed half-way is started over, not taken as done
+mkdir -p "$work/dbdata3"
+chown --reference="$work/dbdata" "$work/dbdata3"
+umount "$work/db/var/lib/mysql"
+mount --bind "$work/dbdata3" "$work/db/var/lib/mysql"
+creds=(MARIADB_DATABASE=lamp MARIADB_USER=lamp MARIADB_PASSWORD=pw3 MARIADB_ROOT_PASSWORD=root3)
+db_log=$work/db-killed.log
+start_db
+for ((i = 0; i < 600; i++)); do
+    grep -q 'starting a temporary server' "$db_log" && break
+    sleep 0.05
+done
+((i < 600)) || fail "the initialisation did not reach its temporary server"
+kill -KILL -- "-$db_pid" # the whole process group: entrypoint, install-db or server
+wait "$db_pid" 2>/dev/null || true
+[[ -d $work/dbdata3/mysql ]] || fail "the killed initialisation left no mysql/ to test with"
+db_log=$work/db-after-kill.log
+start_db
+wait_tcp 3306 120
+wait_healthy
+grep -q 'was interrupted; starting it over' "$db_log" || fail "the interrupted init was not noticed"
+in_db mariadb -h127.0.0.1 -ulamp -ppw3 -N -e 'SELECT 1' lamp >/dev/null ||
+    fail "after a killed initialisation the app user cannot log in"
+[[ ! -e $work/dbdata3/.init-incomplete ]] || fail "the init marker is left"
+ok "an initialisation killed half-way (SIGKILL) is started over on the next start"
 stop_all
 echo "PASS (first start: page serving ${served_ms} ms after MariaDB accepted TCP)"

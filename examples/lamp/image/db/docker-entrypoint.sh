@@ -13,7 +13,8 @@
 #   creates MARIADB_DATABASE and MARIADB_USER/MARIADB_PASSWORD with all
 #   rights on it, a `healthcheck` user for healthcheck.sh, runs
 #   /docker-entrypoint-initdb.d/*.sh|*.sql|*.sql.gz|*.sql.xz|*.sql.zst, and
-#   stops the temporary server;
+#   stops the temporary server; a datadir whose initialisation was killed
+#   half-way is initialised again;
 # - then execs mariadbd in the foreground, listening on 0.0.0.0:3306
 #   (/etc/mysql/mariadb.conf.d/99-berth.cnf), logging to stderr.
 #
@@ -103,6 +104,14 @@ for name in DATABASE USER PASSWORD ROOT_PASSWORD ROOT_HOST ALLOW_EMPTY_ROOT_PASS
 done
 MARIADB_ROOT_HOST=${MARIADB_ROOT_HOST:-%}
 
+# Present while a first-start initialisation runs: a datadir that still has
+# it was left by one that was killed, holds nothing but its debris, and is
+# initialised again (it would otherwise start without its users).
+marker=$DATADIR/.init-incomplete
+if [[ -e $marker ]]; then
+    warn "an earlier initialisation of $DATADIR was interrupted; starting it over"
+    find "$DATADIR" -mindepth 1 -delete
+fi
 if [[ -d $DATADIR/mysql ]]; then
     exec "$@"
 fi
@@ -125,6 +134,7 @@ fi
 random_password() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 
 log "initializing the datadir $DATADIR"
+: >"$marker"
 # the server's own arguments (after "mariadbd") apply to the bootstrap too;
 # --cross-bootstrap: no root@<hostname> (the container's name is no host to
 # trust), --rpm: without its advice on setting up a server by hand
@@ -256,6 +266,7 @@ kill -TERM "$temp_pid"
 wait "$temp_pid" || die "the temporary server did not stop cleanly"
 rm -rf "$client_dir"
 trap - EXIT
+rm -f "$marker"
 log "init done; ready for start up"
 
 exec "$@"
