@@ -5,6 +5,9 @@
 # page told DB_HOST=db, which the web rootfs's /etc/hosts maps to 127.0.0.1
 # (where berth's DNS would answer). It checks that
 #
+# Every process of the images runs with Docker's 14 default capabilities
+# only (setpriv --bounding-set). Seccomp is not applied.
+#
 #   1. the db entrypoint refuses an empty datadir without a root password;
 #   2. on an empty datadir (a directory bind-mounted like a named volume) it
 #      initialises MariaDB, and the server accepts SQL on TCP as the app user;
@@ -111,8 +114,13 @@ printf '127.0.0.1\tdb\n' >>"$work/web/etc/hosts"
 mount --bind "$work/dbdata" "$work/db/var/lib/mysql"
 
 PATH_IMG=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Docker's (and berth's) default capabilities: everything the images run
+# runs with these only, as in a container
+caps=chown,dac_override,fowner,fsetid,kill,setgid,setuid,setpcap,net_bind_service,net_raw
+caps+=,sys_chroot,mknod,audit_write,setfcap
+confine=(setpriv --bounding-set="-all,+${caps//,/,+}" --inh-caps=-all)
 db_env=(env -i "PATH=$PATH_IMG" LANG=C.UTF-8 HOSTNAME=db)
-in_db() { "${db_env[@]}" chroot "$work/db" "$@"; }
+in_db() { "${confine[@]}" "${db_env[@]}" chroot "$work/db" "$@"; }
 creds=(MARIADB_DATABASE=lamp MARIADB_USER=lamp "MARIADB_PASSWORD=it's a \"secret\"\\"
     "MARIADB_ROOT_PASSWORD=root pw")
 
@@ -134,7 +142,7 @@ ok "healthcheck fails without a server"
 db_log=$work/db.log
 start_db() {
     setsid env -i PATH=$PATH_IMG LANG=C.UTF-8 "${creds[@]}" \
-        chroot "$work/db" docker-entrypoint.sh mariadbd >>"$db_log" 2>&1 &
+        "${confine[@]}" chroot "$work/db" docker-entrypoint.sh mariadbd >>"$db_log" 2>&1 &
     db_pid=$!
 }
 tcp_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
@@ -164,7 +172,7 @@ wait_healthy() { # like compose: a probe every 200 ms; sets t_healthy
 start_web() { # sets t_web_start
     t_web_start=$(now)
     setsid env -i PATH=$PATH_IMG LANG=C.UTF-8 DB_HOST=db DB_NAME=lamp DB_USER=lamp \
-        "DB_PASSWORD=it's a \"secret\"\\" chroot "$work/web" sh -c 'cd /var/www/html && exec apache2-foreground' \
+        "DB_PASSWORD=it's a \"secret\"\\" "${confine[@]}" chroot "$work/web" sh -c 'cd /var/www/html && exec apache2-foreground' \
         >>"$work/web.log" 2>&1 &
     web_pid=$!
 }
@@ -201,7 +209,7 @@ wait_page
 ok "healthcheck passes $(ms "$t_accept" "$t_healthy") ms after TCP accepts"
 ok "page serves $(ms "$t_accept" "$t_serving") ms after MariaDB accepts TCP (healthy +$(ms "$t_accept" "$t_healthy") ms, Apache started to page served $(ms "$t_web_start" "$t_serving") ms)"
 served_ms=$(ms "$t_accept" "$t_serving")
-"${db_env[@]}" chroot "$work/web" healthcheck.sh || fail "the web healthcheck fails on a serving page"
+"${confine[@]}" "${db_env[@]}" chroot "$work/web" healthcheck.sh || fail "the web healthcheck fails on a serving page"
 ok "the web healthcheck passes"
 # every exec keeps the pid: env, chroot, the entrypoint, setpriv, mariadbd
 [[ $(cat "/proc/$db_pid/comm") == mariadbd ]] || fail "pid $db_pid is $(cat "/proc/$db_pid/comm"), not mariadbd"
@@ -209,7 +217,9 @@ db_uid=$(awk '/^Uid:/ { print $2 }' "/proc/$db_pid/status")
 mysql_uid=$(awk -F: '$1 == "mysql" { print $3 }' "$work/db/etc/passwd")
 [[ $db_uid == "$mysql_uid" ]] || fail "mariadbd runs as uid $db_uid, not mysql ($mysql_uid)"
 [[ $(stat -c %u "$work/dbdata/mysql") == "$mysql_uid" ]] || fail "the datadir is not mysql's"
-ok "mariadbd runs as mysql (uid $mysql_uid) and owns the datadir"
+bnd=$(awk '/^CapBnd:/ { print $2 }' "/proc/$db_pid/status")
+(((16#$bnd >> 21) & 1)) && fail "mariadbd has CAP_SYS_ADMIN in its bounding set ($bnd)"
+ok "mariadbd runs as mysql (uid $mysql_uid), with Docker's capabilities at most (CapBnd $bnd), and owns the datadir"
 
 # SQL as the app user over TCP, and as root over the socket
 got=$(in_db mariadb -h127.0.0.1 -ulamp "-pit's a \"secret\"\\" -N -e 'SELECT CURRENT_USER(), DATABASE()' lamp) ||
