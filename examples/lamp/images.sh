@@ -37,6 +37,7 @@
 # Needs root (debootstrap, chroot) and Linux's unshare(1); installs
 # debootstrap with apt-get when it is missing.
 # shellcheck disable=SC2016 # single-quoted sh -c scripts expand inside
+{ # the whole script is parsed before it runs: editing it meanwhile is safe
 set -euo pipefail
 
 readonly WEB_REF=lamp-web:latest
@@ -305,7 +306,10 @@ pack_images() {
         # hard links: instant, and the finish_* steps only add, replace
         # (install, ln -sf) or remove files, never write into one in place
         cp -al "$rootfs_dir/$name" "$tmp/$name"
-        "finish_$name" "$tmp/$name"
+        case $name in
+        web) finish_web "$tmp/$name" ;;
+        db) finish_db "$tmp/$name" ;;
+        esac
         echo "LABEL org.berth.lamp.key=$key" >>"$tmp/$name.changes"
         # an image layer has no device nodes and nothing in /proc, /sys
         find "$tmp/$name/dev" "$tmp/$name/proc" "$tmp/$name/sys" -mindepth 1 -delete
@@ -365,3 +369,5 @@ import_one() {
 import_one web "$WEB_REF"
 import_one db "$DB_REF"
 log "done: $WEB_REF and $DB_REF; now: berth -f $HERE/compose.yaml up -d"
+exit 0
+}
