@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         Command::System(berth::cli::lifecycle::SystemCommand::Monitor { id }) => {
             commands::lifecycle::monitor(&id)
         }
+        Command::System(berth::cli::lifecycle::SystemCommand::DnsServer) => {
+            commands::lifecycle::dns_server()
+        }
         Command::Image(args) => {
             let mode = image_progress(cli.global.progress);
             commands::image::run(&printer, args.into_action(), mode)
@@ -105,7 +108,8 @@ fn image_progress(p: berth::cli::Progress) -> commands::image::ProgressMode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,netlink_packet_route=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

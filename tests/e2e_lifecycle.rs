@@ -292,3 +292,139 @@ fn a_missing_image_fails_before_anything_starts() {
         .collect();
     assert!(running.is_empty(), "{running:#?}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn services_reach_each_other_by_name_and_a_published_port_answers() {
+    let port = free_port();
+    let env = Env::new(&format!(
+        r#"
+services:
+  web:
+    image: bb:latest
+    command: ["sh", "-c", "mkdir -p /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1:{port}:80"]
+  client:
+    image: bb:latest
+    depends_on: [web]
+    command: ["sh", "-c", "sleep 1000"]
+  other:
+    image: bb:latest
+    networks: [back]
+    command: ["sh", "-c", "sleep 1000"]
+networks:
+  back: {{}}
+"#
+    ));
+    let out = env.berth(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "up -d: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ps = env.ps_json();
+    let ids: Vec<String> = ps
+        .iter()
+        .map(|c| c["ID"].as_str().unwrap().to_owned())
+        .collect();
+    let run_dir = env.run.join("runtime");
+    let exec = |service: &str, cmd: &str| -> Output {
+        let id = env.container(&env.ps_json(), service)["ID"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["runtime", "--root"])
+            .arg(&run_dir)
+            .args(["exec", &id, "sh", "-c", cmd])
+            .output()
+            .unwrap()
+    };
+    // By service name, through berth's DNS server, on one network.
+    let mut got = String::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let o = exec("client", "timeout 5 wget -q -O - http://web/");
+        got = String::from_utf8_lossy(&o.stdout).into_owned();
+        if got.contains("hello from web") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        got.contains("hello from web"),
+        "client could not fetch http://web/: {got:?}"
+    );
+    // A network apart: neither the name nor the address is reachable.
+    let o = exec(
+        "other",
+        "nslookup web 2>&1; timeout 5 wget -q -O - http://web/",
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("hello from web"));
+    // The published port from the host's loopback.
+    let mut body = String::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+            let _ = s.read_to_string(&mut body);
+            if body.contains("hello from web") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        body.contains("hello from web"),
+        "127.0.0.1:{port} gave {body:?}"
+    );
+    let ps_table = env.ok(&["ps"]);
+    assert!(
+        ps_table.contains(&format!("127.0.0.1:{port}->80/tcp")),
+        "{ps_table}"
+    );
+    // The port is now taken: another project asking for it is refused
+    // with the owner named, before anything is made.
+    let second = env.berth(&["-p", "second", "up", "-d", "web"]);
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&port.to_string()) && err.contains(&format!("{}-web-1", env.project)),
+        "{err}"
+    );
+    assert_eq!(env.ok(&["-p", "second", "ps", "-a", "-q"]), "");
+
+    env.ok(&["down", "-t", "1"]);
+    let left = env.leftovers(&ids);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    let links = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for id in &ids {
+        assert!(!links.contains(&id[..8]), "a link of {id} remains: {links}");
+    }
+    let paths = berth::engine::state::Paths {
+        root: env.root.clone(),
+        run: env.run.clone(),
+    };
+    let nets = berth::engine::net::networks(&paths).list().unwrap();
+    assert!(nets.is_empty(), "networks remain: {nets:#?}");
+    assert!(
+        berth_network::dns::running(&env.run).unwrap().is_none(),
+        "the DNS server outlives the last network"
+    );
+}

@@ -166,4 +166,6 @@ pub enum SystemCommand {
         /// Container id
         id: String,
     },
+    /// Run the DNS server (spawned by berth itself; its directory in BERTH_RUN)
+    DnsServer,
 }

@@ -166,6 +166,20 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
         execute::remove_container(&paths, &c.id, timeout(down.timeout))?;
         eprintln!(" ✔ Container {:<40} Removed", c.name);
     }
+    if down.services.is_empty() {
+        for (key, n) in &project.networks {
+            if n.external {
+                continue;
+            }
+            let name = crate::engine::net::network_name(&project, key);
+            if crate::engine::net::networks(&paths).get(&name)?.is_some() {
+                crate::engine::net::remove_network(&paths, &name)?;
+                eprintln!(" ✔ Network {name:<42} Removed");
+            }
+        }
+        crate::engine::net::stop_dns_if_unused(&paths);
+        crate::engine::net::release_netns_dir(&paths);
+    }
     if down.volumes && down.services.is_empty() {
         for (key, v) in &project.volumes {
             if v.external {
@@ -594,4 +608,12 @@ pub fn monitor(id: &str) -> Result<()> {
         bail!("no container {id}");
     }
     crate::monitor::process::run(&paths, id)
+}
+
+/// `berth system dns-server`: the DNS server, in the directory
+/// `dns::ensure_running` gave it through `BERTH_RUN`.
+pub fn dns_server() -> Result<()> {
+    let dir = std::env::var_os("BERTH_RUN").context("BERTH_RUN is not set")?;
+    berth_network::dns::serve(Path::new(&dir))?;
+    Ok(())
 }

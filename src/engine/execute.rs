@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::naming;
+use super::net;
 use super::observe::{ContainerState, Observed, ObservedContainer};
 use super::plan::{Action, Plan};
 use super::spec::{container_spec, ImageDefaults, NetNs, SpecInputs};
@@ -62,12 +63,16 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
     for step in &plan.steps {
         match &step.action {
             Action::CreateNetwork { name } => {
-                // Networks come with the network crate; a project that needs
-                // one is refused before anything is made (see `check`).
-                tracing::debug!(network = %name, "network");
+                let existed = net::networks(paths).get(name)?.is_some();
+                net::ensure_network(paths, project, name)?;
+                if !existed {
+                    opts.progress(&format!("Network {name}"), "Created");
+                }
             }
             Action::CheckNetwork { name } => {
-                bail!("network {name} declared as external, but could not be found")
+                if net::networks(paths).get(name)?.is_none() {
+                    bail!("network {name} declared as external, but could not be found");
+                }
             }
             Action::CreateVolume { name } => {
                 fs_err::create_dir_all(paths.volume_data(name))?;
@@ -156,6 +161,10 @@ fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
             )
         })?;
         network_check(svc)?;
+        if matches!(step.action, Action::Create { .. }) && !svc.ports.is_empty() {
+            net::check_ports(paths, &net::port_specs(svc)?)
+                .with_context(|| format!("service {service:?}"))?;
+        }
     }
     Ok(())
 }
@@ -164,11 +173,11 @@ fn network_check(svc: &Service) -> Result<()> {
     match svc.network_mode.as_str() {
         "host" | "none" => Ok(()),
         m if m.starts_with("service:") || m.starts_with("container:") => Ok(()),
-        "" | "bridge" | "default" => bail!(
-            "service {:?}: networks and published ports need berth's network support, which this build does not have yet; use network_mode: host or none",
+        "" | "bridge" | "default" => Ok(()),
+        other => bail!(
+            "service {:?}: network_mode {other:?} is not supported",
             svc.name
         ),
-        other => bail!("service {:?}: network_mode {other:?} is not supported", svc.name),
     }
 }
 
@@ -305,12 +314,15 @@ fn create_in(
     record.save(paths)?;
 
     // The network namespace.
+    let networks = net::networks(paths);
+    let mut attached = None;
     let netns = match svc.network_mode.as_str() {
         "host" => NetNs::Host,
         "none" => {
-            create_netns(&paths.netns(id))?;
+            let p = networks.create_netns(id)?;
             record.own_netns = true;
-            NetNs::Path(paths.netns(id))
+            record.save(paths)?;
+            NetNs::Path(p)
         }
         m if m.starts_with("service:") || m.starts_with("container:") => {
             let target = m.split_once(':').map_or("", |x| x.1);
@@ -322,16 +334,37 @@ fn create_in(
                             && (c.name == target || c.id.starts_with(target)))
                 })
                 .with_context(|| format!("network_mode {m}: no such container"))?;
-            NetNs::Path(paths.netns(&other.id))
+            NetNs::Path(networks.netns_path(&other.id))
+        }
+        "" | "bridge" | "default" => {
+            let p = networks.create_netns(id)?;
+            record.own_netns = true;
+            record.networks = svc
+                .networks_by_priority()
+                .iter()
+                .map(|k| net::network_name(project, k))
+                .collect();
+            // Saved before attaching, so a failure is undone by teardown.
+            record.save(paths)?;
+            let hostname = if svc.hostname.is_empty() {
+                &id[..12]
+            } else {
+                svc.hostname.as_str()
+            };
+            let a = net::attach(paths, project, svc, id, name, hostname, &p)?;
+            record.ports = a
+                .attachments
+                .first()
+                .map(net::ports_text)
+                .unwrap_or_default();
+            attached = Some(a);
+            NetNs::Path(p)
         }
         _ => {
             network_check(svc)?;
             unreachable!("network_check accepts only the modes above")
         }
     };
-    if record.own_netns {
-        loopback_up(&paths.netns(id))?;
-    }
 
     // /etc files.
     let hostname = if svc.hostname.is_empty() {
@@ -344,8 +377,22 @@ fn create_in(
         let mut hosts = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
+        if let Some(a) = attached.as_ref().and_then(|a| a.attachments.first()) {
+            if let Some(ip) = a.ipv4.or(a.ipv6) {
+                hosts.push_str(&format!("{ip}\t{hostname}\n"));
+            }
+        }
+        let gateway = attached
+            .as_ref()
+            .and_then(|a| a.attachments.first())
+            .and_then(|a| a.gateway);
         for (name, ips) in &svc.extra_hosts {
             for ip in ips {
+                let ip = match (ip.as_str(), gateway) {
+                    ("host-gateway", Some(g)) => g.to_string(),
+                    ("host-gateway", None) => "127.0.0.1".to_owned(),
+                    _ => ip.clone(),
+                };
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
         }
@@ -354,7 +401,10 @@ fn create_in(
         fs_err::write(dir.join("hostname"), format!("{hostname}\n"))?;
         etc_files.push(("/etc/hostname", dir.join("hostname")));
     }
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = match attached.as_ref().and_then(|a| a.nameserver) {
+        Some(ns) => net::resolv_conf(svc, ns),
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
     fs_err::write(dir.join("resolv.conf"), resolv)?;
     etc_files.push(("/etc/resolv.conf", dir.join("resolv.conf")));
 
@@ -511,42 +561,6 @@ fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
     .with_context(|| format!("mounting the rootfs at {}", target.display()))
 }
 
-/// A fresh network namespace held by a bind mount at `path`.
-fn create_netns(path: &Path) -> Result<()> {
-    use nix::mount::{mount, MsFlags};
-    fs_err::create_dir_all(path.parent().context("netns path")?)?;
-    fs_err::File::create(path)?;
-    let p = path.to_owned();
-    std::thread::spawn(move || -> Result<()> {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .context("unshare(CLONE_NEWNET)")?;
-        mount(
-            Some(Path::new("/proc/thread-self/ns/net")),
-            &p,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .with_context(|| format!("holding the netns at {}", p.display()))?;
-        Ok(())
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
-}
-
-/// Brings `lo` up inside the namespace at `netns`.
-fn loopback_up(netns: &Path) -> Result<()> {
-    let status = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", netns.display()))
-        .args(["ip", "link", "set", "lo", "up"])
-        .status()
-        .context("running nsenter ip link set lo up")?;
-    if !status.success() {
-        bail!("bringing lo up in {}: {status}", netns.display());
-    }
-    Ok(())
-}
-
 /// Fills an empty volume from the image's content at its mount point, as
 /// Docker does.
 fn copy_up(src: &Path, dst: &Path) -> Result<()> {
@@ -657,10 +671,18 @@ fn teardown(paths: &Paths, id: &str) -> Result<()> {
     use nix::mount::{umount2, MntFlags};
     let dir = paths.container(id);
     let _ = umount2(&dir.join("rootfs"), MntFlags::MNT_DETACH);
-    let ns = paths.netns(id);
+    let networks = net::networks(paths);
+    let ns = networks.netns_path(id);
+    if let Ok(record) = ContainerRecord::load(paths, id) {
+        net::detach(
+            paths,
+            id,
+            &record.networks,
+            ns.exists().then_some(ns.as_path()),
+        );
+    }
     if ns.exists() {
-        let _ = umount2(&ns, MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_file(&ns);
+        networks.delete_netns(id)?;
     }
     let _ = std::fs::remove_file(paths.monitor_pid(id));
     if dir.exists() {

@@ -5,6 +5,7 @@
 
 pub mod execute;
 pub mod naming;
+pub mod net;
 pub mod observe;
 pub mod plan;
 pub mod spec;

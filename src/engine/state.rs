@@ -18,7 +18,9 @@
 //! $BERTH_ROOT/volumes/<name>/_data   named volumes
 //! $BERTH_ROOT/projects/<name>.lock    the per-project lock
 //! $BERTH_RUN/runtime/                 the OCI runtime's state
-//! $BERTH_RUN/netns/<id>               the container's network namespace
+//! $BERTH_ROOT/networks/, $BERTH_RUN/networks/   berth-network's state
+//! $BERTH_RUN/networks/netns/<id>      the container's network namespace
+//! $BERTH_RUN/dns/                     the DNS server's table, pid and locks
 //! $BERTH_RUN/monitors/<id>.pid        the monitor's pid
 //! ```
 //!
@@ -68,9 +70,6 @@ impl Paths {
     }
     pub fn runtime_root(&self) -> PathBuf {
         self.run.join("runtime")
-    }
-    pub fn netns(&self, id: &str) -> PathBuf {
-        self.run.join("netns").join(id)
     }
     pub fn monitor_pid(&self, id: &str) -> PathBuf {
         self.run.join("monitors").join(format!("{id}.pid"))
@@ -126,8 +125,8 @@ pub struct ContainerRecord {
     pub ports: Vec<String>,
     /// Networks the container is attached to, in priority order.
     pub networks: Vec<String>,
-    /// Whether the engine made a network namespace for it (at
-    /// [`Paths::netns`]).
+    /// Whether the engine made a network namespace for it
+    /// (`Networks::netns_path`).
     pub own_netns: bool,
     /// Mount point of the rootfs (overlay), unmounted at removal.
     pub rootfs_mounted: bool,

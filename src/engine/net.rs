@@ -1,0 +1,354 @@
+//! The engine's side of networking: Compose networks, ports and DNS names
+//! translated into `berth-network`'s plain configs.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use berth_network::config::{
+    AttachConfig, Attachment, IpamConfig, NetworkConfig, PortSpec, Protocol,
+};
+use berth_network::dns::{self, Cidr, DnsNetwork, DnsRecord, DnsTable};
+use berth_network::Networks;
+
+use super::state::Paths;
+use crate::model::project::{Project, Service};
+
+/// berth's networks, rooted in `$BERTH_ROOT/networks` and `$BERTH_RUN/networks`.
+pub fn networks(paths: &Paths) -> Networks {
+    Networks::new(paths.root.join("networks"), paths.run.join("networks"))
+}
+
+/// The DNS server's run directory (it keeps its files in `dns/` there).
+pub fn dns_dir(paths: &Paths) -> PathBuf {
+    paths.run.clone()
+}
+
+/// The project network whose real name is `name`: its key and definition.
+fn project_network<'a>(
+    project: &'a Project,
+    name: &str,
+) -> Option<(&'a String, &'a crate::model::project::Network)> {
+    project
+        .networks
+        .iter()
+        .find(|(k, n)| real_name(k, n) == name)
+}
+
+fn real_name(key: &str, n: &crate::model::project::Network) -> String {
+    if n.name.is_empty() {
+        key.to_owned()
+    } else {
+        n.name.clone()
+    }
+}
+
+/// The real name of the project's network `key`.
+pub fn network_name(project: &Project, key: &str) -> String {
+    project
+        .networks
+        .get(key)
+        .map_or_else(|| format!("{}_{key}", project.name), |n| real_name(key, n))
+}
+
+/// Creates (or finds) the project network called `name`.
+pub fn ensure_network(paths: &Paths, project: &Project, name: &str) -> Result<()> {
+    let (key, n) = project_network(project, name)
+        .with_context(|| format!("network {name} is not declared in the project"))?;
+    if !n.driver.is_empty() && n.driver != "bridge" {
+        bail!(
+            "network {key}: driver {:?} is not supported (only \"bridge\")",
+            n.driver
+        );
+    }
+    let mut ipam = Vec::new();
+    for p in &n.ipam.config {
+        let parse = |s: &str, what: &str| -> Result<Option<berth_network::ipam::Subnet>> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(s.parse().map_err(|e| {
+                anyhow::anyhow!("network {key}: invalid {what} {s:?}: {e}")
+            })?))
+        };
+        let mut aux = BTreeMap::new();
+        for (k, v) in &p.aux_addresses {
+            let ip: IpAddr = v
+                .parse()
+                .with_context(|| format!("network {key}: aux_addresses.{k}"))?;
+            aux.insert(k.clone(), ip);
+        }
+        ipam.push(IpamConfig {
+            subnet: parse(&p.subnet, "subnet")?,
+            ip_range: parse(&p.ip_range, "ip_range")?,
+            gateway: if p.gateway.is_empty() {
+                None
+            } else {
+                Some(
+                    p.gateway
+                        .parse()
+                        .with_context(|| format!("network {key}: gateway {:?}", p.gateway))?,
+                )
+            },
+            aux_addresses: aux,
+        });
+    }
+    let mut labels: BTreeMap<String, String> = n
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert("com.docker.compose.project".into(), project.name.clone());
+    labels.insert("com.docker.compose.network".into(), key.clone());
+    let net = networks(paths)
+        .ensure(&NetworkConfig {
+            name: name.to_owned(),
+            internal: n.internal,
+            enable_ipv6: n.enable_ipv6.unwrap_or(false),
+            ipam,
+            labels,
+            ..NetworkConfig::default()
+        })
+        .with_context(|| format!("creating network {name}"))?;
+    let subnets: Vec<Cidr> = net
+        .subnets
+        .iter()
+        .filter_map(|p| p.subnet.to_string().parse().ok())
+        .collect();
+    let gateways: Vec<IpAddr> = net.subnets.iter().map(|p| p.gateway).collect();
+    DnsTable::update(&dns_dir(paths), |t| {
+        t.set_network(DnsNetwork {
+            name: name.to_owned(),
+            subnets,
+            gateways,
+            internal: n.internal,
+            records: Vec::new(),
+        })
+    })?;
+    Ok(())
+}
+
+/// Removes a project network, its DNS table entry; the DNS server stops
+/// when no network is left.
+pub fn remove_network(paths: &Paths, name: &str) -> Result<()> {
+    networks(paths)
+        .remove(name)
+        .with_context(|| format!("removing network {name}"))?;
+    DnsTable::update(&dns_dir(paths), |t| t.remove_network(name))?;
+    Ok(())
+}
+
+pub fn stop_dns_if_unused(paths: &Paths) {
+    let _ = dns::stop_if_unused(&dns_dir(paths));
+}
+
+/// The service's ports as the network crate takes them.
+pub fn port_specs(svc: &Service) -> Result<Vec<PortSpec>> {
+    let mut out = Vec::new();
+    for p in &svc.ports {
+        let protocol = match p.protocol.as_str() {
+            "" | "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => bail!(
+                "service {:?}: port protocol {other:?} is not supported",
+                svc.name
+            ),
+        };
+        let host_ip = if p.host_ip.is_empty() {
+            None
+        } else {
+            Some(
+                p.host_ip
+                    .parse()
+                    .with_context(|| format!("service {:?}: host_ip {:?}", svc.name, p.host_ip))?,
+            )
+        };
+        let host_ports = if p.published.is_empty() {
+            None
+        } else {
+            let (a, b) = p
+                .published
+                .split_once('-')
+                .unwrap_or((&p.published, &p.published));
+            let a: u16 = a
+                .parse()
+                .with_context(|| format!("published port {:?}", p.published))?;
+            let b: u16 = b
+                .parse()
+                .with_context(|| format!("published port {:?}", p.published))?;
+            Some((a, b))
+        };
+        let target = u16::try_from(p.target).context("target port")?;
+        out.push(PortSpec {
+            protocol,
+            host_ip,
+            host_ports,
+            container_ports: (target, target),
+        });
+    }
+    Ok(out)
+}
+
+/// Refuses ports that are taken before anything is made.
+pub fn check_ports(paths: &Paths, specs: &[PortSpec]) -> Result<()> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    networks(paths).check_ports(specs)?;
+    Ok(())
+}
+
+/// What attaching gave a container.
+pub struct Attached {
+    pub attachments: Vec<Attachment>,
+    /// Where its DNS server listens (the first network's gateway).
+    pub nameserver: Option<IpAddr>,
+}
+
+/// Attaches the container's namespace to each of its networks (highest
+/// priority first: the default route and the published ports go there),
+/// and gives it DNS names.
+#[allow(clippy::too_many_arguments)]
+pub fn attach(
+    paths: &Paths,
+    project: &Project,
+    svc: &Service,
+    id: &str,
+    name: &str,
+    hostname: &str,
+    netns: &Path,
+) -> Result<Attached> {
+    let net = networks(paths);
+    let mut attachments = Vec::new();
+    let mut ports = port_specs(svc)?;
+    let order = svc.networks_by_priority();
+    for (i, key) in order.iter().enumerate() {
+        let real = network_name(project, key);
+        let cfg = svc
+            .networks
+            .get(*key)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        let parse_ip = |s: &str| -> Result<Option<IpAddr>> {
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(s.parse().with_context(|| format!("address {s:?}"))?))
+            }
+        };
+        let mac = if !cfg.mac_address.is_empty() {
+            Some(cfg.mac_address.clone())
+        } else if i == 0 && !svc.mac_address.is_empty() {
+            Some(svc.mac_address.clone())
+        } else {
+            None
+        };
+        let a = net
+            .attach(&AttachConfig {
+                network: real.clone(),
+                container_id: id.to_owned(),
+                container_name: Some(name.to_owned()),
+                project: Some(project.name.clone()),
+                netns_path: netns.to_owned(),
+                interface_name: (!cfg.interface_name.is_empty())
+                    .then(|| cfg.interface_name.clone()),
+                ipv4: parse_ip(&cfg.ipv4_address)?,
+                ipv6: parse_ip(&cfg.ipv6_address)?,
+                mac,
+                default_route: i == 0,
+                ports: if i == 0 {
+                    std::mem::take(&mut ports)
+                } else {
+                    Vec::new()
+                },
+            })
+            .with_context(|| format!("attaching {name} to network {real}"))?;
+        let mut names = vec![svc.name.clone()];
+        names.extend(cfg.aliases.iter().cloned());
+        if !svc.hostname.is_empty() {
+            names.push(svc.hostname.clone());
+        }
+        let _ = hostname;
+        let dns_servers: Vec<IpAddr> = svc.dns.iter().filter_map(|d| d.parse().ok()).collect();
+        let record = DnsRecord {
+            container_id: id.to_owned(),
+            container_name: name.to_owned(),
+            names,
+            ipv4: match a.ipv4 {
+                Some(IpAddr::V4(v)) => Some(v),
+                _ => None,
+            },
+            ipv6: match a.ipv6 {
+                Some(IpAddr::V6(v)) => Some(v),
+                _ => None,
+            },
+            dns: dns_servers,
+            links: BTreeMap::new(),
+        };
+        DnsTable::update(&dns_dir(paths), |t| t.attach(&real, record))??;
+        attachments.push(a);
+    }
+    let nameserver = attachments.first().and_then(|a| a.gateway);
+    if nameserver.is_some() {
+        let exe = std::env::current_exe().context("finding the berth binary")?;
+        dns::ensure_running(&dns_dir(paths), &exe, &["system", "dns-server"])
+            .context("starting the DNS server")?;
+    }
+    Ok(Attached {
+        attachments,
+        nameserver,
+    })
+}
+
+/// Detaches a container from every network it is on, drops its DNS names.
+pub fn detach(paths: &Paths, id: &str, networks_of: &[String], netns: Option<&Path>) {
+    let net = networks(paths);
+    for n in networks_of {
+        if let Err(e) = net.detach(n, id, netns) {
+            tracing::warn!(network = %n, error = %e, "detaching");
+        }
+    }
+    let _ = DnsTable::update(&dns_dir(paths), |t| t.detach(None, id));
+}
+
+/// `/etc/resolv.conf` for a container whose DNS server is `nameserver`.
+pub fn resolv_conf(svc: &Service, nameserver: IpAddr) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let dns_servers: Vec<IpAddr> = svc.dns.iter().filter_map(|d| d.parse().ok()).collect();
+    dns::resolv_conf(
+        nameserver,
+        &host,
+        &dns_servers,
+        &svc.dns_search,
+        &svc.dns_opt,
+    )
+}
+
+/// `ps`'s PORTS text of an attachment (`0.0.0.0:8080->80/tcp`).
+pub fn ports_text(a: &Attachment) -> Vec<String> {
+    a.ports
+        .iter()
+        .map(|p| {
+            let ip = p.host_ip.map_or("0.0.0.0".to_owned(), |i| i.to_string());
+            format!(
+                "{ip}:{}->{}/{}",
+                p.host_port,
+                p.container_port,
+                p.protocol.as_str()
+            )
+        })
+        .collect()
+}
+
+/// Unmounts the shared mount point that holds network namespaces once no
+/// namespace is left in it (it is made on first use, as `ip netns` does).
+pub fn release_netns_dir(paths: &Paths) {
+    let dir = networks(paths).run_dir().join("netns");
+    let empty = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
+    if empty {
+        let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
