@@ -267,9 +267,9 @@ fn main() {
         v.sort_by(|a, b| a.total_cmp(b));
         v.get(v.len() / 2).copied().map(|m| (m, runs.join(" ")))
     };
-    let bare = med(&mut r[0]).unwrap();
+    let (bare, runs) = med(&mut r[0]).unwrap();
     println!(
-        "{:<28} {bare:.1} Gbit/s  (median of {rounds}, {secs} s runs)",
+        "{:<28} {bare:.1} Gbit/s  (median of {rounds} rounds of {secs} s: {runs})",
         "tcp bare veth pair"
     );
     for (i, name) in [
@@ -278,9 +278,9 @@ fn main() {
         (3, "tcp berth published hairpin"),
         (4, "tcp docker bridge"),
     ] {
-        if let Some(g) = med(&mut r[i]) {
+        if let Some((g, runs)) = med(&mut r[i]) {
             println!(
-                "{name:<28} {g:.1} Gbit/s ({:+.1}% vs bare veth)",
+                "{name:<28} {g:.1} Gbit/s ({:+.1}% vs bare veth; runs {runs})",
                 (g / bare - 1.0) * 100.0
             );
         }
