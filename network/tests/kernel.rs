@@ -594,6 +594,16 @@ fn removal_leaves_nothing_behind() {
     let host_name = w.host.name.clone();
     let (c1n, c2n) = (c1.name.clone(), c2.name.clone());
     w.run(|nets| {
+        // The host's own rules, which berth must leave alone.
+        let host_rules = "table inet hostfw {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n";
+        let mut nft = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        nft.stdin.take().unwrap().write_all(host_rules.as_bytes()).unwrap();
+        assert!(nft.wait().unwrap().success());
         let n = nets.ensure(&net("x")).unwrap();
         let a = nets
             .attach(&AttachConfig {
@@ -613,6 +623,7 @@ fn removal_leaves_nothing_behind() {
         }
         assert!(!c1.exec_ok(&["ip", "-o", "link"]).contains("eth0"));
         assert!(!nft_ruleset().contains("berth"), "{}", nft_ruleset());
+        assert_eq!(nft_ruleset(), host_rules, "the host's rules changed");
         assert!(nets.get("x").unwrap().is_none());
         // Removing twice is fine.
         nets.remove("x").unwrap();
