@@ -91,7 +91,14 @@ pub fn render(table: &str, states: &[NetworkState]) -> String {
                 let proto = p.protocol.as_str();
                 for (family, target) in [("ip", lease.ipv4), ("ip6", lease.ipv6)] {
                     let Some(target) = target else { continue };
+                    // 0.0.0.0 means every IPv4 address of the host, :: every IPv6 one.
                     let daddr = match p.host_ip {
+                        Some(IpAddr::V4(a)) if a.is_unspecified() && family == "ip" => {
+                            "meta nfproto ipv4 ".to_owned()
+                        }
+                        Some(IpAddr::V6(a)) if a.is_unspecified() && family == "ip6" => {
+                            "meta nfproto ipv6 ".to_owned()
+                        }
                         Some(IpAddr::V4(a)) if family == "ip" => format!("ip daddr {a} "),
                         Some(IpAddr::V6(a)) if family == "ip6" => format!("ip6 daddr {a} "),
                         Some(_) => continue,
@@ -364,6 +371,36 @@ table inet berth {
 }
 "#;
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn unspecified_host_ip_means_every_address_of_its_family() {
+        let mut a = net("a", "br-a", "172.18.0.0/16", false);
+        let mut l = lease("172.18.0.2", Vec::new());
+        l.ipv6 = Some("fd00::2".parse().unwrap());
+        for (ip, port) in [("0.0.0.0", 80), ("::", 81), ("10.0.0.1", 82)] {
+            l.ports.push(PublishedPort {
+                protocol: Protocol::Tcp,
+                host_ip: Some(ip.parse().unwrap()),
+                host_port: port,
+                container_port: 80,
+            });
+        }
+        a.leases.insert("c".into(), l);
+        let text = render("t", &[a]);
+        let published: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" dnat ip") && l.contains(" to "))
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            published,
+            vec![
+                "meta nfproto ipv4 tcp dport 80 dnat ip to 172.18.0.2:80",
+                "meta nfproto ipv6 tcp dport 81 dnat ip6 to [fd00::2]:80",
+                "ip daddr 10.0.0.1 tcp dport 82 dnat ip to 172.18.0.2:80",
+            ]
+        );
     }
 
     #[test]
