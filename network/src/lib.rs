@@ -658,10 +658,14 @@ impl Networks {
                     .into_iter()
                     .map(|l| l.name)
                     .collect();
-                (0..)
-                    .map(|n| format!("eth{n}"))
-                    .find(|n| !names.contains(n))
-                    .unwrap_or_default()
+                // A re-attach (the veth went away) keeps its name if it can.
+                let prev = previous.as_ref().map(|p| p.ifname.clone());
+                prev.filter(|p| !names.contains(p)).unwrap_or_else(|| {
+                    (0..)
+                        .map(|n| format!("eth{n}"))
+                        .find(|n| !names.contains(n))
+                        .unwrap_or_default()
+                })
             }
         };
         let host_ifname = {

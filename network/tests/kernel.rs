@@ -82,6 +82,16 @@ fn two_containers_reach_each_other_on_one_network() {
             .unwrap();
         assert_eq!(b1.ifname, "eth1");
         assert_eq!(b1.ipv4, Some("172.18.0.2".parse().unwrap()));
+        // The veth goes away behind berth's back (container netns recreated,
+        // manual delete): attaching again restores it with the same lease.
+        sh_ok("ip", &["link", "del", &a1.host_ifname]);
+        assert!(!c2.ping(&ip1));
+        let again = attach(nets, "proj_default", &c1, "c1");
+        assert_eq!(
+            (again.ipv4, &again.ifname, &again.mac),
+            (a1.ipv4, &a1.ifname, &a1.mac)
+        );
+        assert_eq!(c2.http_get(&ip1).as_deref(), Some("hello from c1"));
         nets.detach("proj_default", "c2", Some(&c2.path())).unwrap();
         assert!(!c2.exec_ok(&["ip", "-o", "link"]).contains("eth0"));
         assert!(!link_names().contains(&a2.host_ifname));
