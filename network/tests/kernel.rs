@@ -560,10 +560,11 @@ fn default_pool_avoids_host_routes_ipv6_works_and_ensure_repairs() {
         host_address("v6if", "10.251.0.1/24");
         sh_ok("ip", &["addr", "add", "fd99::1/64", "dev", "v6if", "nodad"]);
         assert_eq!(http_get(&format!("[{v6}]:80")).as_deref(), Some("six"));
-        // KNOWN ISSUE: the very first IPv6 connection from the host to its
-        // own address, DNATed to a fresh container, can time out while the
-        // host's neighbour entry for the container stays INCOMPLETE; the
-        // next one answers. Allow one retry, and say so if it was needed.
+        // KNOWN ISSUE: the very first DNATed IPv6 connection to a freshly
+        // attached container times out (seen from the host's own address and
+        // from an outside namespace alike); the next one answers, and direct
+        // IPv6 works at once. Not understood yet. Allow one retry, and say
+        // so when it was needed.
         let first = http_get("[fd99::1]:8086");
         if first.is_none() {
             eprintln!("known issue: first DNATed IPv6 connection timed out");
