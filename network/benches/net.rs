@@ -73,17 +73,8 @@ fn stats(name: &str, mut v: Vec<Duration>) {
     );
 }
 
-/// Median of three iperf3 runs (the machines are shared and noisy): Gbit/s.
+/// One iperf3 run, server in `server`, client in `client_ns`, `secs` seconds: Gbit/s.
 fn iperf(server: &Ns, client_ns: Option<&Ns>, target: &str, port: u16, secs: u32) -> f64 {
-    let mut v: Vec<f64> = (0..3)
-        .map(|_| iperf_once(server, client_ns, target, port, secs))
-        .collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[1]
-}
-
-/// One iperf3 run, server in `server`, client in `client_ns`, `secs` seconds.
-fn iperf_once(server: &Ns, client_ns: Option<&Ns>, target: &str, port: u16, secs: u32) -> f64 {
     let mut srv = Command::new("ip")
         .args([
             "netns", "exec", &server.0, "iperf3", "-s", "-1", "-p", "5201",
@@ -118,7 +109,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     // `attach`: only the latency part, with 200 attaches.
     let only_latency = std::env::args().any(|a| a == "latency");
-    let secs = if quick { 2 } else { 5 };
+    let secs = if quick { 2 } else { 4 };
     assert!(nix::unistd::geteuid().is_root(), "benchmarks need root");
     let dirs = tempfile::tempdir().unwrap();
     let nets = Networks::new(dirs.path().join("networks"), dirs.path().join("run"));
@@ -204,28 +195,28 @@ fn main() {
     if only_latency {
         return;
     }
-    // Throughput.
-    let (s, c) = (Ns::new("srv"), Ns::new("cli"));
+    // Throughput: every path is set up first, then measured in rounds,
+    // one run of each path per round, so that the load of a shared machine
+    // hits all of them alike; the median per path is reported.
+    let (bs, bc) = (Ns::new("bares"), Ns::new("barec"));
     run(
         "ip",
         &[
-            "-n", &s.0, "link", "add", "bv0", "type", "veth", "peer", "name", "bv1", "netns", &c.0,
+            "-n", &bs.0, "link", "add", "bv0", "type", "veth", "peer", "name", "bv1", "netns",
+            &bc.0,
         ],
     );
     run(
         "ip",
-        &["-n", &s.0, "addr", "add", "10.123.0.1/24", "dev", "bv0"],
+        &["-n", &bs.0, "addr", "add", "10.123.0.1/24", "dev", "bv0"],
     );
     run(
         "ip",
-        &["-n", &c.0, "addr", "add", "10.123.0.2/24", "dev", "bv1"],
+        &["-n", &bc.0, "addr", "add", "10.123.0.2/24", "dev", "bv1"],
     );
-    run("ip", &["-n", &s.0, "link", "set", "bv0", "up"]);
-    run("ip", &["-n", &c.0, "link", "set", "bv1", "up"]);
-    let bare = iperf(&s, Some(&c), "10.123.0.1", 5201, secs);
-    run("ip", &["-n", &s.0, "link", "del", "bv0"]);
-    println!("{:<28} {bare:.1} Gbit/s", "tcp bare veth pair");
-
+    run("ip", &["-n", &bs.0, "link", "set", "bv0", "up"]);
+    run("ip", &["-n", &bc.0, "link", "set", "bv1", "up"]);
+    let (s, c) = (Ns::new("srv"), Ns::new("cli"));
     let a = in_ns(&host, || {
         nets.ensure(&NetworkConfig {
             name: "tp".into(),
@@ -258,60 +249,60 @@ fn main() {
         a
     });
     let ip = a.ipv4.unwrap().to_string();
-    let bridge = iperf(&s, Some(&c), &ip, 5201, secs);
-    println!(
-        "{:<28} {bridge:.1} Gbit/s ({:+.1}% vs bare veth)",
-        "tcp berth bridge",
-        (bridge / bare - 1.0) * 100.0
-    );
-    let published = iperf(&s, Some(&host), "127.0.0.1", 15201, secs);
-    println!(
-        "{:<28} {published:.1} Gbit/s ({:+.1}% vs bare veth)",
-        "tcp berth published (lo)",
-        (published / bare - 1.0) * 100.0
-    );
-    let hairpin = iperf(&s, Some(&c), &a.gateway.unwrap().to_string(), 15201, secs);
-    println!("{:<28} {hairpin:.1} Gbit/s", "tcp berth published hairpin");
-    in_ns(&host, || nets.remove("tp").unwrap());
-    drop((s, c));
-
-    if !quick {
-        docker_bridge(secs);
+    let gw = a.gateway.unwrap().to_string();
+    let docker = if quick { None } else { Docker::start() };
+    let rounds = if quick { 1 } else { 5 };
+    let mut r: [Vec<f64>; 5] = Default::default();
+    for _ in 0..rounds {
+        r[0].push(iperf(&bs, Some(&bc), "10.123.0.1", 5201, secs));
+        r[1].push(iperf(&s, Some(&c), &ip, 5201, secs));
+        r[2].push(iperf(&s, Some(&host), "127.0.0.1", 15201, secs));
+        r[3].push(iperf(&s, Some(&c), &gw, 15201, secs));
+        if let Some(d) = &docker {
+            r[4].push(d.iperf(secs));
+        }
     }
+    let med = |v: &mut Vec<f64>| {
+        let runs: Vec<String> = v.iter().map(|g| format!("{g:.1}")).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().map(|m| (m, runs.join(" ")))
+    };
+    let (bare, runs) = med(&mut r[0]).unwrap();
+    println!(
+        "{:<28} {bare:.1} Gbit/s  (median of {rounds} rounds of {secs} s: {runs})",
+        "tcp bare veth pair"
+    );
+    for (i, name) in [
+        (1, "tcp berth bridge"),
+        (2, "tcp berth published (lo)"),
+        (3, "tcp berth published hairpin"),
+        (4, "tcp docker bridge"),
+    ] {
+        if let Some((g, runs)) = med(&mut r[i]) {
+            println!(
+                "{name:<28} {g:.1} Gbit/s ({:+.1}% vs bare veth; runs {runs})",
+                (g / bare - 1.0) * 100.0
+            );
+        }
+    }
+    in_ns(&host, || nets.remove("tp").unwrap());
+    drop(docker);
 }
 
-/// iperf3 between two Docker containers on docker0, by entering their
-/// network namespaces (the busybox image has no iperf3).
-fn docker_bridge(secs: u32) {
-    if Command::new("sh")
-        .args(["-c", "command -v dockerd"])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        println!("tcp docker bridge            (dockerd not installed)");
-        return;
-    }
-    let ns = Ns::new("dock");
-    let d = tempfile::Builder::new()
-        .prefix("berthbench-docker")
-        .tempdir()
-        .unwrap();
-    let p = d.path();
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "nsenter"])
-        .arg(format!("--net={}", ns.path().display()))
-        .arg("dockerd")
-        .arg(format!("--data-root={}", p.join("data").display()))
-        .arg(format!("--exec-root={}", p.join("exec").display()))
-        .arg(format!("--pidfile={}", p.join("pid").display()))
-        .arg(format!("--host=unix://{}", p.join("sock").display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let sock = format!("unix://{}", p.join("sock").display());
-    let docker = |args: &[&str]| {
+/// Two Docker containers on docker0 of a dockerd running in its own
+/// namespace; iperf3 runs in their network namespaces (entered with
+/// nsenter: the busybox image has no iperf3).
+struct Docker {
+    _ns: Ns,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    pids: Vec<String>,
+    ip: String,
+}
+
+impl Docker {
+    fn docker(&self, args: &[&str]) -> (bool, String) {
+        let sock = format!("unix://{}", self.dir.path().join("sock").display());
         let o = Command::new("docker")
             .arg("-H")
             .arg(&sock)
@@ -322,62 +313,124 @@ fn docker_bridge(secs: u32) {
             o.status.success(),
             String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         )
-    };
-    let t = Instant::now();
-    while !docker(&["info"]).0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "dockerd did not start"
+    }
+
+    fn start() -> Option<Self> {
+        if !Command::new("sh")
+            .args(["-c", "command -v dockerd"])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            println!("tcp docker bridge            (dockerd not installed)");
+            return None;
+        }
+        let ns = Ns::new("dock");
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns.0,
+                "sh",
+                "-c",
+                "echo 0 > /proc/sys/net/ipv4/ip_forward",
+            ],
         );
-        std::thread::sleep(Duration::from_millis(200));
+        let dir = tempfile::Builder::new()
+            .prefix("berthbench-docker")
+            .tempdir()
+            .unwrap();
+        let p = dir.path();
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "nsenter"])
+            .arg(format!("--net={}", ns.path().display()))
+            .arg("dockerd")
+            .arg(format!("--data-root={}", p.join("data").display()))
+            .arg(format!("--exec-root={}", p.join("exec").display()))
+            .arg(format!("--pidfile={}", p.join("pid").display()))
+            .arg(format!("--host=unix://{}", p.join("sock").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut d = Docker {
+            _ns: ns,
+            dir,
+            child,
+            pids: Vec::new(),
+            ip: String::new(),
+        };
+        let t = Instant::now();
+        while !d.docker(&["info"]).0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "dockerd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let rootfs = d.dir.path().join("rootfs");
+        run(
+            "/work/shared/bench/busybox-rootfs.sh",
+            &[rootfs.to_str().unwrap()],
+        );
+        let tar = d.dir.path().join("bb.tar");
+        run(
+            "tar",
+            &[
+                "-C",
+                rootfs.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ],
+        );
+        assert!(d.docker(&["import", tar.to_str().unwrap(), "bb:latest"]).0);
+        for name in ["ds", "dc"] {
+            assert!(
+                d.docker(&["run", "-d", "--name", name, "bb:latest", "sleep", "3600"])
+                    .0
+            );
+            let pid = d.docker(&["inspect", "-f", "{{.State.Pid}}", name]).1;
+            d.pids.push(pid);
+        }
+        d.ip = d
+            .docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "ds"])
+            .1;
+        Some(d)
     }
-    let rootfs = p.join("rootfs");
-    run(
-        "/work/shared/bench/busybox-rootfs.sh",
-        &[rootfs.to_str().unwrap()],
-    );
-    let tar = p.join("bb.tar");
-    run(
-        "tar",
-        &[
-            "-C",
-            rootfs.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ],
-    );
-    assert!(docker(&["import", tar.to_str().unwrap(), "bb:latest"]).0);
-    let mut pids = Vec::new();
-    for name in ["ds", "dc"] {
-        assert!(docker(&["run", "-d", "--name", name, "bb:latest", "sleep", "3600"]).0);
-        pids.push(docker(&["inspect", "-f", "{{.State.Pid}}", name]).1);
-    }
-    let ip = docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "ds"]).1;
-    let nsenter = |pid: &str, args: &[&str]| {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/proc/{pid}/ns/net")).args(args);
-        c
-    };
-    let mut srv = nsenter(&pids[0], &["iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .spawn()
+
+    fn iperf(&self, secs: u32) -> f64 {
+        let nsenter = |pid: &str, args: &[&str]| {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/proc/{pid}/ns/net")).args(args);
+            c
+        };
+        let mut srv = nsenter(&self.pids[0], &["iperf3", "-s", "-1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let o = nsenter(
+            &self.pids[1],
+            &["iperf3", "-c", &self.ip, "-t", &secs.to_string(), "-J"],
+        )
+        .output()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let o = nsenter(
-        &pids[1],
-        &["iperf3", "-c", &ip, "-t", &secs.to_string(), "-J"],
-    )
-    .output()
-    .unwrap();
-    let _ = srv.wait();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let g = v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap()
-        / 1e9;
-    println!("{:<28} {g:.1} Gbit/s", "tcp docker bridge");
-    let _ = docker(&["rm", "-f", "ds", "dc"]);
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+        let _ = srv.wait();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap()
+            / 1e9
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        let _ = self.docker(&["rm", "-f", "ds", "dc"]);
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
 }

@@ -13,6 +13,8 @@ pub enum PortOwner {
     Process { pid: u32, name: String },
     /// A socket whose process could not be found (another netns's, or gone).
     Socket { inode: u64 },
+    /// Another port of the same request asks for it.
+    SameRequest,
     /// Another berth attachment publishes it.
     Container {
         container: String,
@@ -28,6 +30,7 @@ impl std::fmt::Display for PortOwner {
             PortOwner::Socket { inode } => {
                 write!(f, "a socket (inode {inode}) of no visible process")
             }
+            PortOwner::SameRequest => write!(f, "another port of the same request"),
             PortOwner::Container {
                 container,
                 project: Some(p),

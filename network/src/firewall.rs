@@ -91,7 +91,14 @@ pub fn render(table: &str, states: &[NetworkState]) -> String {
                 let proto = p.protocol.as_str();
                 for (family, target) in [("ip", lease.ipv4), ("ip6", lease.ipv6)] {
                     let Some(target) = target else { continue };
+                    // 0.0.0.0 means every IPv4 address of the host, :: every IPv6 one.
                     let daddr = match p.host_ip {
+                        Some(IpAddr::V4(a)) if a.is_unspecified() && family == "ip" => {
+                            "meta nfproto ipv4 ".to_owned()
+                        }
+                        Some(IpAddr::V6(a)) if a.is_unspecified() && family == "ip6" => {
+                            "meta nfproto ipv6 ".to_owned()
+                        }
                         Some(IpAddr::V4(a)) if family == "ip" => format!("ip daddr {a} "),
                         Some(IpAddr::V6(a)) if family == "ip6" => format!("ip6 daddr {a} "),
                         Some(_) => continue,
@@ -188,17 +195,31 @@ fn iptables(program: &'static str, args: &[&str]) -> Result<bool, NetworkError> 
     Ok(out.status.success())
 }
 
-fn has_docker_user(program: &'static str) -> bool {
-    iptables(program, &["-t", "filter", "-S", "DOCKER-USER"]).unwrap_or(false)
+/// The iptables programs whose `filter` table has Docker's `DOCKER-USER`
+/// chain, both asked at once (each run costs milliseconds).
+fn with_docker_user() -> Vec<&'static str> {
+    let children: Vec<_> = IPTABLES
+        .iter()
+        .filter_map(|program| {
+            Command::new(program)
+                .args(["-w", "-t", "filter", "-S", "DOCKER-USER"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()
+                .map(|c| (*program, c))
+        })
+        .collect();
+    children
+        .into_iter()
+        .filter_map(|(program, mut c)| c.wait().ok()?.success().then_some(program))
+        .collect()
 }
 
 /// Make sure `DOCKER-USER` (when Docker made it) accepts traffic from and to
 /// each bridge, so Docker's FORWARD policy DROP does not cut berth off.
 pub fn docker_user_accept(bridges: &[&str]) -> Result<(), NetworkError> {
-    for program in IPTABLES {
-        if !has_docker_user(program) {
-            continue;
-        }
+    for program in with_docker_user() {
         for b in bridges {
             for dir in ["-i", "-o"] {
                 let rule = ["DOCKER-USER", dir, b, "-j", "ACCEPT"];
@@ -224,10 +245,7 @@ pub fn docker_user_accept(bridges: &[&str]) -> Result<(), NetworkError> {
 
 /// Remove the `DOCKER-USER` rules of one bridge (all copies; missing is fine).
 pub fn docker_user_forget(bridge: &str) {
-    for program in IPTABLES {
-        if !has_docker_user(program) {
-            continue;
-        }
+    for program in with_docker_user() {
         for dir in ["-i", "-o"] {
             let args = [
                 "-t",
@@ -364,6 +382,36 @@ table inet berth {
 }
 "#;
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn unspecified_host_ip_means_every_address_of_its_family() {
+        let mut a = net("a", "br-a", "172.18.0.0/16", false);
+        let mut l = lease("172.18.0.2", Vec::new());
+        l.ipv6 = Some("fd00::2".parse().unwrap());
+        for (ip, port) in [("0.0.0.0", 80), ("::", 81), ("10.0.0.1", 82)] {
+            l.ports.push(PublishedPort {
+                protocol: Protocol::Tcp,
+                host_ip: Some(ip.parse().unwrap()),
+                host_port: port,
+                container_port: 80,
+            });
+        }
+        a.leases.insert("c".into(), l);
+        let text = render("t", &[a]);
+        let published: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" dnat ip") && l.contains(" to "))
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            published,
+            vec![
+                "meta nfproto ipv4 tcp dport 80 dnat ip to 172.18.0.2:80",
+                "meta nfproto ipv6 tcp dport 81 dnat ip6 to [fd00::2]:80",
+                "ip daddr 10.0.0.1 tcp dport 82 dnat ip to 172.18.0.2:80",
+            ]
+        );
     }
 
     #[test]

@@ -3,14 +3,30 @@
 //!
 //! It knows nothing of Compose: the engine hands it plain network and
 //! attachment configs ([`NetworkConfig`], [`AttachConfig`]) and gets plain
-//! results back. Every change takes the state directory's lock, writes the
-//! state first and then makes the kernel objects it describes, undoing them
-//! on failure. `network_mode: host/none/container:x` are the engine's choice
-//! of network namespace and need nothing from here.
+//! results back ([`Network`], [`Attachment`]). Every change takes the state
+//! directory's lock, checks its input, writes the state first and then makes
+//! the kernel objects it describes, undoing them on failure.
 //!
-//! Everything happens in the calling thread's network namespace (the
-//! "host"); container ends are created directly inside the container's
-//! namespace.
+//! ```text
+//! Networks::new(root, run)            root = $BERTH_ROOT/networks, run = $BERTH_RUN/networks
+//!   .ensure(&NetworkConfig)           idempotent; bridge br-<12 hex of id>, gateway, NAT, sysctls
+//!   .remove(name)                     its veths, bridge, rules, leases; missing = Ok
+//!   .get(name) / .list() / .attachments(name)
+//!   .create_netns(id) / .delete_netns(id) / .netns_path(id)   namespaces held by bind mounts
+//!   .check_ports(&[PortSpec])         resolve ports, or PortTaken{port, owner}; changes nothing
+//!   .attach(&AttachConfig)            veth (peer made inside the netns), address, MAC, routes,
+//!                                     published ports (given here, in AttachConfig::ports)
+//!   .detach(network, container_id, Some(netns))
+//!   .sync_firewall()                  rewrite the nft table from disk (after a reboot, or after
+//!                                     Docker started and set FORWARD to DROP)
+//! ```
+//!
+//! `network_mode: host/none/container:x` are the engine's choice of network
+//! namespace and need nothing from here but [`Networks::create_netns`] (for
+//! `none`, a namespace with only `lo` up). Everything happens in the calling
+//! thread's network namespace (the "host"); container ends are created
+//! directly inside the container's namespace, which is entered only on
+//! short-lived threads of this crate.
 
 pub mod config;
 pub mod dns;
@@ -643,10 +659,14 @@ impl Networks {
                     .into_iter()
                     .map(|l| l.name)
                     .collect();
-                (0..)
-                    .map(|n| format!("eth{n}"))
-                    .find(|n| !names.contains(n))
-                    .unwrap_or_default()
+                // A re-attach (the veth went away) keeps its name if it can.
+                let prev = previous.as_ref().map(|p| p.ifname.clone());
+                prev.filter(|p| !names.contains(p)).unwrap_or_else(|| {
+                    (0..)
+                        .map(|n| format!("eth{n}"))
+                        .find(|n| !names.contains(n))
+                        .unwrap_or_default()
+                })
             }
         };
         let host_ifname = {

@@ -145,7 +145,7 @@ impl Taken {
         }
         for p in &self.chosen {
             if p.protocol == protocol && p.host_port == port && addr_clash(p.host_ip, host_ip) {
-                return Some(PortOwner::Socket { inode: 0 });
+                return Some(PortOwner::SameRequest);
             }
         }
         for s in &self.sockets {

@@ -180,6 +180,11 @@ fn berth_and_docker_networks_both_work_beside_a_running_dockerd() {
         out.exec_ok(&["ip", "link", "set", "wan", "up"]);
         (out, www)
     };
+    // A fresh host: IP forwarding off, so dockerd turns it on and sets the
+    // FORWARD policy to DROP, as it does on a user's machine. (A new
+    // namespace inherits ip_forward from the host's, which may be on.)
+    w.host
+        .exec_ok(&["sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"]);
     let dockerd = Dockerd::start(&w.host);
     let scratch = tempfile::tempdir().unwrap();
     dockerd.import_busybox(scratch.path());

@@ -82,6 +82,16 @@ fn two_containers_reach_each_other_on_one_network() {
             .unwrap();
         assert_eq!(b1.ifname, "eth1");
         assert_eq!(b1.ipv4, Some("172.18.0.2".parse().unwrap()));
+        // The veth goes away behind berth's back (container netns recreated,
+        // manual delete): attaching again restores it with the same lease.
+        sh_ok("ip", &["link", "del", &a1.host_ifname]);
+        assert!(!c2.ping(&ip1));
+        let again = attach(nets, "proj_default", &c1, "c1");
+        assert_eq!(
+            (again.ipv4, &again.ifname, &again.mac),
+            (a1.ipv4, &a1.ifname, &a1.mac)
+        );
+        assert_eq!(c2.http_get(&ip1).as_deref(), Some("hello from c1"));
         nets.detach("proj_default", "c2", Some(&c2.path())).unwrap();
         assert!(!c2.exec_ok(&["ip", "-o", "link"]).contains("eth0"));
         assert!(!link_names().contains(&a2.host_ifname));
@@ -550,10 +560,11 @@ fn default_pool_avoids_host_routes_ipv6_works_and_ensure_repairs() {
         host_address("v6if", "10.251.0.1/24");
         sh_ok("ip", &["addr", "add", "fd99::1/64", "dev", "v6if", "nodad"]);
         assert_eq!(http_get(&format!("[{v6}]:80")).as_deref(), Some("six"));
-        // KNOWN ISSUE: the very first IPv6 connection from the host to its
-        // own address, DNATed to a fresh container, can time out while the
-        // host's neighbour entry for the container stays INCOMPLETE; the
-        // next one answers. Allow one retry, and say so if it was needed.
+        // KNOWN ISSUE: the very first DNATed IPv6 connection to a freshly
+        // attached container times out (seen from the host's own address and
+        // from an outside namespace alike); the next one answers, and direct
+        // IPv6 works at once. Not understood yet. Allow one retry, and say
+        // so when it was needed.
         let first = http_get("[fd99::1]:8086");
         if first.is_none() {
             eprintln!("known issue: first DNATed IPv6 connection timed out");
@@ -594,6 +605,16 @@ fn removal_leaves_nothing_behind() {
     let host_name = w.host.name.clone();
     let (c1n, c2n) = (c1.name.clone(), c2.name.clone());
     w.run(|nets| {
+        // The host's own rules, which berth must leave alone.
+        let host_rules = "table inet hostfw {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n";
+        let mut nft = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        nft.stdin.take().unwrap().write_all(host_rules.as_bytes()).unwrap();
+        assert!(nft.wait().unwrap().success());
         let n = nets.ensure(&net("x")).unwrap();
         let a = nets
             .attach(&AttachConfig {
@@ -613,6 +634,7 @@ fn removal_leaves_nothing_behind() {
         }
         assert!(!c1.exec_ok(&["ip", "-o", "link"]).contains("eth0"));
         assert!(!nft_ruleset().contains("berth"), "{}", nft_ruleset());
+        assert_eq!(nft_ruleset(), host_rules, "the host's rules changed");
         assert!(nets.get("x").unwrap().is_none());
         // Removing twice is fine.
         nets.remove("x").unwrap();
