@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             commands::lifecycle::up(&project, &args, cli.global.dry_run)
         }
         Command::Down(args) => commands::lifecycle::down(&(&cli.global).into(), &args),
+        Command::Port(args) => commands::lifecycle::port(&(&cli.global).into(), &args),
         Command::Ps(args) => commands::lifecycle::ps(&(&cli.global).into(), &args),
         Command::Logs(args) => commands::lifecycle::logs(&(&cli.global).into(), &args),
         Command::Start(args) => commands::lifecycle::start(&(&cli.global).into(), &args),

@@ -169,3 +169,17 @@ pub enum SystemCommand {
     /// Run the DNS server (spawned by berth itself; its directory in BERTH_RUN)
     DnsServer,
 }
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Service
+    pub service: String,
+    /// The container's port
+    pub private_port: u16,
+    /// tcp or udp
+    #[arg(long, default_value = "tcp")]
+    pub protocol: String,
+    /// Index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+}

@@ -76,6 +76,8 @@ pub enum Command {
     Logs(lifecycle::LogsArgs),
     /// List containers
     Ps(lifecycle::PsArgs),
+    /// Print the public port for a port binding
+    Port(lifecycle::PortArgs),
     /// Restart service containers
     Restart(lifecycle::ServicesTimeoutArgs),
     /// Removes stopped service containers

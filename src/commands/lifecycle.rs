@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::lifecycle::{
-    DownArgs, KillArgs, LogsArgs, PsArgs, PsFormat, RmArgs, ServicesArgs, ServicesTimeoutArgs,
-    UpArgs,
+    DownArgs, KillArgs, LogsArgs, PortArgs, PsArgs, PsFormat, RmArgs, ServicesArgs,
+    ServicesTimeoutArgs, UpArgs,
 };
 use crate::engine::execute::{self, ExecOptions};
 use crate::engine::state::{self, ContainerRecord, Lock, Paths, RunState, Status};
@@ -615,5 +615,32 @@ pub fn monitor(id: &str) -> Result<()> {
 pub fn dns_server() -> Result<()> {
     let dir = std::env::var_os("BERTH_RUN").context("BERTH_RUN is not set")?;
     berth_network::dns::serve(Path::new(&dir))?;
+    Ok(())
+}
+
+/// `port SERVICE PRIVATE_PORT`: the published address of a container port.
+pub fn port(args: &ProjectArgs, a: &PortArgs) -> Result<()> {
+    let (_, _, records) = project_records(args, std::slice::from_ref(&a.service))?;
+    let c = records
+        .iter()
+        .find(|c| c.number == a.index && !c.oneoff)
+        .with_context(|| {
+            format!(
+                "service \"{}\" is not running container #{}",
+                a.service, a.index
+            )
+        })?;
+    let suffix = format!("->{}/{}", a.private_port, a.protocol);
+    let found = c
+        .ports
+        .iter()
+        .find_map(|p| p.strip_suffix(&suffix))
+        .with_context(|| {
+            format!(
+                "no port {}/{} for container {}",
+                a.private_port, a.protocol, c.name
+            )
+        })?;
+    println!("{found}");
     Ok(())
 }

@@ -742,7 +742,7 @@ pub fn wait_condition(
             let status = run.effective_status();
             let ok = match condition {
                 "service_healthy" => {
-                    if run.health.is_empty() && status == Status::Running {
+                    if c.healthcheck.is_none() {
                         bail!("dependency failed to start: container {} has no healthcheck configured", c.name);
                     }
                     if run.health == "unhealthy" {

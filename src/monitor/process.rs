@@ -13,6 +13,7 @@
 //! stdout: one line, `ok` or `error: …`, then the monitor's stdout is
 //! replaced by `/dev/null`.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -356,18 +357,48 @@ fn pump(
     code.unwrap_or(255)
 }
 
-/// Reaps every exited child; records the init's status.
+/// Health probes in flight: their statuses belong to the health thread,
+/// so the reaper must leave them alone. Held while a probe is spawned, so a
+/// probe that exits at once is registered before the reaper can see it.
+static PROBES: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Reaps the init and every other exited child except health probes (a
+/// subreaper inherits strays when the container shares the host's pid
+/// namespace); records the init's status.
 fn reap(init: i32, code: &mut Option<i32>) {
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, c)) if pid.as_raw() == init => *code = Some(c),
-            Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == init => {
-                *code = Some(128 + s as i32)
+    let probes = PROBES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pids = children();
+    if init > 0 && !pids.contains(&init) {
+        pids.push(init);
+    }
+    for pid in pids {
+        if probes.contains(&pid) {
+            continue;
+        }
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => *code = Some(c),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == init => {
+                *code = Some(128 + sig as i32)
             }
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(_) => {}
+            _ => {}
         }
     }
+}
+
+/// Our children, from `/proc/self/task/*/children`.
+fn children() -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// Sleeps `d`, reaping strays; true if a stop was asked for meanwhile.
@@ -504,6 +535,7 @@ fn probe_once(
 ) -> ProbeResult {
     let begun = container_started.elapsed();
     let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let mut probes = PROBES.lock().unwrap_or_else(|e| e.into_inner());
     let child = std::process::Command::new(exe)
         .arg("runtime")
         .arg("--root")
@@ -519,6 +551,18 @@ fn probe_once(
         Ok(c) => c,
         Err(e) => return probe_result(-1, format!("running the probe: {e}"), begun),
     };
+    let pid = child.id() as i32;
+    probes.insert(pid);
+    drop(probes);
+    let result = wait_probe(&mut child, timeout, begun);
+    PROBES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&pid);
+    result
+}
+
+fn wait_probe(child: &mut std::process::Child, timeout: Duration, begun: Duration) -> ProbeResult {
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let reader = std::thread::spawn(move || {
