@@ -97,6 +97,17 @@ ok "images made and imported into $BERTH_ROOT in $(secs "$start" "$(now)") s"
 start=$(now)
 compose up -d --wait --wait-timeout 180 || fail "up -d --wait failed"
 ok "up -d --wait ($NETWORK network) took $(secs "$start" "$(now)") s"
+# From the logs' timestamps: MariaDB's real server ready (the last "ready
+# for connections"; the first is the init's temporary server) to the first
+# page answered 200 (a health probe's GET).
+stamp() { # a log line's RFC 3339 timestamp as seconds
+    date -d "$(awk '{ print $3 }' <<<"$1")" +%s.%N 2>/dev/null
+}
+ready=$(compose logs -t db 2>/dev/null | grep 'ready for connections' | tail -n1)
+served=$(compose logs -t web 2>/dev/null | grep -m1 '" 200 ')
+if t_ready=$(stamp "$ready") && t_served=$(stamp "$served"); then
+    ok "MariaDB ready for connections → first page served: $(secs "$t_ready" "$t_served") s"
+fi
 mark=e2e-$RANDOM$RANDOM
 text=$(get "$URL?format=text&add=$mark")
 [[ $text == *$'\t'"$mark"* ]] || fail "the row $mark is not on the page: $text"
