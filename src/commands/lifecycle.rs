@@ -151,7 +151,7 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
     let containers = state::project_containers(&paths, &project.name)?;
     // Dependents first: reverse start order, one-offs too.
     let order = project_order(&project);
-    let mut sorted: Vec<&ContainerRecord> = containers
+    let sorted: Vec<&ContainerRecord> = containers
         .iter()
         .filter(|c| down.services.is_empty() || down.services.contains(&c.service))
         .filter(|c| {
@@ -160,12 +160,16 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
                 || project.disabled_services.contains_key(&c.service)
         })
         .collect();
-    sorted.sort_by_key(|c| std::cmp::Reverse(order.get(&c.service).copied().unwrap_or(usize::MAX)));
-    for c in sorted {
+    let _ = order;
+    let levels = project_levels(&project);
+    let t = timeout(down.timeout);
+    // Dependents first, level by level; each level in parallel.
+    for_each_level(&levels, &sorted, true, |c| {
         eprintln!(" ✔ Container {:<40} Stopping", c.name);
-        execute::remove_container(&paths, &c.id, timeout(down.timeout))?;
+        execute::remove_container(&paths, &c.id, t)?;
         eprintln!(" ✔ Container {:<40} Removed", c.name);
-    }
+        Ok(())
+    })?;
     if down.services.is_empty() {
         for (key, n) in &project.networks {
             if n.external {
@@ -195,6 +199,63 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
                 fs_err::remove_dir_all(&dir)?;
                 eprintln!(" ✔ Volume {name:<43} Removed");
             }
+        }
+    }
+    Ok(())
+}
+
+/// Each service's depth in the dependency graph: 0 for a service without
+/// dependencies, else one more than its deepest dependency.
+fn project_levels(project: &Project) -> BTreeMap<String, usize> {
+    let order = project_order(project);
+    let mut names: Vec<&String> = order.keys().collect();
+    names.sort_by_key(|n| order[*n]);
+    let mut levels = BTreeMap::new();
+    for n in names {
+        let level = project.services[n]
+            .depends_on
+            .keys()
+            .filter_map(|d| levels.get(d).map(|l: &usize| l + 1))
+            .max()
+            .unwrap_or(0);
+        levels.insert(n.clone(), level);
+    }
+    levels
+}
+
+/// Runs `f` on every container, one dependency level at a time (deepest
+/// first when `reverse`), the containers of a level in parallel.
+fn for_each_level(
+    levels: &BTreeMap<String, usize>,
+    containers: &[&ContainerRecord],
+    reverse: bool,
+    f: impl Fn(&ContainerRecord) -> Result<()> + Sync,
+) -> Result<()> {
+    let level_of = |c: &ContainerRecord| levels.get(&c.service).copied().unwrap_or(usize::MAX);
+    let mut distinct: Vec<usize> = containers.iter().map(|c| level_of(c)).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if reverse {
+        distinct.reverse();
+    }
+    for l in distinct {
+        let group: Vec<&ContainerRecord> = containers
+            .iter()
+            .copied()
+            .filter(|c| level_of(c) == l)
+            .collect();
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = group.iter().map(|c| s.spawn(|| f(c))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
         }
     }
     Ok(())
@@ -533,16 +594,17 @@ pub fn start(args: &ProjectArgs, a: &ServicesArgs) -> Result<()> {
 }
 
 pub fn stop(args: &ProjectArgs, a: &ServicesTimeoutArgs) -> Result<()> {
-    let (paths, project, mut records) = project_records(args, &a.services)?;
-    let order = project_order(&project);
-    records
-        .sort_by_key(|c| std::cmp::Reverse(order.get(&c.service).copied().unwrap_or(usize::MAX)));
-    for c in &records {
+    let (paths, project, records) = project_records(args, &a.services)?;
+    let levels = project_levels(&project);
+    let refs: Vec<&ContainerRecord> = records.iter().collect();
+    let t = timeout(a.timeout);
+    // Dependents first, level by level; each level in parallel.
+    for_each_level(&levels, &refs, true, |c| {
         eprintln!(" ✔ Container {:<40} Stopping", c.name);
-        execute::stop_container(&paths, &c.id, timeout(a.timeout))?;
+        execute::stop_container(&paths, &c.id, t)?;
         eprintln!(" ✔ Container {:<40} Stopped", c.name);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 pub fn restart(args: &ProjectArgs, a: &ServicesTimeoutArgs) -> Result<()> {
