@@ -89,9 +89,10 @@ skopeo copy --quiet --dest-tls-verify=false --preserve-digests \
 ref=127.0.0.1:$port/bench/big:1
 export BERTH_REGISTRIES_CONFIG=$work/none.json DOCKER_CONFIG=$work/docker
 
-echo "== pull: berth image pull (download, verify, unpack) vs skopeo copy (download, verify)"
+echo "== pull: berth (download+verify, and with unpack) vs skopeo copy (download+verify)"
 hyperfine --warmup 1 --runs 5 \
   --prepare "rm -rf $work/berth-root $work/skopeo-oci" \
+  -n "berth image pull --download-only" "BERTH_ROOT=$work/berth-root $berth image pull -q --download-only $ref" \
   -n "berth image pull" "BERTH_ROOT=$work/berth-root $berth image pull -q $ref" \
   -n "skopeo copy docker:// oci:" "skopeo copy --quiet --src-tls-verify=false docker://$ref oci:$work/skopeo-oci:big"
 
