@@ -620,18 +620,29 @@ fn bearer_token_flow_with_credentials_and_scopes() {
         .resolve(&Reference::parse(&format!("{host}/tok/bb:1")).unwrap())
         .unwrap();
     store.tag(&target, &desc).unwrap();
+    let mounted = Mutex::new(Vec::new());
     push::push(
         &store,
         &RegistryConfig::default(),
         &auth,
         &target,
         &PushOptions::default(),
-        &|_| {},
+        &|e| {
+            if let push::PushEvent::Mounted { from, .. } = e {
+                mounted.lock().unwrap().push(from.to_string());
+            }
+        },
     )
     .unwrap();
+    assert_eq!(
+        mounted.into_inner().unwrap(),
+        ["tok/bb", "tok/bb"],
+        "layer and config mounted from the repository they were pulled from"
+    );
     let scopes = setup.scopes.lock().unwrap().clone();
     assert!(
-        scopes.contains(&"repository:tok/copy:pull,push".to_string()),
+        scopes.contains(&"repository:tok/copy:pull,push".to_string())
+            && scopes.contains(&"repository:tok/bb:pull".to_string()),
         "{scopes:?}"
     );
     let out = Command::new("skopeo")
@@ -854,7 +865,8 @@ fn bad_input_gives_a_clear_error_and_leaves_the_store_as_it_was() {
 
     // Tamper with the blob in the registry's storage: same size, other bytes.
     let data = reg.blob_data(&layer_digest);
-    let mut bytes = std::fs::read(&data).unwrap();
+    let original = std::fs::read(&data).unwrap();
+    let mut bytes = original.clone();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&data, &bytes).unwrap();
@@ -882,6 +894,37 @@ fn bad_input_gives_a_clear_error_and_leaves_the_store_as_it_was() {
         "truncated blob: {msg}"
     );
     assert_store_unchanged(&root2, &index2, 0, "truncated blob");
+    eprintln!("truncated blob: {msg}");
+
+    // Repaired, the next pull succeeds; what the failed pulls verified
+    // (the config) stays, and the layer is fetched once.
+    std::fs::write(&data, &original).unwrap();
+    let fetched = Mutex::new(Vec::new());
+    let r = Reference::parse(&format!("{}/bad/short:1", reg.host())).unwrap();
+    pull::pull(
+        &fresh,
+        &RegistryConfig::default(),
+        &auth,
+        &r,
+        &PullOptions::default(),
+        &|e| {
+            if let PullEvent::Layer {
+                digest,
+                state: LayerState::DownloadComplete,
+            } = e
+            {
+                fetched.lock().unwrap().push(digest.to_string());
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(fetched.into_inner().unwrap(), vec![layer_digest.clone()]);
+    assert_eq!(
+        std::fs::read_to_string(fresh.layer_dirs(&r).unwrap()[0].join("hello"))
+            .unwrap()
+            .len(),
+        50_000
+    );
 
     // Missing tag.
     let err = pull_ref(&store, &auth, &format!("{}/good/one:nope", reg.host())).unwrap_err();

@@ -601,11 +601,22 @@ fn push_progress<'a>(
 ) -> impl Fn(PushEvent<'_>) + Sync + 'a {
     move |ev| {
         let Some(d) = display else { return };
-        let PushEvent::Blob { digest, state } = ev;
+        let (digest, state) = match ev {
+            PushEvent::Blob { digest, state } => (digest, state),
+            PushEvent::Mounted { digest, from } => {
+                d.set(
+                    short(digest),
+                    indent,
+                    format!("Mounted from {from}"),
+                    true,
+                    false,
+                );
+                return;
+            }
+        };
         let (status, done, transient) = match state {
             PushState::Preparing => ("Preparing".to_string(), false, false),
             PushState::AlreadyExists => ("Layer already exists".into(), true, false),
-            PushState::Mounted => ("Mounted from another repository".into(), true, false),
             PushState::Pushing { done, total } => {
                 (format!("Pushing {}", bar(done, total)), false, true)
             }
