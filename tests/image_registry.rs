@@ -620,18 +620,29 @@ fn bearer_token_flow_with_credentials_and_scopes() {
         .resolve(&Reference::parse(&format!("{host}/tok/bb:1")).unwrap())
         .unwrap();
     store.tag(&target, &desc).unwrap();
+    let mounted = Mutex::new(Vec::new());
     push::push(
         &store,
         &RegistryConfig::default(),
         &auth,
         &target,
         &PushOptions::default(),
-        &|_| {},
+        &|e| {
+            if let push::PushEvent::Mounted { from, .. } = e {
+                mounted.lock().unwrap().push(from.to_string());
+            }
+        },
     )
     .unwrap();
+    assert_eq!(
+        mounted.into_inner().unwrap(),
+        ["tok/bb", "tok/bb"],
+        "layer and config mounted from the repository they were pulled from"
+    );
     let scopes = setup.scopes.lock().unwrap().clone();
     assert!(
-        scopes.contains(&"repository:tok/copy:pull,push".to_string()),
+        scopes.contains(&"repository:tok/copy:pull,push".to_string())
+            && scopes.contains(&"repository:tok/bb:pull".to_string()),
         "{scopes:?}"
     );
     let out = Command::new("skopeo")
@@ -854,7 +865,8 @@ fn bad_input_gives_a_clear_error_and_leaves_the_store_as_it_was() {
 
     // Tamper with the blob in the registry's storage: same size, other bytes.
     let data = reg.blob_data(&layer_digest);
-    let mut bytes = std::fs::read(&data).unwrap();
+    let original = std::fs::read(&data).unwrap();
+    let mut bytes = original.clone();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&data, &bytes).unwrap();
@@ -882,6 +894,37 @@ fn bad_input_gives_a_clear_error_and_leaves_the_store_as_it_was() {
         "truncated blob: {msg}"
     );
     assert_store_unchanged(&root2, &index2, 0, "truncated blob");
+    eprintln!("truncated blob: {msg}");
+
+    // Repaired, the next pull succeeds; what the failed pulls verified
+    // (the config) stays, and the layer is fetched once.
+    std::fs::write(&data, &original).unwrap();
+    let fetched = Mutex::new(Vec::new());
+    let r = Reference::parse(&format!("{}/bad/short:1", reg.host())).unwrap();
+    pull::pull(
+        &fresh,
+        &RegistryConfig::default(),
+        &auth,
+        &r,
+        &PullOptions::default(),
+        &|e| {
+            if let PullEvent::Layer {
+                digest,
+                state: LayerState::DownloadComplete,
+            } = e
+            {
+                fetched.lock().unwrap().push(digest.to_string());
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(fetched.into_inner().unwrap(), vec![layer_digest.clone()]);
+    assert_eq!(
+        std::fs::read_to_string(fresh.layer_dirs(&r).unwrap()[0].join("hello"))
+            .unwrap()
+            .len(),
+        50_000
+    );
 
     // Missing tag.
     let err = pull_ref(&store, &auth, &format!("{}/good/one:nope", reg.host())).unwrap_err();
@@ -929,6 +972,7 @@ fn bad_input_gives_a_clear_error_and_leaves_the_store_as_it_was() {
     let opts = PullOptions {
         platform: Platform::parse("linux/s390x").unwrap(),
         jobs: 1,
+        unpack: true,
     };
     // A plain manifest has no platform list: the pull succeeds as Docker's does.
     pull::pull(
@@ -1032,6 +1076,7 @@ fn index_platform_selection_and_mirror() {
         let opts = PullOptions {
             platform: Platform::parse(platform).unwrap(),
             jobs: 2,
+            unpack: true,
         };
         let outcome = pull::pull(&store, &mirrors, &auth, &r, &opts, &|_| {}).unwrap();
         assert_eq!(outcome.digest, id, "the index digest is reported");
@@ -1045,6 +1090,7 @@ fn index_platform_selection_and_mirror() {
     let opts = PullOptions {
         platform: Platform::parse("linux/riscv64").unwrap(),
         jobs: 2,
+        unpack: true,
     };
     let err = pull::pull(
         &store,
@@ -1058,5 +1104,153 @@ fn index_platform_selection_and_mirror() {
     assert!(
         err.to_string().contains("linux/arm64/v8, linux/amd64"),
         "{err}"
+    );
+}
+
+#[test]
+fn download_only_pull_unpacks_on_first_use() {
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    oci_image(
+        &layout,
+        "t",
+        &[
+            (busybox_layer(), Compression::Gzip),
+            (
+                layer_tar(&[E::File("etc/motd", 0o644, b"hi\n")]),
+                Compression::Zstd,
+            ),
+        ],
+    );
+    let name = format!("{}/lazy/img:1", reg.host());
+    skopeo_copy(
+        &format!("oci:{}:t", layout.display()),
+        &format!("docker://{name}"),
+    );
+    let store = Store::open(&tmp.path().join("root")).unwrap();
+    let r = Reference::parse(&name).unwrap();
+    let opts = PullOptions {
+        unpack: false,
+        ..PullOptions::default()
+    };
+    pull::pull(
+        &store,
+        &RegistryConfig::default(),
+        &docker_config(tmp.path()),
+        &r,
+        &opts,
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_dir(store.root().join("layers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let dirs = store.layer_dirs(&r).unwrap();
+    assert_eq!(std::fs::read(dirs[0].join("etc/motd")).unwrap(), b"hi\n");
+}
+
+#[test]
+fn compose_pull_images_and_push_for_the_project_services() {
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    oci_image(&layout, "t", &[(busybox_layer(), Compression::Gzip)]);
+    let host = reg.host();
+    skopeo_copy(
+        &format!("oci:{}:t", layout.display()),
+        &format!("docker://{host}/app/web:1"),
+    );
+    skopeo_copy(
+        &format!("oci:{}:t", layout.display()),
+        &format!("docker://{host}/app/db:2"),
+    );
+    let project = tmp.path().join("proj");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("compose.yaml"),
+        format!(
+            "services:\n  web:\n    image: {host}/app/web:1\n  db:\n    image: {host}/app/db:2\n  local:\n    build: .\n"
+        ),
+    )
+    .unwrap();
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let run = |args: &[&str]| {
+        Command::new(berth)
+            .args(args)
+            .current_dir(&project)
+            .env("BERTH_ROOT", tmp.path().join("root"))
+            .env("DOCKER_CONFIG", tmp.path().join("docker"))
+            .env("BERTH_REGISTRIES_CONFIG", tmp.path().join("none.json"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--progress", "plain", "pull"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let progress = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        " web Pulling",
+        " db Pulling",
+        "Pull complete",
+        " web Pulled",
+        " db Pulled",
+    ] {
+        assert!(progress.contains(want), "missing {want:?} in:\n{progress}");
+    }
+    let out = run(&["images"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("SERVICE"), "{text}");
+    assert_eq!(
+        lines.len(),
+        3,
+        "db and web; the unbuilt `local` is absent:\n{text}"
+    );
+    assert!(lines[1].starts_with("db ") && lines[1].contains(&format!("{host}/app/db")));
+    assert!(lines[2].starts_with("web "));
+
+    // `berth push` sends the services' images (here: web under a new tag).
+    std::fs::write(
+        project.join("compose.yaml"),
+        format!("services:\n  web:\n    image: {host}/app/web:pushed\n"),
+    )
+    .unwrap();
+    let out = run(&[
+        "image",
+        "tag",
+        &format!("{host}/app/web:1"),
+        &format!("{host}/app/web:pushed"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["--progress", "quiet", "push"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{host}/app/web:pushed"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the pushed tag exists on the registry"
     );
 }

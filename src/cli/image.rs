@@ -27,6 +27,9 @@ pub enum ImageCommand {
         /// Suppress verbose output
         #[arg(short, long)]
         quiet: bool,
+        /// Fetch and verify the blobs only; layers unpack on first use
+        #[arg(long, hide = true)]
+        download_only: bool,
     },
     /// Upload an image to a registry
     Push {
@@ -201,10 +204,12 @@ impl ImageArgs {
                 name,
                 platform,
                 quiet,
+                download_only,
             } => Action::Pull {
                 reference: name,
                 platform,
                 quiet,
+                download_only,
             },
             ImageCommand::Push { name, quiet } => Action::Push {
                 reference: name,

@@ -54,6 +54,8 @@ pub enum Action {
         reference: String,
         platform: Option<String>,
         quiet: bool,
+        /// Verify blobs, leave unpacking to first use.
+        download_only: bool,
     },
     Push {
         reference: String,
@@ -137,11 +139,13 @@ pub fn run(printer: &Printer, action: Action, mode: ProgressMode) -> Result<()> 
             reference,
             platform,
             quiet,
+            download_only,
         } => image_pull(
             printer,
             &reference,
             platform.as_deref(),
             quiet_mode(mode, quiet),
+            download_only,
         ),
         Action::Push { reference, quiet } => {
             image_push(printer, &reference, quiet_mode(mode, quiet))
@@ -515,12 +519,16 @@ fn image_pull(
     reference: &str,
     platform: Option<&str>,
     mode: ProgressMode,
+    download_only: bool,
 ) -> Result<()> {
     let r = parse_ref(reference)?;
     let store = open_store()?;
     let registries = RegistryConfig::from_env()?;
     let auth = DockerConfig::from_env()?;
-    let mut opts = PullOptions::default();
+    let mut opts = PullOptions {
+        unpack: !download_only,
+        ..PullOptions::default()
+    };
     if let Some(p) = platform {
         opts.platform = Platform::parse(p)?;
     }
@@ -593,11 +601,22 @@ fn push_progress<'a>(
 ) -> impl Fn(PushEvent<'_>) + Sync + 'a {
     move |ev| {
         let Some(d) = display else { return };
-        let PushEvent::Blob { digest, state } = ev;
+        let (digest, state) = match ev {
+            PushEvent::Blob { digest, state } => (digest, state),
+            PushEvent::Mounted { digest, from } => {
+                d.set(
+                    short(digest),
+                    indent,
+                    format!("Mounted from {from}"),
+                    true,
+                    false,
+                );
+                return;
+            }
+        };
         let (status, done, transient) = match state {
             PushState::Preparing => ("Preparing".to_string(), false, false),
             PushState::AlreadyExists => ("Layer already exists".into(), true, false),
-            PushState::Mounted => ("Mounted from another repository".into(), true, false),
             PushState::Pushing { done, total } => {
                 (format!("Pushing {}", bar(done, total)), false, true)
             }
@@ -968,7 +987,7 @@ fn project_pull(
             s.spawn(move || {
                 let opts = PullOptions {
                     platform: platform.clone(),
-                    jobs: 3,
+                    ..PullOptions::default()
                 };
                 let progress = pull_progress(display, 1);
                 match pull::pull(store, registries, auth, r, &opts, &progress) {

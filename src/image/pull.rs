@@ -177,6 +177,10 @@ pub struct PullOptions {
     pub platform: Platform,
     /// Layers fetched at once.
     pub jobs: usize,
+    /// Unpack layers as they arrive (as `docker pull` does). Without it the
+    /// image is complete in blobs and its layers unpack on first use
+    /// ([`Store::layer_dirs`]).
+    pub unpack: bool,
 }
 
 impl Default for PullOptions {
@@ -184,6 +188,7 @@ impl Default for PullOptions {
         PullOptions {
             platform: Platform::host(),
             jobs: 4,
+            unpack: true,
         }
     }
 }
@@ -413,6 +418,10 @@ pub fn pull_from(
                     },
                 )
             };
+            if !opts.unpack {
+                fetch(store, client, repo, layer, progress).map_err(wrap)?;
+                continue;
+            }
             let staged =
                 fetch_and_stage(store, client, repo, layer, diff_id, progress).map_err(wrap)?;
             let mut placed = turn
@@ -541,6 +550,22 @@ fn fetch_and_stage(
     diff_id: &str,
     progress: &(dyn Fn(PullEvent<'_>) + Sync),
 ) -> Result<StagedLayer, PullError> {
+    fetch(store, client, repo, layer, progress)?;
+    progress(PullEvent::Layer {
+        digest: &layer.digest,
+        state: LayerState::Extracting,
+    });
+    Ok(store.stage_layer(layer, diff_id)?)
+}
+
+/// Downloads a layer blob unless the store has it.
+fn fetch(
+    store: &Store,
+    client: &Client,
+    repo: &str,
+    layer: &Descriptor,
+    progress: &(dyn Fn(PullEvent<'_>) + Sync),
+) -> Result<(), PullError> {
     let event = |state| {
         progress(PullEvent::Layer {
             digest: &layer.digest,
@@ -555,8 +580,7 @@ fn fetch_and_stage(
         event(LayerState::Verifying);
         event(LayerState::DownloadComplete);
     }
-    event(LayerState::Extracting);
-    Ok(store.stage_layer(layer, diff_id)?)
+    Ok(())
 }
 
 /// Streams one blob into the store, starting over when the connection

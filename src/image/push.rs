@@ -49,14 +49,21 @@ pub struct PushOptions {
 pub enum PushState {
     Preparing,
     AlreadyExists,
-    Mounted,
     Pushing { done: u64, total: u64 },
     Pushed,
 }
 
 #[derive(Debug, Clone)]
 pub enum PushEvent<'a> {
-    Blob { digest: &'a str, state: PushState },
+    Blob {
+        digest: &'a str,
+        state: PushState,
+    },
+    /// The registry linked the blob from another of its repositories.
+    Mounted {
+        digest: &'a str,
+        from: &'a str,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +201,10 @@ fn push_blob(
     if let Some(from) = from {
         match client.mount_blob(repo, &blob.digest, from) {
             Ok(MountOutcome::Mounted) => {
-                event(PushState::Mounted);
+                progress(PushEvent::Mounted {
+                    digest: &blob.digest,
+                    from,
+                });
                 return Ok(());
             }
             Ok(MountOutcome::Upload(loc)) => location = Some(loc),

@@ -578,6 +578,7 @@ impl Client {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<ureq::Response, RegistryError> {
+        self.ensure_token(scopes)?;
         let mut backoff = BACKOFF_START;
         let mut authenticated = false;
         let mut attempt = 0;
@@ -661,6 +662,29 @@ impl Client {
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Once a registry has asked for bearer tokens, a request for a scope
+    /// not yet covered gets its token first instead of a `401` round trip.
+    fn ensure_token(&self, scopes: &[Scope]) -> Result<(), RegistryError> {
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let challenge = {
+            let state = self.auth.lock().expect("auth lock");
+            match &state.challenge {
+                Some(c @ Challenge::Bearer { .. })
+                    if !state.tokens.contains_key(&scope_key(scopes)) =>
+                {
+                    Some(c.clone())
+                }
+                _ => None,
+            }
+        };
+        match challenge {
+            Some(c) => self.answer_challenge(c, scopes, "authentication required"),
+            None => Ok(()),
         }
     }
 
