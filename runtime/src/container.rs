@@ -307,8 +307,9 @@ impl Runtime {
             pid: None,
             _rt: self,
         };
-        cgroup.create(linux.resources().as_ref())?;
+        // Armed first: a limit the kernel refuses leaves directories behind.
         cleanup.cgroup = Some(cgroup.clone());
+        cgroup.create(linux.resources().as_ref())?;
 
         let fifo = if wait_fifo {
             let path = dir.join("exec.fifo");
