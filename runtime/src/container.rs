@@ -146,8 +146,7 @@ impl Runtime {
     }
 
     fn ensure_root(&self) -> Result<(), RuntimeError> {
-        fs_err::create_dir_all(&self.root).map_err(RuntimeError::Fs)?;
-        fs_err::create_dir_all(self.root.join(".empty")).map_err(RuntimeError::Fs)
+        fs_err::create_dir_all(&self.root).map_err(RuntimeError::Fs)
     }
 
     /// Opens our binary so that the container can never write to it: through
@@ -155,7 +154,7 @@ impl Runtime {
     /// available (CVE-2019-5736).
     fn sealed_exe(&self) -> Result<OwnedFd, RuntimeError> {
         let exe = fs_err::canonicalize(&self.init_exe).map_err(RuntimeError::Fs)?;
-        match sys::sealed_exe_overlay(&exe, &self.root.join(".empty")) {
+        match sys::sealed_exe_overlay(&exe) {
             Ok(fd) => Ok(fd),
             Err(e) => {
                 tracing::debug!(error = %e, "read-only overlay of the runtime binary failed; copying it to a sealed memfd");
