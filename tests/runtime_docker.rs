@@ -290,6 +290,36 @@ fn docker_engine_drives_berth_runtime() {
     assert_eq!(ours.1, theirs.1, "berth (left) and runc (right) disagree");
     assert_eq!(ours.0, theirs.0);
 
+    // docker run -t: a pty through --console-socket, as under runc.
+    let tty = |runtime: &str| {
+        let out = d.docker(&[
+            "run",
+            "--rm",
+            "-t",
+            "--runtime",
+            runtime,
+            "bb:latest",
+            "sh",
+            "-c",
+            "tty; exit 4",
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let ours = tty("berth");
+    assert_eq!(
+        ours,
+        (Some(4), "/dev/pts/0\r\n".to_string()),
+        "run -t under berth"
+    );
+    assert_eq!(
+        ours,
+        tty("runc"),
+        "run -t: berth (left) and runc (right) disagree"
+    );
+
     // A missing command: Docker's 127 and a message naming it.
     let (code, _, err) = run(&d, "berth", &["no-such-cmd"]);
     assert_eq!(code, 127, "stderr: {err}");
@@ -328,6 +358,19 @@ fn docker_engine_drives_berth_runtime() {
         "paused"
     );
     d.ok(&["unpause", &name]);
+    // docker update: containerd's shim runs `update --resources -`.
+    d.ok(&["update", "--memory", "64m", "--memory-swap", "64m", &name]);
+    let limit = d.ok(&[
+        "exec",
+        &name,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert_eq!(limit.trim(), "67108864", "memory limit after docker update");
+    // A terminal: the shim's console socket gets the pty master.
+    let out = d.docker(&["exec", "-t", &name, "sh", "-c", "tty; exit 6"]);
+    assert_eq!(out.status.code(), Some(6), "exec -t exit code");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/dev/pts/0\r\n");
     let t = Instant::now();
     d.ok(&["stop", "-t", "2", &name]);
     assert!(

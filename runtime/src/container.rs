@@ -731,6 +731,27 @@ impl Runtime {
         result
     }
 
+    /// Applies new resource limits to a created, running or paused
+    /// container's cgroup (`runc update --resources`, what containerd's shim
+    /// runs for `docker update`).
+    pub fn update(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<(), RuntimeError> {
+        let saved = Saved::load(&self.root, id)?;
+        let status = saved.status(&self.root);
+        if status == Status::Stopped {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                action: "update",
+                needed: "created, running or paused",
+            });
+        }
+        Ok(saved.cgroup.create(Some(resources))?)
+    }
+
     /// Freezes every process of the container.
     pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
         let saved = Saved::load(&self.root, id)?;
