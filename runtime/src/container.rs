@@ -326,7 +326,28 @@ impl Runtime {
             )),
             None => None,
         };
+        let cfg = InitConfig {
+            mode: Mode::Container {
+                spec: Box::new(spec.clone()),
+                rootfs: rootfs.clone(),
+                cgroup: cgroup.clone(),
+                wait_fifo,
+                join_cgroup: !userns,
+            },
+            seccomp,
+            console: opts.console_socket.is_some(),
+        };
+        let cfg_bytes = serde_json::to_vec(&cfg).expect("config serializes");
         let (ours, theirs) = sys::seqpacket_pair().map_err(RuntimeError::sys("socketpair"))?;
+        let mut sock = std::fs::File::from(ours);
+        // Queued before the clone, the configuration is there the moment the
+        // init asks for it (no wait for this process to be scheduled again).
+        // Only when it surely fits the socket buffer: a blocking send before
+        // the reader exists would never return.
+        let early = cfg_bytes.len() <= 64 << 10;
+        if early {
+            send_config(&mut sock, &cfg_bytes)?;
+        }
         let (pid, gate) = self.spawn(
             flags,
             pid_ns.as_deref(),
@@ -364,20 +385,9 @@ impl Runtime {
         if let Some(gate) = gate {
             release_userns_gate(gate)?;
         }
-        let cfg = InitConfig {
-            mode: Mode::Container {
-                spec: Box::new(spec.clone()),
-                rootfs: rootfs.clone(),
-                cgroup: cgroup.clone(),
-                wait_fifo,
-                join_cgroup: !userns,
-            },
-            seccomp,
-            console: opts.console_socket.is_some(),
-        };
-        let mut sock = std::fs::File::from(ours);
-        sock.write_all(&serde_json::to_vec(&cfg).expect("config serializes"))
-            .map_err(RuntimeError::sys("sending the init its configuration"))?;
+        if !early {
+            send_config(&mut sock, &cfg_bytes)?;
+        }
         match read_report(&mut sock)? {
             Some(Report::Ready) => {}
             Some(Report::NotFound(command)) => {
@@ -814,6 +824,11 @@ impl Runtime {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
+}
+
+fn send_config(sock: &mut std::fs::File, bytes: &[u8]) -> Result<(), RuntimeError> {
+    sock.write_all(bytes)
+        .map_err(RuntimeError::sys("sending the init its configuration"))
 }
 
 /// Lets a child of `spawn` that waits in a new user namespace go on to its
