@@ -7,7 +7,7 @@ set -eu
 berth=$1
 runs=${2:-40}
 dir=$(mktemp -d /tmp/berth-vs-runc.XXXXXX)
-trap 'for r in "$berth runtime --root $dir/sb" "runc --root $dir/sr"; do for c in c e; do $r delete --force $c >/dev/null 2>&1 || true; done; done; rm -rf "$dir"' EXIT
+trap 'for r in "$berth runtime --root $dir/sb" "runc --root $dir/sr"; do for c in c e; do $r delete --force $c >/dev/null 2>&1 || true; done; done; rm -rf "$dir"; for p in /sys/fs/cgroup/*/berth-bench; do rmdir "$p"/* "$p" 2>/dev/null || true; done' EXIT
 sh "$(dirname "$0")/../tests/busybox-rootfs.sh" "$dir/rootfs" >/dev/null
 mk() { # mk BUNDLE ARGS_JSON
   mkdir -p "$1"
