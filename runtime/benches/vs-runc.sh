@@ -7,7 +7,7 @@ set -eu
 berth=$1
 runs=${2:-40}
 dir=$(mktemp -d /tmp/berth-vs-runc.XXXXXX)
-trap 'for r in "$berth runtime --root $dir/sb" "runc --root $dir/sr"; do for c in c e; do $r delete --force $c >/dev/null 2>&1 || true; done; done; rm -rf "$dir"' EXIT
+trap 'for r in "$berth runtime --root $dir/sb" "runc --root $dir/sr"; do for c in c e; do $r delete --force $c >/dev/null 2>&1 || true; done; done; rm -rf "$dir"; for p in /sys/fs/cgroup/*/berth-bench; do rmdir "$p"/* "$p" 2>/dev/null || true; done' EXIT
 sh "$(dirname "$0")/../tests/busybox-rootfs.sh" "$dir/rootfs" >/dev/null
 mk() { # mk BUNDLE ARGS_JSON
   mkdir -p "$1"
@@ -42,8 +42,8 @@ h --export-json "$dir/start.json" \
   -n runc --prepare "sh -c '$R delete --force c; $R create -b $dir/true-r c'" "$R start c"
 echo "start $(median "$dir/start.json")"
 h --export-json "$dir/delete.json" \
-  -n berth --prepare "sh -c '$B delete --force c; $B create -b $dir/true-b c && $B start c && sleep 0.02'" "$B delete c" \
-  -n runc --prepare "sh -c '$R delete --force c; $R create -b $dir/true-r c && $R start c && sleep 0.02'" "$R delete c"
+  -n berth --prepare "sh -c '$B delete --force c; $B create -b $dir/true-b c && $B start c && until $B state c | grep -q stopped; do sleep 0.005; done'" "$B delete c" \
+  -n runc --prepare "sh -c '$R delete --force c; $R create -b $dir/true-r c && $R start c && until $R state c | grep -q stopped; do sleep 0.005; done'" "$R delete c"
 echo "delete $(median "$dir/delete.json")"
 $B run -d -b "$dir/sleep-b" e
 $R run -d -b "$dir/sleep-r" e

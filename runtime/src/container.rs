@@ -146,8 +146,7 @@ impl Runtime {
     }
 
     fn ensure_root(&self) -> Result<(), RuntimeError> {
-        fs_err::create_dir_all(&self.root).map_err(RuntimeError::Fs)?;
-        fs_err::create_dir_all(self.root.join(".empty")).map_err(RuntimeError::Fs)
+        fs_err::create_dir_all(&self.root).map_err(RuntimeError::Fs)
     }
 
     /// Opens our binary so that the container can never write to it: through
@@ -155,7 +154,7 @@ impl Runtime {
     /// available (CVE-2019-5736).
     fn sealed_exe(&self) -> Result<OwnedFd, RuntimeError> {
         let exe = fs_err::canonicalize(&self.init_exe).map_err(RuntimeError::Fs)?;
-        match sys::sealed_exe_overlay(&exe, &self.root.join(".empty")) {
+        match sys::sealed_exe_overlay(&exe) {
             Ok(fd) => Ok(fd),
             Err(e) => {
                 tracing::debug!(error = %e, "read-only overlay of the runtime binary failed; copying it to a sealed memfd");
@@ -307,8 +306,9 @@ impl Runtime {
             pid: None,
             _rt: self,
         };
-        cgroup.create(linux.resources().as_ref())?;
+        // Armed first: a limit the kernel refuses leaves directories behind.
         cleanup.cgroup = Some(cgroup.clone());
+        cgroup.create(linux.resources().as_ref())?;
 
         let fifo = if wait_fifo {
             let path = dir.join("exec.fifo");
@@ -326,7 +326,28 @@ impl Runtime {
             )),
             None => None,
         };
+        let cfg = InitConfig {
+            mode: Mode::Container {
+                spec: Box::new(spec.clone()),
+                rootfs: rootfs.clone(),
+                cgroup: cgroup.clone(),
+                wait_fifo,
+                join_cgroup: !userns,
+            },
+            seccomp,
+            console: opts.console_socket.is_some(),
+        };
+        let cfg_bytes = serde_json::to_vec(&cfg).expect("config serializes");
         let (ours, theirs) = sys::seqpacket_pair().map_err(RuntimeError::sys("socketpair"))?;
+        let mut sock = std::fs::File::from(ours);
+        // Queued before the clone, the configuration is there the moment the
+        // init asks for it (no wait for this process to be scheduled again).
+        // Only when it surely fits the socket buffer: a blocking send before
+        // the reader exists would never return.
+        let early = cfg_bytes.len() <= 64 << 10;
+        if early {
+            send_config(&mut sock, &cfg_bytes)?;
+        }
         let (pid, gate) = self.spawn(
             flags,
             pid_ns.as_deref(),
@@ -364,20 +385,9 @@ impl Runtime {
         if let Some(gate) = gate {
             release_userns_gate(gate)?;
         }
-        let cfg = InitConfig {
-            mode: Mode::Container {
-                spec: Box::new(spec.clone()),
-                rootfs: rootfs.clone(),
-                cgroup: cgroup.clone(),
-                wait_fifo,
-                join_cgroup: !userns,
-            },
-            seccomp,
-            console: opts.console_socket.is_some(),
-        };
-        let mut sock = std::fs::File::from(ours);
-        sock.write_all(&serde_json::to_vec(&cfg).expect("config serializes"))
-            .map_err(RuntimeError::sys("sending the init its configuration"))?;
+        if !early {
+            send_config(&mut sock, &cfg_bytes)?;
+        }
         match read_report(&mut sock)? {
             Some(Report::Ready) => {}
             Some(Report::NotFound(command)) => {
@@ -731,6 +741,27 @@ impl Runtime {
         result
     }
 
+    /// Applies new resource limits to a created, running or paused
+    /// container's cgroup (`runc update --resources`, what containerd's shim
+    /// runs for `docker update`).
+    pub fn update(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<(), RuntimeError> {
+        let saved = Saved::load(&self.root, id)?;
+        let status = saved.status(&self.root);
+        if status == Status::Stopped {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                action: "update",
+                needed: "created, running or paused",
+            });
+        }
+        Ok(saved.cgroup.create(Some(resources))?)
+    }
+
     /// Freezes every process of the container.
     pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
         let saved = Saved::load(&self.root, id)?;
@@ -793,6 +824,11 @@ impl Runtime {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
+}
+
+fn send_config(sock: &mut std::fs::File, bytes: &[u8]) -> Result<(), RuntimeError> {
+    sock.write_all(bytes)
+        .map_err(RuntimeError::sys("sending the init its configuration"))
 }
 
 /// Lets a child of `spawn` that waits in a new user namespace go on to its

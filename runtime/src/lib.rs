@@ -25,7 +25,7 @@ pub mod sys;
 pub use container::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
 pub use error::RuntimeError;
 pub use init::{init_main, INIT_ARG};
-pub use oci_spec::runtime::{Process, Spec};
+pub use oci_spec::runtime::{LinuxResources, Process, Spec};
 pub use state::{State, Status};
 
 /// Calls [`init_main`] if this process was started as a container init.

@@ -6,7 +6,6 @@
 //! <root>/<id>/exec.fifo    exists while the container is `created`;
 //!                          `start` reads it to release the init
 //! <root>/.seccomp/         compiled seccomp programs by profile hash
-//! <root>/.empty/           an empty dir (lower layer of the sealed-exe overlay)
 //! ```
 //!
 //! The status is never stored: it is derived from the fifo, the process

@@ -88,6 +88,8 @@ pub enum RuntimeCommand {
     Ps(PsArgs),
     /// List containers
     List(ListArgs),
+    /// Update a container's resource limits
+    Update(UpdateArgs),
     /// Show what this runtime supports (JSON)
     Features,
     /// Write a config.json with Docker's defaults
@@ -197,6 +199,33 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// A JSON file of OCI `linux.resources` to apply ("-" for stdin)
+    #[arg(short = 'r', long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes)
+    #[arg(long)]
+    pub memory: Option<i64>,
+    /// Memory plus swap limit (bytes; -1 for unlimited)
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS quota (microseconds per period)
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period (microseconds)
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    /// Maximum number of processes (-1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
 pub struct PsArgs {
     /// Output format
     #[arg(short = 'f', long, value_enum, default_value_t = ListFormat::Table)]
@@ -299,6 +328,16 @@ impl RuntimeArgs {
                 json: json(l.format),
                 quiet: l.quiet,
             },
+            RuntimeCommand::Update(u) => Verb::Update(crate::commands::runtime::Update {
+                id: u.id,
+                resources: u.resources,
+                memory: u.memory,
+                memory_swap: u.memory_swap,
+                cpu_shares: u.cpu_shares,
+                cpu_quota: u.cpu_quota,
+                cpu_period: u.cpu_period,
+                pids_limit: u.pids_limit,
+            }),
             RuntimeCommand::Features => Verb::Features,
             RuntimeCommand::Spec(s) => Verb::Spec {
                 bundle: s.bundle,

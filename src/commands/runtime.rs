@@ -59,6 +59,19 @@ pub struct Exec {
     pub args: Vec<String>,
 }
 
+/// `update`: a resources file, or runc's flag forms.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub id: String,
+    pub resources: Option<PathBuf>,
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub pids_limit: Option<i64>,
+}
+
 /// One verb with its arguments.
 #[derive(Debug, Clone)]
 pub enum Verb {
@@ -90,6 +103,7 @@ pub enum Verb {
         json: bool,
         quiet: bool,
     },
+    Update(Update),
     Features,
     Spec {
         bundle: PathBuf,
@@ -201,6 +215,10 @@ fn dispatch(inv: &Invocation) -> anyhow::Result<u8> {
         }
         Verb::Ps { id, json, ps_args } => ps(&rt, id, *json, ps_args),
         Verb::List { json, quiet } => list(&rt, *json, *quiet),
+        Verb::Update(u) => {
+            rt.update(&u.id, &update_resources(u)?)?;
+            Ok(0)
+        }
         Verb::Features => {
             println!("{}", serde_json::to_string_pretty(&features())?);
             Ok(0)
@@ -449,6 +467,47 @@ fn table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The resources of `update`: the `--resources` JSON (as containerd's shim
+/// sends it on stdin), with runc's flags layered on top.
+fn update_resources(u: &Update) -> anyhow::Result<berth_runtime::LinuxResources> {
+    let mut v = match &u.resources {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut text)
+                .context("reading resources from stdin")?;
+            serde_json::from_slice(&text).context("resources on stdin")?
+        }
+        Some(p) => serde_json::from_slice(&fs_err::read(p)?)
+            .with_context(|| format!("resources in {}", p.display()))?,
+        None => serde_json::json!({}),
+    };
+    let mut set = |section: &str, key: &str, value: serde_json::Value| {
+        if !v[section].is_object() {
+            v[section] = serde_json::json!({});
+        }
+        v[section][key] = value;
+    };
+    if let Some(m) = u.memory {
+        set("memory", "limit", m.into());
+    }
+    if let Some(m) = u.memory_swap {
+        set("memory", "swap", m.into());
+    }
+    if let Some(c) = u.cpu_shares {
+        set("cpu", "shares", c.into());
+    }
+    if let Some(c) = u.cpu_quota {
+        set("cpu", "quota", c.into());
+    }
+    if let Some(c) = u.cpu_period {
+        set("cpu", "period", c.into());
+    }
+    if let Some(p) = u.pids_limit {
+        set("pids", "limit", p.into());
+    }
+    serde_json::from_value(v).context("update: resources are not OCI linux.resources")
 }
 
 fn features() -> serde_json::Value {

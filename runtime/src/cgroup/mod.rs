@@ -117,9 +117,10 @@ impl Cgroup {
     /// Creates the cgroup's directories and writes the limits. Existing
     /// directories are fine (`ensure`).
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        let resources = resources.map(|r| with_default_devices(zero_is_unset(r)));
         match self {
-            Cgroup::V1(c) => c.create(resources),
-            Cgroup::V2(c) => c.create(resources),
+            Cgroup::V1(c) => c.create(resources.as_ref()),
+            Cgroup::V2(c) => c.create(resources.as_ref()),
         }
     }
 
@@ -215,6 +216,62 @@ impl Cgroup {
 /// Removes a cgroup directory. The kernel may report EBUSY for a moment
 /// after the last process left; retry with a short exponential back-off
 /// (50 µs doubling, capped at 5 ms, 2 s in all) rather than a fixed tick.
+/// Engines write zeros for limits they leave alone (Docker sends
+/// `"blockIO": {"weight": 0}`, `"cpu": {"shares": 0}`, memory 0…); runc
+/// reads a zero as "not set", and so do we, instead of writing a value the
+/// kernel refuses (`blkio.weight` 0 is ERANGE).
+fn zero_is_unset(res: &LinuxResources) -> LinuxResources {
+    let mut v = serde_json::to_value(res).expect("resources serialize");
+    for (section, keys) in [
+        (
+            "memory",
+            &["limit", "reservation", "swap", "kernel", "kernelTCP"][..],
+        ),
+        ("cpu", &["shares", "quota", "period", "cpus", "mems"][..]),
+        ("blockIO", &["weight", "leafWeight"][..]),
+    ] {
+        if let Some(obj) = v.get_mut(section).and_then(|s| s.as_object_mut()) {
+            obj.retain(|k, val| {
+                !(keys.contains(&k.as_str()) && (val == &serde_json::json!(0) || val == ""))
+            });
+        }
+    }
+    if v.pointer("/pids/limit") == Some(&serde_json::json!(0)) {
+        v.as_object_mut().expect("an object").remove("pids");
+    }
+    serde_json::from_value(v).unwrap_or_else(|_| res.clone())
+}
+
+/// The device rules every container gets after the spec's own, as runc
+/// appends them: `mknod` of any node (`m`), and use of the devices the
+/// runtime itself creates in `/dev` (null, zero, full, random, urandom, tty,
+/// console, ptmx, pts) and of `/dev/net/tun`. Engines rely on this: Docker's
+/// list omits `/dev/full`, which the runtime still creates.
+fn with_default_devices(mut res: LinuxResources) -> LinuxResources {
+    let Some(mut rules) = res.devices().clone() else {
+        return res;
+    };
+    let defaults = serde_json::json!([
+        {"allow": true, "type": "c", "access": "m"},
+        {"allow": true, "type": "b", "access": "m"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
+    ]);
+    let defaults: Vec<oci_spec::runtime::LinuxDeviceCgroup> =
+        serde_json::from_value(defaults).expect("valid device rules");
+    rules.extend(defaults);
+    res.set_devices(Some(rules));
+    res
+}
+
 fn rmdir_retry(dir: &Path) -> Result<(), CgroupError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let mut pause = std::time::Duration::from_micros(50);

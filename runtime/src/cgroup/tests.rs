@@ -64,12 +64,35 @@ fn v1_writes_every_limit() {
     assert_eq!(r("cpuset/berth/c1/cpuset.cpus"), "0");
     assert_eq!(r("pids/berth/c1/pids.max"), "20");
     assert_eq!(r("blkio/berth/c1/blkio.weight"), "500");
-    // The last write to devices.allow wins in a plain file.
-    assert_eq!(r("devices/berth/c1/devices.allow"), "c 136:* rwm");
+    // The last write to devices.allow wins in a plain file: runc's default
+    // rules come after the spec's, /dev/net/tun last.
+    assert_eq!(r("devices/berth/c1/devices.allow"), "c 10:200 rwm");
     assert_eq!(r("devices/berth/c1/devices.deny"), "a *:* rwm");
     cg.add(42).unwrap();
     assert_eq!(r("pids/berth/c1/cgroup.procs"), "42");
     assert_eq!(cg.pids().unwrap(), vec![42]);
+}
+
+#[test]
+fn zeros_from_an_engine_mean_unset() {
+    // Docker's spec for a container without limits.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    fake_v1(root);
+    let cg = Cgroup::new(root, Path::new("berth/c3"));
+    let res: LinuxResources = serde_json::from_value(serde_json::json!({
+        "memory": {"disableOOMKiller": false}, "cpu": {"shares": 0},
+        "blockIO": {"weight": 0}, "pids": {"limit": 0}
+    }))
+    .unwrap();
+    cg.create(Some(&res)).unwrap();
+    for f in [
+        "cpu/berth/c3/cpu.shares",
+        "blkio/berth/c3/blkio.weight",
+        "pids/berth/c3/pids.max",
+    ] {
+        assert!(!root.join(f).exists(), "{f} was written for a zero");
+    }
 }
 
 #[test]

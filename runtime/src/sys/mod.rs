@@ -444,35 +444,47 @@ pub(crate) fn seccomp_load(filter: &[SockFilter], flags: libc::c_ulong) -> io::R
 /// fd makes `/proc/<pid>/exe` of every runtime process inside a container
 /// point at a file on a read-only filesystem, so a container process cannot
 /// open it for writing (CVE-2019-5736), without copying the binary.
-/// `empty_dir` must be an empty directory (overlayfs needs two lower layers
-/// when it has no upper one).
-pub(crate) fn sealed_exe_overlay(exe: &Path, empty_dir: &Path) -> io::Result<OwnedFd> {
+/// Overlayfs needs two lower layers when it has no upper one: the second is
+/// an empty, detached tmpfs, which can never overlap the binary's directory
+/// (overlapping layers are refused with ELOOP, as an empty dir under a
+/// state root inside that directory would be).
+pub(crate) fn sealed_exe_overlay(exe: &Path) -> io::Result<OwnedFd> {
     let dir = exe
         .parent()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let name = exe
         .file_name()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let lower = format!("{}:{}", dir.display(), empty_dir.display());
+    let empty = detached_mount(c"tmpfs", &[(c"size", c"4k"), (c"mode", c"0555")])?;
+    let lower = format!("{}:/proc/self/fd/{}", dir.display(), empty.as_raw_fd());
     if lower.contains(',') {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
+    let lower = CString::new(lower).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mnt = detached_mount(c"overlay", &[(c"lowerdir", lower.as_c_str())])?;
+    openat(mnt.as_raw_fd(), Path::new(name), libc::O_RDONLY, 0)
+}
+
+/// A new read-only, nosuid, nodev filesystem of type `fstype` with string
+/// options, mounted nowhere: the returned fd is its root.
+fn detached_mount(fstype: &CStr, options: &[(&CStr, &CStr)]) -> io::Result<OwnedFd> {
     // SAFETY: NUL-terminated strings; fsopen returns a new fd we own.
-    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), libc::FSOPEN_CLOEXEC) };
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) };
     // SAFETY: fresh fd.
     let fs = unsafe { OwnedFd::from_raw_fd(check(fs)? as RawFd) };
-    let lower = CString::new(lower).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: fsconfig with string key/value on a live fs context fd.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            libc::FSCONFIG_SET_STRING,
-            c"lowerdir".as_ptr(),
-            lower.as_ptr(),
-            0,
-        )
-    })?;
+    for (key, value) in options {
+        // SAFETY: fsconfig with string key/value on a live fs context fd.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                libc::FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        })?;
+    }
     // SAFETY: as above, creating the superblock.
     check(unsafe {
         libc::syscall(
@@ -494,8 +506,7 @@ pub(crate) fn sealed_exe_overlay(exe: &Path, empty_dir: &Path) -> io::Result<Own
         )
     };
     // SAFETY: fresh fd.
-    let mnt = unsafe { OwnedFd::from_raw_fd(check(mnt)? as RawFd) };
-    openat(mnt.as_raw_fd(), Path::new(name), libc::O_RDONLY, 0)
+    Ok(unsafe { OwnedFd::from_raw_fd(check(mnt)? as RawFd) })
 }
 
 /// Fallback for [`sealed_exe_overlay`]: a copy of the binary in a sealed
