@@ -21,6 +21,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let printer = Printer;
+    let mode = image_progress(cli.global.progress);
+    let image = |action| commands::image::run(&printer, action, mode);
+    let project_image = |action| {
+        let project = settings::ProjectArgs::from(&cli.global);
+        commands::image::run_project(&printer, &project, action, mode)
+    };
     let result = match cli.command {
         Command::Config(args) => {
             let project = settings::ProjectArgs::from(&cli.global);
@@ -46,47 +52,12 @@ fn main() -> ExitCode {
         Command::System(berth::cli::lifecycle::SystemCommand::DnsServer) => {
             commands::lifecycle::dns_server()
         }
-        Command::Image(args) => {
-            let mode = image_progress(cli.global.progress);
-            commands::image::run(&printer, args.into_action(), mode)
-        }
-        Command::Login(args) => commands::image::run(
-            &printer,
-            args.into_action(),
-            image_progress(cli.global.progress),
-        ),
-        Command::Logout(args) => commands::image::run(
-            &printer,
-            args.into_action(),
-            image_progress(cli.global.progress),
-        ),
-        Command::Pull(args) => {
-            let project = settings::ProjectArgs::from(&cli.global);
-            commands::image::run_project(
-                &printer,
-                &project,
-                args.into_action(),
-                image_progress(cli.global.progress),
-            )
-        }
-        Command::Push(args) => {
-            let project = settings::ProjectArgs::from(&cli.global);
-            commands::image::run_project(
-                &printer,
-                &project,
-                args.into_action(),
-                image_progress(cli.global.progress),
-            )
-        }
-        Command::Images(args) => {
-            let project = settings::ProjectArgs::from(&cli.global);
-            commands::image::run_project(
-                &printer,
-                &project,
-                args.into_action(),
-                image_progress(cli.global.progress),
-            )
-        }
+        Command::Image(args) => image(args.into_action()),
+        Command::Login(args) => image(args.into_action()),
+        Command::Logout(args) => image(args.into_action()),
+        Command::Pull(args) => project_image(args.into_action()),
+        Command::Push(args) => project_image(args.into_action()),
+        Command::Images(args) => project_image(args.into_action()),
         Command::Runtime(args) => return commands::runtime::main((*args).into_invocation()),
         Command::Version(args) => commands::version::version(&printer, args.format, args.short),
     };

@@ -79,49 +79,9 @@ pub enum SpecError {
 }
 
 /// Every capability Linux knows, for `privileged` and `cap_add: ALL`.
-const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+fn all_caps() -> &'static [&'static str] {
+    berth_runtime::caps::all_names()
+}
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -245,7 +205,7 @@ fn cap_name(service: &str, c: &str) -> Result<String, SpecError> {
     } else {
         format!("CAP_{up}")
     };
-    if ALL_CAPS.contains(&full.as_str()) {
+    if all_caps().contains(&full.as_str()) {
         Ok(full)
     } else {
         Err(SpecError::UnknownCapability {
@@ -258,7 +218,7 @@ fn cap_name(service: &str, c: &str) -> Result<String, SpecError> {
 /// The capability set: Docker's defaults (or all, when privileged), plus
 /// `cap_add`, minus `cap_drop` (`ALL` allowed in both).
 pub fn capabilities(service: &Service, defaults: &[String]) -> Result<Vec<String>, SpecError> {
-    let all = || ALL_CAPS.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let all = || all_caps().iter().map(|s| s.to_string()).collect::<Vec<_>>();
     if service.privileged {
         return Ok(all());
     }
