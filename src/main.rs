@@ -38,6 +38,12 @@ fn main() -> ExitCode {
             commands::lifecycle::up(&project, &args, cli.global.dry_run)
         }
         Command::Down(args) => commands::lifecycle::down(&(&cli.global).into(), &args),
+        Command::Exec(args) => {
+            return match commands::lifecycle::exec(&(&cli.global).into(), &args) {
+                Ok(code) => ExitCode::from(code),
+                Err(err) => report(&err),
+            }
+        }
         Command::Port(args) => commands::lifecycle::port(&(&cli.global).into(), &args),
         Command::Ps(args) => commands::lifecycle::ps(&(&cli.global).into(), &args),
         Command::Logs(args) => commands::lifecycle::logs(&(&cli.global).into(), &args),

@@ -256,6 +256,42 @@ fn up_ps_logs_restart_down_leaves_nothing() {
         env.ok(&["logs", "after"]).contains("kept")
     });
 
+    // exec: the container's environment, exit codes, -e, -w, -u.
+    let out = env.berth(&[
+        "exec",
+        "-T",
+        "-e",
+        "X=1",
+        "-w",
+        "/tmp",
+        "app",
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u); exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 /tmp 0\n");
+    let out = env.berth(&["exec", "-T", "-u", "nobody", "app", "id", "-u"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "65534\n");
+    // With a terminal when standard input is one (util-linux's `script`
+    // gives us a pty).
+    let tty = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} exec app sh -c 'tty; exit 3'",
+            env!("CARGO_BIN_EXE_berth")
+        ))
+        .arg("/dev/null")
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", &env.root)
+        .env("BERTH_RUN", &env.run)
+        .output()
+        .expect("precondition: script (util-linux)");
+    assert!(
+        String::from_utf8_lossy(&tty.stdout).contains("/dev/pts/"),
+        "{tty:?}"
+    );
+
     // `kill` is a user's stop: no restart even with a policy.
     env.ok(&["kill", "app"]);
     env.wait_for("app to exit", Duration::from_secs(5), || {
@@ -334,18 +370,8 @@ networks:
         .iter()
         .map(|c| c["ID"].as_str().unwrap().to_owned())
         .collect();
-    let run_dir = env.run.join("runtime");
     let exec = |service: &str, cmd: &str| -> Output {
-        let id = env.container(&env.ps_json(), service)["ID"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["runtime", "--root"])
-            .arg(&run_dir)
-            .args(["exec", &id, "sh", "-c", cmd])
-            .output()
-            .unwrap()
+        env.berth(&["exec", "-T", service, "sh", "-c", cmd])
     };
     // By service name, through berth's DNS server, on one network.
     let mut got = String::new();

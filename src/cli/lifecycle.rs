@@ -183,3 +183,33 @@ pub struct PortArgs {
     #[arg(long, default_value_t = 1)]
     pub index: u32,
 }
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Service
+    pub service: String,
+    /// Command and arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Detached mode: run the command in the background
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Disable pseudo-TTY allocation (by default a TTY is allocated when standard input is one)
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Run the command as this user
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Path to workdir directory for this command
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// Give extended privileges to the process
+    #[arg(long)]
+    pub privileged: bool,
+}

@@ -70,6 +70,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Stop and remove containers, networks
     Down(lifecycle::DownArgs),
+    /// Execute a command in a running container
+    Exec(lifecycle::ExecArgs),
     /// Force stop service containers
     Kill(lifecycle::KillArgs),
     /// View output from containers

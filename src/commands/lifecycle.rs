@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::lifecycle::{
-    DownArgs, KillArgs, LogsArgs, PortArgs, PsArgs, PsFormat, RmArgs, ServicesArgs,
+    DownArgs, ExecArgs, KillArgs, LogsArgs, PortArgs, PsArgs, PsFormat, RmArgs, ServicesArgs,
     ServicesTimeoutArgs, UpArgs,
 };
 use crate::engine::execute::{self, ExecOptions};
@@ -705,4 +705,139 @@ pub fn port(args: &ProjectArgs, a: &PortArgs) -> Result<()> {
         })?;
     println!("{found}");
     Ok(())
+}
+
+/// `exec SERVICE COMMAND…`: runs a command in a running container of the
+/// service, with the container's environment, user and working directory
+/// unless overridden; a terminal when standard input is one (and not
+/// `-T`). Returns the command's exit code.
+pub fn exec(args: &ProjectArgs, a: &ExecArgs) -> Result<u8> {
+    use std::io::IsTerminal;
+    let (paths, _, records) = project_records(args, std::slice::from_ref(&a.service))?;
+    let c = records
+        .iter()
+        .find(|c| c.number == a.index && !c.oneoff)
+        .with_context(|| format!("service \"{}\" is not running", a.service))?;
+    if RunState::load(&paths, &c.id).effective_status() != Status::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let rt = berth_runtime::Runtime::new(paths.runtime_root());
+    let spec = berth_runtime::spec::load(&paths.container(&c.id))?;
+    let base = spec
+        .process()
+        .clone()
+        .context("the container's config.json has no process")?;
+    let tty = !a.no_tty && !a.detach && std::io::stdin().is_terminal();
+    let mut v = serde_json::to_value(&base)?;
+    v["args"] = serde_json::json!(a.command);
+    v["terminal"] = serde_json::json!(tty);
+    if let Some(w) = &a.workdir {
+        v["cwd"] = serde_json::json!(w);
+    }
+    let mut env: Vec<String> = base.env().clone().unwrap_or_default();
+    for e in &a.env {
+        let key = e.split_once('=').map_or(e.as_str(), |x| x.0);
+        env.retain(|x| x.split_once('=').map_or(x.as_str(), |y| y.0) != key);
+        if e.contains('=') {
+            env.push(e.clone());
+        } else if let Ok(val) = std::env::var(e) {
+            env.push(format!("{e}={val}"));
+        }
+    }
+    v["env"] = serde_json::json!(env);
+    if let Some(user) = &a.user {
+        let rootfs = paths.container(&c.id).join("rootfs");
+        let (uid, gid, extra) = crate::engine::spec::resolve_user(&c.service, user, Some(&rootfs))?;
+        v["user"] = serde_json::json!({"uid": uid, "gid": gid, "additionalGids": extra});
+    }
+    if a.privileged {
+        let all = berth_runtime::caps::all_names();
+        v["capabilities"] =
+            serde_json::json!({"bounding": all, "effective": all, "permitted": all});
+    }
+    let process: berth_runtime::Process = serde_json::from_value(v)?;
+    if !tty {
+        let code = rt.exec(
+            &c.id,
+            &process,
+            &berth_runtime::ExecOptions {
+                detach: a.detach,
+                ..Default::default()
+            },
+        )?;
+        return Ok(if a.detach {
+            0
+        } else {
+            code.clamp(0, 255) as u8
+        });
+    }
+    exec_tty(&rt, &c.id, &process)
+}
+
+/// Runs `process` with a terminal: the runtime hands the pty master over
+/// a console socket; we relay it to our own terminal, put in raw mode.
+fn exec_tty(rt: &berth_runtime::Runtime, id: &str, process: &berth_runtime::Process) -> Result<u8> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir()?;
+    let sock = dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock)?;
+    let receiver = std::thread::spawn(move || -> Result<std::os::fd::OwnedFd> {
+        let (stream, _) = listener.accept()?;
+        let (fd, _) = berth_runtime::sys::recv_fd(stream.as_raw_fd())?;
+        fd.context("the runtime sent no terminal")
+    });
+    let stdin = std::io::stdin();
+    let saved = nix::sys::termios::tcgetattr(&stdin).ok();
+    let relay = std::thread::spawn(move || -> Result<()> {
+        let master = receiver
+            .join()
+            .map_err(|_| anyhow::anyhow!("console thread panicked"))??;
+        if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+            let _ = rustix::termios::tcsetwinsize(&master, ws);
+        }
+        if let Some(t) = nix::sys::termios::tcgetattr(std::io::stdin()).ok() {
+            let mut raw = t;
+            nix::sys::termios::cfmakeraw(&mut raw);
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &raw,
+            );
+        }
+        let mut writer = std::fs::File::from(master.try_clone()?);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut writer);
+        });
+        let mut reader = std::fs::File::from(master);
+        let mut buf = [0u8; 8192];
+        let mut out = std::io::stdout();
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.write_all(&buf[..n])?;
+                    out.flush()?;
+                }
+            }
+        }
+        Ok(())
+    });
+    let result = rt.exec(
+        id,
+        process,
+        &berth_runtime::ExecOptions {
+            console_socket: Some(sock),
+            ..Default::default()
+        },
+    );
+    let relayed = relay.join();
+    if let Some(t) = saved {
+        let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &t);
+    }
+    let code = result?;
+    if let Ok(Err(e)) = relayed {
+        tracing::debug!(error = %e, "terminal relay");
+    }
+    Ok(code.clamp(0, 255) as u8)
 }
