@@ -796,7 +796,7 @@ fn exec_tty(rt: &berth_runtime::Runtime, id: &str, process: &berth_runtime::Proc
         if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
             let _ = rustix::termios::tcsetwinsize(&master, ws);
         }
-        if let Some(t) = nix::sys::termios::tcgetattr(std::io::stdin()).ok() {
+        if let Ok(t) = nix::sys::termios::tcgetattr(std::io::stdin()) {
             let mut raw = t;
             nix::sys::termios::cfmakeraw(&mut raw);
             let _ = nix::sys::termios::tcsetattr(
