@@ -44,6 +44,13 @@ fn main() -> ExitCode {
                 Err(err) => report(&err),
             }
         }
+        Command::Create(args) => {
+            let project = settings::ProjectArgs::from(&cli.global);
+            commands::lifecycle::create(&project, args, cli.global.dry_run)
+        }
+        Command::Pause(args) => commands::lifecycle::pause(&(&cli.global).into(), &args, true),
+        Command::Unpause(args) => commands::lifecycle::pause(&(&cli.global).into(), &args, false),
+        Command::Top(args) => commands::lifecycle::top(&(&cli.global).into(), &args),
         Command::Port(args) => commands::lifecycle::port(&(&cli.global).into(), &args),
         Command::Ps(args) => commands::lifecycle::ps(&(&cli.global).into(), &args),
         Command::Logs(args) => commands::lifecycle::logs(&(&cli.global).into(), &args),

@@ -292,6 +292,14 @@ fn up_ps_logs_restart_down_leaves_nothing() {
         "{tty:?}"
     );
 
+    // pause / unpause / top.
+    env.ok(&["pause", "app"]);
+    assert_eq!(env.container(&env.ps_json(), "app")["State"], "paused");
+    env.ok(&["unpause", "app"]);
+    assert_eq!(env.container(&env.ps_json(), "app")["State"], "running");
+    let top = env.ok(&["top", "app"]);
+    assert!(top.contains("sleep 1000"), "{top}");
+
     // `kill` is a user's stop: no restart even with a policy.
     env.ok(&["kill", "app"]);
     env.wait_for("app to exit", Duration::from_secs(5), || {

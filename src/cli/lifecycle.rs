@@ -213,3 +213,22 @@ pub struct ExecArgs {
     #[arg(long)]
     pub privileged: bool,
 }
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Services to create (default: all, with their dependencies)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Recreate containers even if their configuration and image haven't changed
+    #[arg(long = "force-recreate", conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// If containers already exist, don't recreate them
+    #[arg(long = "no-recreate")]
+    pub no_recreate: bool,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long = "remove-orphans")]
+    pub remove_orphans: bool,
+    /// Scale SERVICE to NUM instances
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+}

@@ -68,6 +68,8 @@ pub enum Progress {
 pub enum Command {
     /// Parse, resolve and render compose file in canonical format
     Config(ConfigArgs),
+    /// Creates containers for a service
+    Create(lifecycle::CreateArgs),
     /// Stop and remove containers, networks
     Down(lifecycle::DownArgs),
     /// Execute a command in a running container
@@ -78,6 +80,8 @@ pub enum Command {
     Logs(lifecycle::LogsArgs),
     /// List containers
     Ps(lifecycle::PsArgs),
+    /// Pause services
+    Pause(lifecycle::ServicesArgs),
     /// Print the public port for a port binding
     Port(lifecycle::PortArgs),
     /// Restart service containers
@@ -88,6 +92,10 @@ pub enum Command {
     Start(lifecycle::ServicesArgs),
     /// Stop services
     Stop(lifecycle::ServicesTimeoutArgs),
+    /// Display the running processes
+    Top(lifecycle::ServicesArgs),
+    /// Unpause services
+    Unpause(lifecycle::ServicesArgs),
     /// Create and start containers
     Up(lifecycle::UpArgs),
     /// berth's internal entry points

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::lifecycle::{
-    DownArgs, ExecArgs, KillArgs, LogsArgs, PortArgs, PsArgs, PsFormat, RmArgs, ServicesArgs,
-    ServicesTimeoutArgs, UpArgs,
+    CreateArgs, DownArgs, ExecArgs, KillArgs, LogsArgs, PortArgs, PsArgs, PsFormat, RmArgs,
+    ServicesArgs, ServicesTimeoutArgs, UpArgs,
 };
 use crate::engine::execute::{self, ExecOptions};
 use crate::engine::state::{self, ContainerRecord, Lock, Paths, RunState, Status};
@@ -840,4 +840,98 @@ fn exec_tty(rt: &berth_runtime::Runtime, id: &str, process: &berth_runtime::Proc
         tracing::debug!(error = %e, "terminal relay");
     }
     Ok(code.clamp(0, 255) as u8)
+}
+
+/// `create`: `up --no-start`.
+pub fn create(args: &ProjectArgs, c: CreateArgs, dry_run: bool) -> Result<()> {
+    let up_args = UpArgs {
+        services: c.services,
+        detach: true,
+        wait: false,
+        wait_timeout: None,
+        force_recreate: c.force_recreate,
+        no_recreate: c.no_recreate,
+        no_start: true,
+        no_deps: false,
+        remove_orphans: c.remove_orphans,
+        scale: c.scale,
+        timeout: None,
+        no_color: false,
+        no_log_prefix: false,
+        timestamps: false,
+    };
+    up(args, &up_args, dry_run)
+}
+
+/// `pause` / `unpause`: freezes or thaws every process of the containers.
+pub fn pause(args: &ProjectArgs, a: &ServicesArgs, freeze: bool) -> Result<()> {
+    let (paths, _, records) = project_records(args, &a.services)?;
+    let rt = berth_runtime::Runtime::new(paths.runtime_root());
+    for c in &records {
+        let mut run = RunState::load(&paths, &c.id);
+        let status = run.effective_status();
+        let (from, to, word) = if freeze {
+            (Status::Running, Status::Paused, "Paused")
+        } else {
+            (Status::Paused, Status::Running, "Unpaused")
+        };
+        if status != from {
+            continue;
+        }
+        if freeze {
+            rt.pause(&c.id)
+        } else {
+            rt.resume(&c.id)
+        }
+        .with_context(|| format!("{} {}", word.to_lowercase(), c.name))?;
+        run.status = to;
+        run.save(&paths, &c.id)?;
+        eprintln!(" ✔ Container {:<40} {word}", c.name);
+    }
+    Ok(())
+}
+
+/// `top`: each running container's processes, as `ps -ef` shows them.
+pub fn top(args: &ProjectArgs, a: &ServicesArgs) -> Result<()> {
+    let (paths, _, records) = project_records(args, &a.services)?;
+    let rt = berth_runtime::Runtime::new(paths.runtime_root());
+    let mut out = String::new();
+    for c in &records {
+        if RunState::load(&paths, &c.id).effective_status() != Status::Running {
+            continue;
+        }
+        let pids = rt.ps(&c.id)?;
+        // Docker's columns come from `ps -ef`; berth reads /proc and shows
+        // the ones it knows exactly.
+        let header = ["UID", "PID", "PPID", "CMD"].map(String::from);
+        let mut rows = Vec::new();
+        for pid in pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after = stat.rsplit_once(") ").map_or("", |x| x.1);
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ppid = f.get(1).copied().unwrap_or("0").to_owned();
+            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Uid:")
+                        .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+                })
+                .unwrap_or_default();
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .replace('\0', " ")
+                        .trim_end()
+                        .to_owned()
+                })
+                .unwrap_or_default();
+            rows.push([uid, pid.to_string(), ppid, cmd]);
+        }
+        out.push_str(&format!("{}\n", c.name));
+        out.push_str(&crate::printer::table(&header, &rows));
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(())
 }
