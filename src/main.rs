@@ -51,6 +51,12 @@ fn main() -> ExitCode {
         Command::Pause(args) => commands::lifecycle::pause(&(&cli.global).into(), &args, true),
         Command::Unpause(args) => commands::lifecycle::pause(&(&cli.global).into(), &args, false),
         Command::Top(args) => commands::lifecycle::top(&(&cli.global).into(), &args),
+        Command::Run(args) => {
+            return match commands::lifecycle::run(&(&cli.global).into(), args) {
+                Ok(code) => ExitCode::from(code),
+                Err(err) => report(&err),
+            }
+        }
         Command::Port(args) => commands::lifecycle::port(&(&cli.global).into(), &args),
         Command::Ps(args) => commands::lifecycle::ps(&(&cli.global).into(), &args),
         Command::Logs(args) => commands::lifecycle::logs(&(&cli.global).into(), &args),

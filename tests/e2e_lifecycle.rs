@@ -292,6 +292,36 @@ fn up_ps_logs_restart_down_leaves_nothing() {
         "{tty:?}"
     );
 
+    // run: a one-off with our stdio and its exit code; --rm leaves nothing.
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "echo one-off $HOSTNAME; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("one-off "),
+        "{out:?}"
+    );
+    let out = env.berth(&["run", "-T", "-e", "Y=2", "app", "sh", "-c", "echo $Y"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
+    let ps = env.ps_json();
+    let kept: Vec<_> = ps
+        .iter()
+        .filter(|c| {
+            c["Name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}-app-run-", env.project))
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "only the run without --rm is kept: {ps:#?}");
+    assert_eq!(kept[0]["State"], "exited");
+
     // pause / unpause / top.
     env.ok(&["pause", "app"]);
     assert_eq!(env.container(&env.ps_json(), "app")["State"], "paused");
@@ -395,6 +425,30 @@ networks:
     assert!(
         got.contains("hello from web"),
         "client could not fetch http://web/: {got:?}"
+    );
+    // A second `up` keeps every name resolvable (the network's DNS records
+    // survive it).
+    env.ok(&["up", "-d"]);
+    let o = exec("client", "timeout 5 wget -q -O - http://web/");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello from web"),
+        "{o:?}"
+    );
+    // A one-off on the same network finds the service by name too.
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "-T",
+        "client",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://web/",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello from web"),
+        "{out:?}"
     );
     // A network apart: neither the name nor the address is reachable.
     let o = exec(

@@ -232,3 +232,51 @@ pub struct CreateArgs {
     #[arg(long, value_name = "SERVICE=NUM")]
     pub scale: Vec<String>,
 }
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Service
+    pub service: String,
+    /// Command and arguments (default: the service's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Run container in background and print container ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Disable pseudo-TTY allocation (by default a TTY is allocated when standard input is one)
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Run as specified username or uid
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Run command with all service's ports enabled and mapped to the host
+    #[arg(short = 'P', long = "service-ports")]
+    pub service_ports: bool,
+    /// Override the entrypoint of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Don't start linked services
+    #[arg(long = "no-deps")]
+    pub no_deps: bool,
+    /// Use the service's network aliases in the network(s) the container connects to
+    #[arg(long = "use-aliases")]
+    pub use_aliases: bool,
+}

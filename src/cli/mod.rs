@@ -88,6 +88,8 @@ pub enum Command {
     Restart(lifecycle::ServicesTimeoutArgs),
     /// Removes stopped service containers
     Rm(lifecycle::RmArgs),
+    /// Run a one-off command on a service
+    Run(lifecycle::RunArgs),
     /// Start services
     Start(lifecycle::ServicesArgs),
     /// Stop services

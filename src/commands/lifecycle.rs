@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::lifecycle::{
     CreateArgs, DownArgs, ExecArgs, KillArgs, LogsArgs, PortArgs, PsArgs, PsFormat, RmArgs,
-    ServicesArgs, ServicesTimeoutArgs, UpArgs,
+    RunArgs, ServicesArgs, ServicesTimeoutArgs, UpArgs,
 };
 use crate::engine::execute::{self, ExecOptions};
 use crate::engine::state::{self, ContainerRecord, Lock, Paths, RunState, Status};
@@ -777,6 +777,23 @@ pub fn exec(args: &ProjectArgs, a: &ExecArgs) -> Result<u8> {
 /// Runs `process` with a terminal: the runtime hands the pty master over
 /// a console socket; we relay it to our own terminal, put in raw mode.
 fn exec_tty(rt: &berth_runtime::Runtime, id: &str, process: &berth_runtime::Process) -> Result<u8> {
+    with_tty(|sock| {
+        rt.exec(
+            id,
+            process,
+            &berth_runtime::ExecOptions {
+                console_socket: Some(sock),
+                ..Default::default()
+            },
+        )
+    })
+}
+
+/// Runs `f` with a console socket whose pty master is relayed to our
+/// terminal (put in raw mode meanwhile); returns `f`'s exit code.
+fn with_tty(
+    f: impl FnOnce(std::path::PathBuf) -> Result<i32, berth_runtime::RuntimeError>,
+) -> Result<u8> {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     let dir = tempfile::tempdir()?;
@@ -823,14 +840,7 @@ fn exec_tty(rt: &berth_runtime::Runtime, id: &str, process: &berth_runtime::Proc
         }
         Ok(())
     });
-    let result = rt.exec(
-        id,
-        process,
-        &berth_runtime::ExecOptions {
-            console_socket: Some(sock),
-            ..Default::default()
-        },
-    );
+    let result = f(sock);
     let relayed = relay.join();
     if let Some(t) = saved {
         let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &t);
@@ -934,4 +944,165 @@ pub fn top(args: &ProjectArgs, a: &ServicesArgs) -> Result<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// `run SERVICE [COMMAND…]`: a one-off container of the service
+/// (`project-service-run-<id>`), its dependencies started first unless
+/// `--no-deps`; attached (the container's stdio is ours, a terminal when
+/// stdin is one) or `-d`. Returns the container's exit code.
+pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
+    use std::io::IsTerminal;
+    let project = load(args, std::slice::from_ref(&a.service), false)?;
+    let Some(base) = project.services.get(&a.service) else {
+        bail!("no such service: {}", a.service);
+    };
+    let deps: Vec<String> = base
+        .depends_on
+        .keys()
+        .filter(|d| project.services.contains_key(*d))
+        .cloned()
+        .collect();
+    if !a.no_deps && !deps.is_empty() {
+        let up_args = UpArgs {
+            services: deps,
+            detach: true,
+            wait: false,
+            wait_timeout: None,
+            force_recreate: false,
+            no_recreate: false,
+            no_start: false,
+            no_deps: false,
+            remove_orphans: false,
+            scale: Vec::new(),
+            timeout: None,
+            no_color: false,
+            no_log_prefix: false,
+            timestamps: false,
+        };
+        up(args, &up_args, false)?;
+    }
+    let paths = Paths::from_env();
+    let mut svc = base.clone();
+    if !a.command.is_empty() {
+        svc.command = Some(a.command.clone());
+    }
+    if let Some(ep) = &a.entrypoint {
+        svc.entrypoint = Some(ep.split_whitespace().map(str::to_owned).collect());
+        if a.command.is_empty() {
+            svc.command = None;
+        }
+    }
+    for e in &a.env {
+        match e.split_once('=') {
+            Some((k, v)) => {
+                svc.environment.insert(k.to_owned(), Some(v.to_owned()));
+            }
+            None => {
+                svc.environment.insert(e.clone(), std::env::var(e).ok());
+            }
+        }
+    }
+    if let Some(u) = &a.user {
+        svc.user = u.clone();
+    }
+    if let Some(w) = &a.workdir {
+        svc.working_dir = w.clone();
+    }
+    if let Some(n) = &a.name {
+        svc.container_name = n.clone();
+    } else {
+        svc.container_name.clear();
+    }
+    svc.restart = "no".into();
+    if let Some(d) = svc.deploy.as_mut() {
+        d.restart_policy = None;
+    }
+    if !a.service_ports {
+        svc.ports.clear();
+    }
+    for p in &a.publish {
+        svc.ports
+            .extend(crate::model::ports::parse_port(p).with_context(|| format!("--publish {p}"))?);
+    }
+    for v in &a.volumes {
+        let mut vol =
+            crate::model::volumes::parse_volume(v).with_context(|| format!("--volume {v}"))?;
+        if vol.r#type == crate::model::project::VOLUME_BIND && !vol.source.starts_with('/') {
+            vol.source = std::env::current_dir()?
+                .join(&vol.source)
+                .display()
+                .to_string();
+        }
+        svc.volumes.push(vol);
+    }
+    if !a.use_aliases {
+        for n in svc.networks.values_mut().flatten() {
+            n.aliases.clear();
+        }
+    }
+    let tty = !a.no_tty && !a.detach && std::io::stdin().is_terminal();
+    svc.tty = tty;
+    svc.stdin_open = !a.detach;
+
+    // Networks first (a one-off may run before any `up`).
+    if matches!(svc.network_mode.as_str(), "" | "bridge" | "default") {
+        for key in svc.networks_by_priority() {
+            let name = crate::engine::net::network_name(&project, key);
+            crate::engine::net::ensure_network(&paths, &project, &name)?;
+        }
+    }
+    let mut one = project.clone();
+    one.services.insert(svc.name.clone(), svc.clone());
+    let check = crate::engine::Plan {
+        steps: vec![crate::engine::plan::Step {
+            action: crate::engine::Action::Create {
+                service: svc.name.clone(),
+                number: 1,
+                name: String::new(),
+            },
+            after: Vec::new(),
+        }],
+    };
+    execute::preflight(&paths, &one, &check)?;
+    let (id, name) = execute::create_oneoff(&paths, &one, &svc)?;
+    if a.detach {
+        execute::start_container(&paths, &id)?;
+        println!("{name}");
+        return Ok(0);
+    }
+    let rt = berth_runtime::Runtime::new(paths.runtime_root());
+    let mut run = RunState {
+        status: Status::Running,
+        monitor_pid: std::process::id() as i32,
+        started_at: state::now_millis(),
+        ..RunState::default()
+    };
+    run.save(&paths, &id)?;
+    let bundle = paths.container(&id);
+    let code = if tty {
+        with_tty(|sock| {
+            rt.run(
+                &id,
+                &bundle,
+                &berth_runtime::CreateOptions {
+                    console_socket: Some(sock),
+                    ..Default::default()
+                },
+            )
+        })
+    } else {
+        rt.run(&id, &bundle, &berth_runtime::CreateOptions::default())
+            .map(|c| c.clamp(0, 255) as u8)
+            .map_err(Into::into)
+    };
+    if a.rm {
+        execute::teardown(&paths, &id)?;
+    } else {
+        run.status = Status::Exited;
+        run.exit_code = *code.as_ref().unwrap_or(&125) as i32;
+        run.monitor_pid = 0;
+        run.finished_at = state::now_millis();
+        run.save(&paths, &id)?;
+    }
+    code
 }

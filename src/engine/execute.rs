@@ -46,6 +46,9 @@ pub fn observe(paths: &Paths, project: &str) -> Result<Observed> {
             created: c.created,
         });
     }
+    for n in net::networks(paths).list()? {
+        observed.networks.insert(n.name);
+    }
     if let Ok(entries) = std::fs::read_dir(paths.volumes()) {
         for e in entries.flatten() {
             observed
@@ -137,7 +140,7 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
 
 /// Everything that can be known to fail is checked before anything is
 /// made: images present, network modes supported. No half-made stacks.
-fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
+pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
     let store = Store::open(&paths.root)?;
     let mut checked = std::collections::BTreeSet::new();
     for step in &plan.steps {
@@ -253,11 +256,28 @@ pub fn create_container(
     let id = new_id()?;
     let dir = paths.container(&id);
     fs_err::create_dir_all(&dir)?;
-    let result = create_in(paths, project, svc, number, name, &id);
+    let result = create_in(paths, project, svc, number, name, &id, false);
     if result.is_err() {
         let _ = teardown(paths, &id);
     }
     result.map(|()| id)
+}
+
+/// Makes a one-off (`run`) container of `svc`, named
+/// `project-service-run-<id>`; returns its id and name.
+pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<(String, String)> {
+    let id = new_id()?;
+    let name = if svc.container_name.is_empty() {
+        naming::oneoff_name(&project.name, &svc.name, &id)
+    } else {
+        svc.container_name.clone()
+    };
+    fs_err::create_dir_all(paths.container(&id))?;
+    let result = create_in(paths, project, svc, 1, &name, &id, true);
+    if result.is_err() {
+        let _ = teardown(paths, &id);
+    }
+    result.map(|()| (id, name))
 }
 
 fn create_in(
@@ -267,6 +287,7 @@ fn create_in(
     number: u32,
     name: &str,
     id: &str,
+    oneoff: bool,
 ) -> Result<()> {
     let dir = paths.container(id);
     let store = Store::open(&paths.root)?;
@@ -290,7 +311,7 @@ fn create_in(
         project: project.name.clone(),
         service: svc.name.clone(),
         number,
-        oneoff: false,
+        oneoff,
         labels: BTreeMap::new(),
         image: svc.image.clone(),
         image_id: image_id.clone(),
@@ -473,7 +494,7 @@ fn create_in(
     write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&spec)?)?;
 
     let hash = service_hash(svc)?;
-    record.labels = naming::container_labels(project, svc, number, false, &hash, Some(&image_id));
+    record.labels = naming::container_labels(project, svc, number, oneoff, &hash, Some(&image_id));
     record.save(paths)?;
     RunState::default().save(paths, id)?;
     Ok(())
@@ -667,7 +688,9 @@ pub fn remove_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> R
     teardown(paths, id)
 }
 
-fn teardown(paths: &Paths, id: &str) -> Result<()> {
+/// Removes what a container holds (rootfs mount, network attachments and
+/// namespace, state) without stopping it: for containers already stopped.
+pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
     use nix::mount::{umount2, MntFlags};
     let dir = paths.container(id);
     let _ = umount2(&dir.join("rootfs"), MntFlags::MNT_DETACH);

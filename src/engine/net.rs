@@ -118,12 +118,19 @@ pub fn ensure_network(paths: &Paths, project: &Project, name: &str) -> Result<()
         .collect();
     let gateways: Vec<IpAddr> = net.subnets.iter().map(|p| p.gateway).collect();
     DnsTable::update(&dns_dir(paths), |t| {
+        // An existing network keeps the names of its attached containers.
+        let records = t
+            .networks
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.records.clone())
+            .unwrap_or_default();
         t.set_network(DnsNetwork {
             name: name.to_owned(),
             subnets,
             gateways,
             internal: n.internal,
-            records: Vec::new(),
+            records,
         })
     })?;
     Ok(())
