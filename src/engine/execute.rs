@@ -59,12 +59,56 @@ pub fn observe(paths: &Paths, project: &str) -> Result<Observed> {
     Ok(observed)
 }
 
-/// Runs the steps of `plan` in order, waiting for dependencies before each
-/// start.
+/// At most this many steps run at once.
+const PARALLEL: usize = 8;
+
+/// Runs the steps of `plan` as a bounded-parallel walk of its graph: every
+/// step whose predecessors are done runs, up to [`PARALLEL`] at once;
+/// starts also wait for their `depends_on` conditions. The first error
+/// stops the walk once the running steps end.
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
-    for step in &plan.steps {
-        match &step.action {
+    let mut done = vec![false; plan.steps.len()];
+    loop {
+        let ready: Vec<usize> = (0..plan.steps.len())
+            .filter(|&i| !done[i] && plan.steps[i].after.iter().all(|&a| done[a]))
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for chunk in ready.chunks(PARALLEL) {
+            let results: Vec<Result<()>> = std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|&i| {
+                        s.spawn(move || run_step(paths, project, &plan.steps[i].action, opts))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a step panicked")))
+                    })
+                    .collect()
+            });
+            for r in results {
+                r?;
+            }
+            for &i in chunk {
+                done[i] = true;
+            }
+        }
+    }
+    if done.iter().any(|d| !d) {
+        bail!("the plan has a cycle");
+    }
+    Ok(())
+}
+
+fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOptions) -> Result<()> {
+    {
+        match action {
             Action::CreateNetwork { name } => {
                 let existed = net::networks(paths).get(name)?.is_some();
                 net::ensure_network(paths, project, name)?;
@@ -116,7 +160,7 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
                 let id = find_by_name(paths, &project.name, name)?;
                 let run = RunState::load(paths, &id);
                 if run.effective_status() == Status::Running {
-                    continue;
+                    return Ok(());
                 }
                 opts.progress(&format!("Container {name}"), "Starting");
                 start_container(paths, &id)?;
