@@ -57,6 +57,7 @@ fn main() -> ExitCode {
                 Err(err) => report(&err),
             }
         }
+        Command::Ls(args) => commands::lifecycle::ls(&args),
         Command::Port(args) => commands::lifecycle::port(&(&cli.global).into(), &args),
         Command::Ps(args) => commands::lifecycle::ps(&(&cli.global).into(), &args),
         Command::Logs(args) => commands::lifecycle::logs(&(&cli.global).into(), &args),

@@ -322,6 +322,13 @@ fn up_ps_logs_restart_down_leaves_nothing() {
     assert_eq!(kept.len(), 1, "only the run without --rm is kept: {ps:#?}");
     assert_eq!(kept[0]["State"], "exited");
 
+    // ls: the project, its states, its file.
+    let ls = env.ok(&["ls", "-a"]);
+    assert!(
+        ls.contains(&env.project) && ls.contains("running(2)") && ls.contains("compose.yaml"),
+        "{ls}"
+    );
+
     // pause / unpause / top.
     env.ok(&["pause", "app"]);
     assert_eq!(env.container(&env.ps_json(), "app")["State"], "paused");
@@ -433,6 +440,20 @@ networks:
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("hello from web"),
         "{o:?}"
+    );
+    // A kill -9 of the DNS server: the next `up` starts it again.
+    let dns = berth_network::dns::running(&env.run)
+        .unwrap()
+        .expect("a DNS server runs");
+    nix::sys::signal::kill(dns, nix::sys::signal::Signal::SIGKILL).unwrap();
+    env.wait_for("the DNS server to die", Duration::from_secs(5), || {
+        berth_network::dns::running(&env.run).unwrap().is_none()
+    });
+    env.ok(&["up", "-d"]);
+    let o = exec("client", "timeout 5 wget -q -O - http://web/");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello from web"),
+        "after the DNS server's kill -9: {o:?}"
     );
     // A one-off on the same network finds the service by name too.
     let out = env.berth(&[

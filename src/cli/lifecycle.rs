@@ -280,3 +280,19 @@ pub struct RunArgs {
     #[arg(long = "use-aliases")]
     pub use_aliases: bool,
 }
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Show all stopped Compose projects
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only display project names
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Filter output based on conditions provided (name=…)
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Format the output
+    #[arg(long, value_enum, default_value_t = PsFormat::Table)]
+    pub format: PsFormat,
+}

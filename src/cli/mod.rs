@@ -76,6 +76,8 @@ pub enum Command {
     Exec(lifecycle::ExecArgs),
     /// Force stop service containers
     Kill(lifecycle::KillArgs),
+    /// List running compose projects
+    Ls(lifecycle::LsArgs),
     /// View output from containers
     Logs(lifecycle::LogsArgs),
     /// List containers

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::lifecycle::{
-    CreateArgs, DownArgs, ExecArgs, KillArgs, LogsArgs, PortArgs, PsArgs, PsFormat, RmArgs,
+    CreateArgs, DownArgs, ExecArgs, KillArgs, LogsArgs, LsArgs, PortArgs, PsArgs, PsFormat, RmArgs,
     RunArgs, ServicesArgs, ServicesTimeoutArgs, UpArgs,
 };
 use crate::engine::execute::{self, ExecOptions};
@@ -85,6 +85,8 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<()> {
         ..ExecOptions::default()
     };
     execute::execute(&paths, &project, &the_plan, &exec_opts)?;
+    // A DNS server killed since the last `up` comes back.
+    crate::engine::net::ensure_dns(&paths)?;
     if up.wait {
         for (name, svc) in &project.services {
             let condition = if svc
@@ -1105,4 +1107,59 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
         run.save(&paths, &id)?;
     }
     code
+}
+
+/// `ls`: the projects that have containers, with their states.
+pub fn ls(a: &LsArgs) -> Result<()> {
+    let paths = Paths::from_env();
+    let mut projects: BTreeMap<String, (BTreeMap<String, usize>, String)> = BTreeMap::new();
+    for c in state::all_containers(&paths)? {
+        let status = RunState::load(&paths, &c.id).effective_status().to_string();
+        let entry = projects.entry(c.project.clone()).or_insert_with(|| {
+            (
+                BTreeMap::new(),
+                c.label(crate::engine::naming::LABEL_CONFIG_FILES)
+                    .to_owned(),
+            )
+        });
+        *entry.0.entry(status).or_default() += 1;
+    }
+    let mut rows = Vec::new();
+    for (name, (states, files)) in &projects {
+        if !a.all && !states.contains_key("running") {
+            continue;
+        }
+        if let Some(f) = &a.filter {
+            match f.split_once('=') {
+                Some(("name", n)) if !name.contains(n) => continue,
+                Some(("name", _)) => {}
+                _ => bail!("invalid filter {f:?} (supported: name=…)"),
+            }
+        }
+        let status = states
+            .iter()
+            .map(|(s, n)| format!("{s}({n})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push([name.clone(), status, files.clone()]);
+    }
+    let mut out = String::new();
+    if a.quiet {
+        for r in &rows {
+            out.push_str(&r[0]);
+            out.push('\n');
+        }
+    } else if a.format == PsFormat::Json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::json!({"Name": r[0], "Status": r[1], "ConfigFiles": r[2]}))
+            .collect();
+        out = serde_json::to_string(&v)?;
+        out.push('\n');
+    } else {
+        let header = ["NAME", "STATUS", "CONFIG FILES"].map(String::from);
+        out = crate::printer::table(&header, &rows);
+    }
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
 }

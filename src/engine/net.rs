@@ -359,3 +359,15 @@ pub fn release_netns_dir(paths: &Paths) {
         let _ = std::fs::remove_dir(&dir);
     }
 }
+
+/// Restarts the DNS server if a network of berth's exists and it is not
+/// running (it was killed, or the host rebooted).
+pub fn ensure_dns(paths: &Paths) -> Result<()> {
+    if networks(paths).list()?.is_empty() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("finding the berth binary")?;
+    dns::ensure_running(&dns_dir(paths), &exe, &["system", "dns-server"])
+        .context("starting the DNS server")?;
+    Ok(())
+}

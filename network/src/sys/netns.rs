@@ -109,6 +109,16 @@ impl Netns {
 }
 
 fn make_shared_mount_point(dir: &Path) -> io::Result<()> {
+    // Two threads or processes making their first namespace at once would
+    // each bind the directory onto itself, stacking two mounts (a namespace
+    // bound under the lower one is then hidden): one at a time.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.with_extension("lock"))?;
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io::Error::from(e))?;
     let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
     match mount(None::<&str>, dir, None::<&str>, shared, None::<&str>) {
         Ok(()) => Ok(()),
