@@ -35,7 +35,10 @@ fn main() -> ExitCode {
         }
         Command::Up(args) => {
             let project = settings::ProjectArgs::from(&cli.global);
-            commands::lifecycle::up(&project, &args, cli.global.dry_run)
+            return match commands::lifecycle::up(&project, &args, cli.global.dry_run) {
+                Ok(code) => ExitCode::from(code),
+                Err(err) => report(&err),
+            };
         }
         Command::Down(args) => commands::lifecycle::down(&(&cli.global).into(), &args),
         Command::Exec(args) => {

@@ -537,3 +537,35 @@ networks:
         "the DNS server outlives the last network"
     );
 }
+
+#[test]
+fn attached_up_streams_logs_and_aborts_with_the_exit_code() {
+    let env = Env::new(
+        r#"
+services:
+  quick:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "sleep 0.5; echo quick says hi; exit 3"]
+  slow:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "echo slow starts; exec sleep 1000"]
+"#,
+    );
+    let out = env.berth(&["up", "--exit-code-from", "quick"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(stdout.contains(&format!("{}-quick-1  | quick says hi", env.project)), "{stdout}");
+    assert!(stdout.contains("slow starts"), "{stdout}");
+    let ps = env.ps_json();
+    assert_eq!(env.container(&ps, "slow")["State"], "exited", "the stack is stopped");
+    // Without an abort flag, an attached `up` ends when every container has.
+    let env2 = Env::new(
+        "services:\n  once:\n    image: bb:latest\n    network_mode: none\n    command: [echo, done]\n",
+    );
+    let out = env2.berth(&["up"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| done"), "{out:?}");
+}

@@ -47,6 +47,19 @@ pub struct UpArgs {
     /// Show timestamps
     #[arg(long)]
     pub timestamps: bool,
+    /// Stops all containers if any container was stopped. Incompatible with -d
+    #[arg(long = "abort-on-container-exit", conflicts_with = "detach")]
+    pub abort_on_container_exit: bool,
+    /// Stops all containers if any container exited with failure. Incompatible with -d
+    #[arg(long = "abort-on-container-failure", conflicts_with = "detach")]
+    pub abort_on_container_failure: bool,
+    /// Return the exit code of the selected service container. Implies --abort-on-container-exit
+    #[arg(
+        long = "exit-code-from",
+        value_name = "SERVICE",
+        conflicts_with = "detach"
+    )]
+    pub exit_code_from: Option<String>,
 }
 
 #[derive(Debug, Args)]

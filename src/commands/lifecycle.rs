@@ -40,7 +40,7 @@ fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Projec
     Ok(p)
 }
 
-pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<()> {
+pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
     let project = load(args, &up.services, up.no_deps)?;
     let paths = Paths::from_env();
     let _lock = if dry_run {
@@ -75,7 +75,7 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<()> {
     let the_plan = plan(&project, &observed, &opts)?;
     if dry_run {
         print!("{the_plan}");
-        return Ok(());
+        return Ok(0);
     }
     let exec_opts = ExecOptions {
         timeout: timeout(up.timeout),
@@ -100,10 +100,10 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<()> {
             };
             execute::wait_condition(&paths, &project.name, name, condition, true, &exec_opts)?;
         }
-        return Ok(());
+        return Ok(0);
     }
     if up.detach || up.no_start {
-        return Ok(());
+        return Ok(0);
     }
     // Attached: follow every container's log until they all stop or the
     // user interrupts; then stop the stack.
@@ -119,16 +119,58 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<()> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = stop.clone();
     let _ = ctrlc_hook(move || s.store(true, std::sync::atomic::Ordering::SeqCst));
-    follow_logs(&paths, &project.name, &follow, Some(&stop))?;
-    eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
-    for c in state::project_containers(&paths, &project.name)?
-        .iter()
-        .rev()
-    {
-        execute::stop_container(&paths, &c.id, timeout(up.timeout))?;
-        eprintln!(" ✔ Container {:<40} Stopped", c.name);
+    let abort = up.abort_on_container_exit || up.exit_code_from.is_some();
+    let abort_failure = up.abort_on_container_failure;
+    // The container whose exit ended the run, and its code.
+    let ended: std::sync::Arc<std::sync::Mutex<Option<(String, i32)>>> = Default::default();
+    if abort || abort_failure {
+        let (stop, ended, paths, name) = (
+            stop.clone(),
+            ended.clone(),
+            paths.clone(),
+            project.name.clone(),
+        );
+        std::thread::spawn(move || loop {
+            if let Ok(cs) = state::project_containers(&paths, &name) {
+                for c in cs.iter().filter(|c| !c.oneoff) {
+                    let run = RunState::load(&paths, &c.id);
+                    let gone = run.effective_status() == Status::Exited && run.monitor_pid == 0;
+                    if gone && (abort || run.exit_code != 0) {
+                        *ended.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((c.service.clone(), run.exit_code));
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        });
     }
-    Ok(())
+    follow_logs(&paths, &project.name, &follow, Some(&stop))?;
+    let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some((service, code)) = &ended {
+        eprintln!("{service} exited with code {code}");
+        eprintln!("Aborting on container exit...");
+    } else {
+        eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+    }
+    let containers = state::project_containers(&paths, &project.name)?;
+    let refs: Vec<&ContainerRecord> = containers.iter().filter(|c| !c.oneoff).collect();
+    let levels = project_levels(&project);
+    let t = timeout(up.timeout);
+    for_each_level(&levels, &refs, true, |c| {
+        execute::stop_container(&paths, &c.id, t)?;
+        eprintln!(" ✔ Container {:<40} Stopped", c.name);
+        Ok(())
+    })?;
+    if let Some(from) = &up.exit_code_from {
+        let c = containers
+            .iter()
+            .find(|c| &c.service == from && !c.oneoff)
+            .with_context(|| format!("--exit-code-from {from}: no such service container"))?;
+        return Ok(RunState::load(&paths, &c.id).exit_code.clamp(0, 255) as u8);
+    }
+    Ok(ended.map_or(0, |(_, code)| code.clamp(0, 255) as u8))
 }
 
 /// SIGINT/SIGTERM set a flag instead of killing us.
@@ -871,8 +913,11 @@ pub fn create(args: &ProjectArgs, c: CreateArgs, dry_run: bool) -> Result<()> {
         no_color: false,
         no_log_prefix: false,
         timestamps: false,
+        abort_on_container_exit: false,
+        abort_on_container_failure: false,
+        exit_code_from: None,
     };
-    up(args, &up_args, dry_run)
+    up(args, &up_args, dry_run).map(drop)
 }
 
 /// `pause` / `unpause`: freezes or thaws every process of the containers.
@@ -980,6 +1025,9 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             no_color: false,
             no_log_prefix: false,
             timestamps: false,
+            abort_on_container_exit: false,
+            abort_on_container_failure: false,
+            exit_code_from: None,
         };
         up(args, &up_args, false)?;
     }
