@@ -557,15 +557,59 @@ services:
     let out = env.berth(&["up", "--exit-code-from", "quick"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(stdout.contains(&format!("{}-quick-1  | quick says hi", env.project)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}-quick-1  | quick says hi", env.project)),
+        "{stdout}"
+    );
     assert!(stdout.contains("slow starts"), "{stdout}");
     let ps = env.ps_json();
-    assert_eq!(env.container(&ps, "slow")["State"], "exited", "the stack is stopped");
+    assert_eq!(
+        env.container(&ps, "slow")["State"],
+        "exited",
+        "the stack is stopped"
+    );
     // Without an abort flag, an attached `up` ends when every container has.
     let env2 = Env::new(
         "services:\n  once:\n    image: bb:latest\n    network_mode: none\n    command: [echo, done]\n",
     );
     let out = env2.berth(&["up"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("| done"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("| done"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_dependent_with_restart_true_restarts_with_its_dependency() {
+    let env = Env::new(
+        r#"
+services:
+  dep:
+    image: bb:latest
+    network_mode: none
+    restart: on-failure
+    command: ["sh", "-c", "sleep 1; exit 1"]
+  web:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    depends_on:
+      dep: {condition: service_started, restart: true}
+    command: ["sh", "-c", "echo web started; exec sleep 1000"]
+  other:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    depends_on: [dep]
+    command: ["sh", "-c", "echo other started; exec sleep 1000"]
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    env.wait_for("web to be restarted with dep", Duration::from_secs(15), || {
+        env.ok(&["logs", "web"]).matches("web started").count() >= 2
+    });
+    // Without `restart: true` a dependent is left alone.
+    assert_eq!(env.ok(&["logs", "other"]).matches("other started").count(), 1);
+    assert_eq!(env.container(&env.ps_json(), "web")["State"], "running");
 }

@@ -66,6 +66,7 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGUSR1,
+        Signal::SIGUSR2,
     ] {
         mask.add(s);
     }
@@ -94,6 +95,7 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
     let grace = Duration::from_millis(record.stop_grace_ms);
     let mut reported = false;
     let mut user_stop = false;
+    let mut dependency_restarted = false;
 
     loop {
         let _ = rt.delete(id, true);
@@ -130,6 +132,8 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
         if !reported {
             report("ok");
             reported = true;
+        } else {
+            notify_dependents(paths, &record);
         }
         let generation = Arc::new(AtomicBool::new(true));
         let unhealthy_kill = Arc::new(AtomicBool::new(false));
@@ -155,6 +159,7 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
             stop_signal,
             grace,
             &mut user_stop,
+            &mut dependency_restarted,
         );
         generation.store(false, Ordering::SeqCst);
         let _ = log.flush_partial();
@@ -167,7 +172,8 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
             s.finished_at = now_millis();
             s.stopped_by_user = user_stop;
         });
-        let forced = unhealthy_kill.load(Ordering::SeqCst) && !user_stop;
+        let forced = (unhealthy_kill.load(Ordering::SeqCst) || dependency_restarted) && !user_stop;
+        dependency_restarted = false;
         let decision = if forced {
             Decision::RestartAfter(restarter.forced(ran_for))
         } else {
@@ -196,6 +202,28 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
     shared.update(|s| s.monitor_pid = 0);
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
+}
+
+/// Tells the monitors of the project's containers that depend on this
+/// service with `restart: true` that it restarted (SIGUSR2).
+fn notify_dependents(paths: &Paths, record: &ContainerRecord) {
+    let Ok(all) = crate::engine::state::project_containers(paths, &record.project) else {
+        return;
+    };
+    let key = format!("{}:", record.service);
+    for c in all {
+        let restarts_with_us = c
+            .label(crate::engine::naming::LABEL_DEPENDS_ON)
+            .split(',')
+            .any(|d| d.starts_with(&key) && d.ends_with(":true"));
+        if !restarts_with_us || c.id == record.id {
+            continue;
+        }
+        let pid = RunState::load(paths, &c.id).monitor_pid;
+        if pid > 0 {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGUSR2);
+        }
+    }
 }
 
 /// One line to whoever spawned us, then our stdout goes to /dev/null.
@@ -248,6 +276,7 @@ fn pump(
     stop_signal: Signal,
     grace: Duration,
     user_stop: &mut bool,
+    dependency_restarted: &mut bool,
 ) -> i32 {
     let mut open = [Some(run.out), Some(run.err)];
     let mut code: Option<i32> = None;
@@ -328,6 +357,14 @@ fn pump(
                     Ok(Signal::SIGCHLD) => reap(run.pid, &mut code),
                     // `berth kill`: the exit that follows is the user's.
                     Ok(Signal::SIGUSR1) => *user_stop = true,
+                    // A dependency with `depends_on.restart: true` restarted:
+                    // stop this one (stop signal, grace, SIGKILL) and start
+                    // it again whatever the policy.
+                    Ok(Signal::SIGUSR2) if !*user_stop && !*dependency_restarted => {
+                        *dependency_restarted = true;
+                        let _ = rt.kill(id, stop_signal as i32, false);
+                        kill_at = Some(Instant::now() + grace);
+                    }
                     Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) => {
                         if !*user_stop {
                             *user_stop = true;
