@@ -606,10 +606,27 @@ services:
 "#,
     );
     env.ok(&["up", "-d"]);
-    env.wait_for("web to be restarted with dep", Duration::from_secs(15), || {
-        env.ok(&["logs", "web"]).matches("web started").count() >= 2
-    });
+    env.wait_for(
+        "web to be restarted with dep",
+        Duration::from_secs(15),
+        || env.ok(&["logs", "web"]).matches("web started").count() >= 2,
+    );
     // Without `restart: true` a dependent is left alone.
-    assert_eq!(env.ok(&["logs", "other"]).matches("other started").count(), 1);
+    assert_eq!(
+        env.ok(&["logs", "other"]).matches("other started").count(),
+        1
+    );
     assert_eq!(env.container(&env.ps_json(), "web")["State"], "running");
+}
+
+#[test]
+fn what_berth_cannot_do_yet_is_refused_by_name() {
+    let env = Env::new(
+        "services:\n  a:\n    image: bb:latest\n    network_mode: none\n    command: sleep 100\n    secrets: [s]\nsecrets:\n  s:\n    file: ./compose.yaml\n",
+    );
+    let out = env.berth(&["up", "-d"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secrets is not supported"), "{err}");
+    assert!(env.ps_json().is_empty(), "nothing is made");
 }

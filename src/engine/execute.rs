@@ -208,12 +208,31 @@ pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
             )
         })?;
         network_check(svc)?;
+        unsupported_check(svc)?;
         if matches!(step.action, Action::Create { .. }) && !svc.ports.is_empty() {
             net::check_ports(paths, &net::port_specs(svc)?)
                 .with_context(|| format!("service {service:?}"))?;
         }
     }
     Ok(())
+}
+
+/// What berth cannot give a container yet is refused by name, never
+/// silently left out.
+fn unsupported_check(svc: &Service) -> Result<()> {
+    let what = if !svc.secrets.is_empty() {
+        "secrets"
+    } else if !svc.configs.is_empty() {
+        "configs"
+    } else if svc.init == Some(true) {
+        "init: true"
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "service {:?}: {what} is not supported by berth yet",
+        svc.name
+    )
 }
 
 fn network_check(svc: &Service) -> Result<()> {
