@@ -251,8 +251,11 @@ fn hardlinks_through_symlinks_stay_inside() {
         )
         .link(tar::EntryType::Link, "h", "s/canary")
         .bytes();
-    // `s/canary` resolves inside the rootfs, where it does not exist.
-    assert!(apply(&data[..], &root, ApplyOptions::default()).is_err());
+    // `s/canary` resolves inside the rootfs, where it does not exist: in
+    // overlay mode the link waits for the lower layers, and with none that
+    // have it, it is refused.
+    let stats = apply(&data[..], &root, ApplyOptions::default()).unwrap();
+    assert!(berth::image::layer::resolve_lower_links(&root, &stats.lower_links, &[]).is_err());
     assert_eq!(
         fs::metadata(tmp.path().join("outside/canary"))
             .unwrap()
@@ -401,4 +404,51 @@ fn metadata_is_kept_and_gzip_zstd_plain_all_apply() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn overlay_hardlink_to_a_lower_layer_file_is_copied_up_and_linked() {
+    require_root();
+    let (_tmp, root) = sandbox();
+    let lower = root.join("lower");
+    let upper = root.join("upper");
+    fs::create_dir_all(&lower).unwrap();
+    fs::create_dir_all(&upper).unwrap();
+    let base = Tar::new()
+        .dir("usr")
+        .dir("usr/bin")
+        .file("usr/bin/perl", b"#!perl")
+        .bytes();
+    apply(&base[..], &lower, ApplyOptions::default()).unwrap();
+    // The next layer links to the lower layer's file, as Debian's perl
+    // packages do across image layers.
+    let top = Tar::new()
+        .dir("usr")
+        .dir("usr/bin")
+        .link(tar::EntryType::Link, "usr/bin/perl5.36", "usr/bin/perl")
+        .bytes();
+    let stats = apply(&top[..], &upper, ApplyOptions::default()).unwrap();
+    assert_eq!(
+        stats.lower_links,
+        [("usr/bin/perl".into(), "usr/bin/perl5.36".into())]
+    );
+    berth::image::layer::resolve_lower_links(&upper, &stats.lower_links, &[lower.clone()]).unwrap();
+    let a = fs::metadata(upper.join("usr/bin/perl")).unwrap();
+    let b = fs::metadata(upper.join("usr/bin/perl5.36")).unwrap();
+    assert_eq!(a.ino(), b.ino(), "one file, two names");
+    assert_eq!(fs::read(upper.join("usr/bin/perl5.36")).unwrap(), b"#!perl");
+    let l = fs::metadata(lower.join("usr/bin/perl")).unwrap();
+    assert_eq!(
+        (a.uid(), a.gid(), a.mode(), a.mtime()),
+        (l.uid(), l.gid(), l.mode(), l.mtime())
+    );
+    // A link to nothing any layer has is refused.
+    let (_tmp2, root2) = sandbox();
+    let bad = Tar::new()
+        .link(tar::EntryType::Link, "x", "nowhere")
+        .bytes();
+    let stats = apply(&bad[..], &root2, ApplyOptions::default()).unwrap();
+    assert!(
+        berth::image::layer::resolve_lower_links(&root2, &stats.lower_links, &[lower]).is_err()
+    );
 }

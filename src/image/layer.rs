@@ -84,6 +84,9 @@ pub struct ApplyStats {
     /// root:root), in creation order. In [`Mode::Overlay`] they stand in
     /// for the lower layers' directories: see [`inherit_dir_attrs`].
     pub implicit_dirs: Vec<PathBuf>,
+    /// In [`Mode::Overlay`], hardlinks (target, link) whose target is not in
+    /// this layer but in a lower one: see [`resolve_lower_links`].
+    pub lower_links: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Wraps `reader` in the right decompressor, chosen by magic bytes.
@@ -287,10 +290,25 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let src_parent = ctx.open_in_root(
-                    target.parent().unwrap_or(Path::new("")),
-                    OFlags::PATH | OFlags::DIRECTORY,
-                )?;
+                let in_this_layer = ctx
+                    .open_in_root(
+                        target.parent().unwrap_or(Path::new("")),
+                        OFlags::PATH | OFlags::DIRECTORY,
+                    )
+                    .ok()
+                    .filter(|d| {
+                        rfs::statat(d, src_name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+                    });
+                let Some(src_parent) = in_this_layer else {
+                    if opts.mode == Mode::Overlay {
+                        // The target lives in a lower layer: linked once the
+                        // lowers are in place, as overlayfs would copy it up.
+                        ctx.remove(&parent, &name)?;
+                        stats.lower_links.push((target, path.clone()));
+                        continue;
+                    }
+                    return Err(ctx.err("hardlink", rustix::io::Errno::NOENT));
+                };
                 if src_parent.as_raw_fd() == parent.as_raw_fd() && src_name == name {
                     continue;
                 }
@@ -360,6 +378,136 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
     }
     stats.implicit_dirs = created.into_inner();
     Ok(stats)
+}
+
+/// Makes the hardlinks [`apply`] deferred (`links`: target, link — both
+/// relative to `dest`) whose target is a file of a lower layer (`lowers`,
+/// top first): the target is copied up into `dest` with its mode, owner and
+/// times, and the link made to it, as linking through the merged overlayfs
+/// view would have left the layer (what containerd does). A target that is
+/// missing, whited out or not a regular file is an error. Every path
+/// resolves inside its layer.
+///
+/// Returns the directories it had to make (for [`inherit_dir_attrs`]).
+pub fn resolve_lower_links(
+    dest: &Path,
+    links: &[(PathBuf, PathBuf)],
+    lowers: &[PathBuf],
+) -> Result<Vec<PathBuf>, LayerError> {
+    if links.is_empty() {
+        return Ok(Vec::new());
+    }
+    let open_root = |p: &Path| {
+        rfs::open(
+            p,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            rfs::Mode::empty(),
+        )
+        .map_err(|source| LayerError::Root {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let dest_root = open_root(dest)?;
+    let lower_roots = lowers
+        .iter()
+        .map(|l| open_root(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let created = std::cell::RefCell::new(Vec::new());
+    for (target, link) in links {
+        let entry = link.display().to_string();
+        let ctx = Ctx {
+            root: &dest_root,
+            entry: &entry,
+            created: &created,
+        };
+        let name_of = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let (t_name, t_parent) = (name_of(target), target.parent().unwrap_or(Path::new("")));
+        let (l_name, l_parent) = (name_of(link), link.parent().unwrap_or(Path::new("")));
+        let dest_t_parent = ctx.ensure_dir(t_parent)?;
+        if rfs::statat(&dest_t_parent, t_name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_err() {
+            // Find the target in the nearest lower layer that has the name.
+            let mut source = None;
+            for lower in &lower_roots {
+                let p = if t_parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    t_parent
+                };
+                let Ok(dir) = rfs::openat2(
+                    lower,
+                    p,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    rfs::Mode::empty(),
+                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+                ) else {
+                    continue;
+                };
+                match rfs::statat(&dir, t_name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                        source = Some((dir, st));
+                        break;
+                    }
+                    // A whiteout, a directory, a link: not a linkable file.
+                    Ok(_) => break,
+                    Err(_) => continue,
+                }
+            }
+            let Some((dir, st)) = source else {
+                return Err(LayerError::Refused {
+                    entry,
+                    reason: "hardlink to a file that no layer has",
+                });
+            };
+            let src = rfs::openat(
+                &dir,
+                t_name.as_str(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rfs::Mode::empty(),
+            )
+            .map_err(|e| ctx.err("open lower hardlink target", e))?;
+            let dst = rfs::openat(
+                &dest_t_parent,
+                t_name.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rfs::Mode::from_bits_truncate(0o600),
+            )
+            .map_err(|e| ctx.err("copy up hardlink target", e))?;
+            let mut from = std::fs::File::from(src);
+            let mut to = std::fs::File::from(dst);
+            std::io::copy(&mut from, &mut to).map_err(LayerError::Read)?;
+            rfs::fchown(&to, Some(uid_of(st.st_uid)), Some(gid_of(st.st_gid)))
+                .map_err(|e| ctx.err("lchown", e))?;
+            rfs::fchmod(&to, rfs::Mode::from_bits_truncate(st.st_mode & 0o7777))
+                .map_err(|e| ctx.err("chmod", e))?;
+            let times = Timestamps {
+                last_access: Timespec {
+                    tv_sec: st.st_atime as _,
+                    tv_nsec: st.st_atime_nsec as _,
+                },
+                last_modification: Timespec {
+                    tv_sec: st.st_mtime as _,
+                    tv_nsec: st.st_mtime_nsec as _,
+                },
+            };
+            rfs::futimens(&to, &times).map_err(|e| ctx.err("utimes", e))?;
+        }
+        let dest_l_parent = ctx.ensure_dir(l_parent)?;
+        ctx.remove(&dest_l_parent, &l_name)?;
+        rfs::linkat(
+            &dest_t_parent,
+            t_name.as_str(),
+            &dest_l_parent,
+            l_name.as_str(),
+            AtFlags::empty(),
+        )
+        .map_err(|e| ctx.err("hardlink", e))?;
+    }
+    Ok(created.into_inner())
 }
 
 /// Gives each directory in `dirs` (relative to `dest`, made by [`apply`]

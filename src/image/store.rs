@@ -87,6 +87,7 @@ pub struct StagedLayer {
     dir: tempfile::TempDir,
     digest: String,
     implicit_dirs: Vec<PathBuf>,
+    lower_links: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Hashes what passes through.
@@ -537,6 +538,7 @@ impl Store {
             dir: tmp,
             digest: layer.digest.clone(),
             implicit_dirs: stats.implicit_dirs,
+            lower_links: stats.lower_links,
         })
     }
 
@@ -553,12 +555,16 @@ impl Store {
         if dir.exists() {
             return Ok(dir);
         }
-        layer::inherit_dir_attrs(staged.dir.path(), &staged.implicit_dirs, lowers).map_err(
-            |source| StoreError::Layer {
-                digest: staged.digest.clone(),
-                source,
-            },
-        )?;
+        let layer_err = |source| StoreError::Layer {
+            digest: staged.digest.clone(),
+            source,
+        };
+        let mut implicit = staged.implicit_dirs.clone();
+        implicit.extend(
+            layer::resolve_lower_links(staged.dir.path(), &staged.lower_links, lowers)
+                .map_err(layer_err)?,
+        );
+        layer::inherit_dir_attrs(staged.dir.path(), &implicit, lowers).map_err(layer_err)?;
         let staged = staged.dir.keep();
         if let Err(e) = fs::rename(&staged, &dir) {
             // Another process unpacked the same chain first.
