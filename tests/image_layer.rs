@@ -432,7 +432,12 @@ fn overlay_hardlink_to_a_lower_layer_file_is_copied_up_and_linked() {
         stats.lower_links,
         [("usr/bin/perl".into(), "usr/bin/perl5.36".into())]
     );
-    berth::image::layer::resolve_lower_links(&upper, &stats.lower_links, &[lower.clone()]).unwrap();
+    berth::image::layer::resolve_lower_links(
+        &upper,
+        &stats.lower_links,
+        std::slice::from_ref(&lower),
+    )
+    .unwrap();
     let a = fs::metadata(upper.join("usr/bin/perl")).unwrap();
     let b = fs::metadata(upper.join("usr/bin/perl5.36")).unwrap();
     assert_eq!(a.ino(), b.ino(), "one file, two names");
