@@ -464,3 +464,43 @@ fn user_namespace_maps_root_to_a_host_uid() {
         "a file root made inside belongs to the mapped host uid"
     );
 }
+
+#[test]
+fn a_new_time_namespace_where_asked() {
+    let env = Env::new();
+    let id = unique("timens");
+    let mut spec = sh("readlink /proc/self/ns/time; cat /proc/uptime");
+    let mut linux = spec.linux().clone().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.push(
+        oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::Time)
+            .build()
+            .unwrap(),
+    );
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    let bundle = env.bundle(&id, spec);
+    let out = run_ok(&env, &id, &bundle);
+    let host = std::fs::read_link("/proc/self/ns/time").unwrap();
+    let inside = out.lines().next().unwrap_or_default();
+    assert!(inside.starts_with("time:["), "{out}");
+    assert_ne!(
+        inside,
+        host.to_string_lossy(),
+        "the container has its own time namespace"
+    );
+    // Clock offsets are refused clearly, not ignored.
+    let id2 = unique("timeoff");
+    let mut spec = berth_runtime::spec::load(&bundle).unwrap();
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_time_offsets(Some(
+        [("monotonic".to_string(), "3600 0".to_string())]
+            .into_iter()
+            .collect(),
+    ));
+    spec.set_linux(Some(linux));
+    let bundle2 = env.bundle(&id2, spec);
+    let err = env.run(&id2, &bundle2).unwrap_err().to_string();
+    assert!(err.contains("timeOffsets"), "{err}");
+}

@@ -64,20 +64,48 @@ pub(crate) fn clone_exec(
     envp_ptrs.push(std::ptr::null());
     let empty = c"";
     let exe_fd = exe.as_raw_fd();
-    // SAFETY: a fork-like clone (no new stack, no CLONE_VM): the child gets a
-    // copy of our address space. In the child we only call raw system calls
-    // (dup3, fcntl, execveat, exit_group) on memory prepared before the clone,
-    // never the allocator or locks, so a lock held by another thread at the
-    // moment of the clone cannot deadlock it.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD as u64) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
+    // CLONE_NEWTIME shares its bit with CSIGNAL in clone(2): only clone3
+    // takes it. clone3 without a stack is fork-like too.
+    let clone3_args: [u64; 11] = [
+        flags, // flags
+        0,     // pidfd
+        0,     // child_tid
+        0,     // parent_tid
+        libc::SIGCHLD as u64,
+        0, // stack
+        0, // stack_size
+        0, // tls
+        0, // set_tid
+        0, // set_tid_size
+        0, // cgroup
+    ];
+    let pid = if flags & libc::CLONE_NEWTIME as u64 != 0 {
+        // SAFETY: a fork-like clone (no stack, no CLONE_VM), as below;
+        // `clone3_args` is a `struct clone_args` (v2, 88 bytes) on our
+        // stack, read by the kernel before it returns.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                clone3_args.as_ptr(),
+                std::mem::size_of_val(&clone3_args),
+            )
+        }
+    } else {
+        // SAFETY: a fork-like clone (no new stack, no CLONE_VM): the child
+        // gets a copy of our address space. In the child we only call raw
+        // system calls (dup3, fcntl, execveat, exit_group) on memory prepared
+        // before the clone, never the allocator or locks, so a lock held by
+        // another thread at the moment of the clone cannot deadlock it.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD as u64) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        }
     };
     if pid == 0 {
         // Child.
