@@ -51,6 +51,8 @@ impl Dockerd {
             .arg(format!("--pidfile={}", d.join("docker.pid").display()))
             .arg(format!("--host=unix://{}", d.join("docker.sock").display()))
             .arg("--iptables=true")
+            // Its own cgroup parent (not the shared `/docker`), removed on drop.
+            .arg(format!("--cgroup-parent=/{}", cgroup_parent()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -137,7 +139,18 @@ impl Drop for Dockerd {
                 Ok(None) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+        if let Ok(ctrls) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in ctrls.flatten() {
+                let _ = std::fs::remove_dir(c.path().join(cgroup_parent()));
+            }
+        }
     }
+}
+
+/// The cgroup parent of this test's dockerd (per process, so parallel runs
+/// never share one).
+fn cgroup_parent() -> String {
+    format!("berthtest-docker-{}", std::process::id())
 }
 
 #[test]

@@ -22,6 +22,10 @@ use crate::init::{InitConfig, Mode, Report, FD_CONSOLE, FD_FIFO, FD_SYNC, INIT_A
 use crate::state::{check_id, process_start_time, rfc3339, Saved, State, Status};
 use crate::{seccomp, spec, sys};
 
+/// The cgroup parent of containers whose spec names no `cgroupsPath`;
+/// removed with the last of them.
+const DEFAULT_CGROUP_PARENT: &str = "berth";
+
 /// The default state root, as runc's `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/berth/runtime";
 
@@ -75,7 +79,7 @@ impl Drop for Cleanup<'_> {
                     let _ = sys::kill(p, libc::SIGKILL);
                 }
             }
-            if let Err(e) = cg.delete() {
+            if let Err(e) = cg.delete_with_parent(DEFAULT_CGROUP_PARENT) {
                 tracing::warn!(error = %e, "removing the cgroup of a failed container");
             }
         }
@@ -169,7 +173,7 @@ impl Runtime {
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
-            .unwrap_or_else(|| PathBuf::from(format!("berth/{id}")));
+            .unwrap_or_else(|| PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{id}")));
         if path.to_string_lossy().contains(':') {
             return Err(RuntimeError::Unsupported(format!(
                 "linux.cgroupsPath {:?} is a systemd slice path; systemd cgroups are not supported (use a plain path)",
@@ -572,7 +576,7 @@ impl Runtime {
                 }
             }
         }
-        saved.cgroup.delete()?;
+        saved.cgroup.delete_with_parent(DEFAULT_CGROUP_PARENT)?;
         if let Ok(spec) = spec::load(&saved.bundle) {
             if let Err(e) = crate::hooks::run(
                 &spec,

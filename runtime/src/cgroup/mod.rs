@@ -118,10 +118,40 @@ impl Cgroup {
     /// directories are fine (`ensure`).
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
         let resources = resources.map(|r| with_default_devices(zero_is_unset(r)));
-        match self {
-            Cgroup::V1(c) => c.create(resources.as_ref()),
-            Cgroup::V2(c) => c.create(resources.as_ref()),
+        // A concurrent `delete_with_parent` may remove an empty shared
+        // parent between our mkdirs: start over (a handful of times).
+        let mut tries = 0;
+        loop {
+            let r = match self {
+                Cgroup::V1(c) => c.create(resources.as_ref()),
+                Cgroup::V2(c) => c.create(resources.as_ref()),
+            };
+            match r {
+                Err(CgroupError::Io { ref source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && tries < 5 =>
+                {
+                    tries += 1;
+                }
+                r => return r,
+            }
         }
+    }
+
+    /// Removes the cgroup, then its parent directories named `parent` (the
+    /// runtime's own default parent, `berth`) if they are left empty, so
+    /// the last container leaves no trace in any hierarchy.
+    pub fn delete_with_parent(&self, parent: &str) -> Result<(), CgroupError> {
+        self.delete()?;
+        for dir in self.dirs() {
+            if let Some(p) = dir
+                .parent()
+                .filter(|p| p.file_name().is_some_and(|n| n == parent))
+            {
+                // Busy (other containers) or gone: both fine.
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+        Ok(())
     }
 
     /// Moves process `pid` into the cgroup.
