@@ -16,6 +16,14 @@ if [[ ${LAMP_NETWORK:-bridge} == host ]]; then
     files+=(-f "$HERE/compose.host-network.yaml")
     port=80
 fi
+# berth programs its firewall with nft (Debian's nftables); a fresh machine
+# may not have it yet.
+if ! command -v nft >/dev/null 2>&1; then
+    echo "installing nftables (berth's networks need nft)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+fi
+
 "$HERE/images.sh"
 "$BERTH" "${files[@]}" up -d --wait --wait-timeout 180 "$@"
 if published=$("$BERTH" "${files[@]}" port web 80 2>/dev/null); then

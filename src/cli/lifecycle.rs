@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct UpArgs {
     /// Services to start (default: all, with their dependencies)
     #[arg(value_name = "SERVICE")]

@@ -901,21 +901,12 @@ pub fn create(args: &ProjectArgs, c: CreateArgs, dry_run: bool) -> Result<()> {
     let up_args = UpArgs {
         services: c.services,
         detach: true,
-        wait: false,
-        wait_timeout: None,
         force_recreate: c.force_recreate,
         no_recreate: c.no_recreate,
         no_start: true,
-        no_deps: false,
         remove_orphans: c.remove_orphans,
         scale: c.scale,
-        timeout: None,
-        no_color: false,
-        no_log_prefix: false,
-        timestamps: false,
-        abort_on_container_exit: false,
-        abort_on_container_failure: false,
-        exit_code_from: None,
+        ..UpArgs::default()
     };
     up(args, &up_args, dry_run).map(drop)
 }
@@ -1013,21 +1004,7 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
         let up_args = UpArgs {
             services: deps,
             detach: true,
-            wait: false,
-            wait_timeout: None,
-            force_recreate: false,
-            no_recreate: false,
-            no_start: false,
-            no_deps: false,
-            remove_orphans: false,
-            scale: Vec::new(),
-            timeout: None,
-            no_color: false,
-            no_log_prefix: false,
-            timestamps: false,
-            abort_on_container_exit: false,
-            abort_on_container_failure: false,
-            exit_code_from: None,
+            ..UpArgs::default()
         };
         up(args, &up_args, false)?;
     }

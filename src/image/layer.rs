@@ -380,6 +380,19 @@ pub fn apply(reader: impl Read, dest: &Path, opts: ApplyOptions) -> Result<Apply
     Ok(stats)
 }
 
+/// Opens a layer directory as the root every lookup resolves in.
+fn open_layer_root(p: &Path) -> Result<OwnedFd, LayerError> {
+    rfs::open(
+        p,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rfs::Mode::empty(),
+    )
+    .map_err(|source| LayerError::Root {
+        path: p.to_path_buf(),
+        source,
+    })
+}
+
 /// Makes the hardlinks [`apply`] deferred (`links`: target, link — both
 /// relative to `dest`) whose target is a file of a lower layer (`lowers`,
 /// top first): the target is copied up into `dest` with its mode, owner and
@@ -397,21 +410,10 @@ pub fn resolve_lower_links(
     if links.is_empty() {
         return Ok(Vec::new());
     }
-    let open_root = |p: &Path| {
-        rfs::open(
-            p,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            rfs::Mode::empty(),
-        )
-        .map_err(|source| LayerError::Root {
-            path: p.to_path_buf(),
-            source,
-        })
-    };
-    let dest_root = open_root(dest)?;
+    let dest_root = open_layer_root(dest)?;
     let lower_roots = lowers
         .iter()
-        .map(|l| open_root(l))
+        .map(|l| open_layer_root(l))
         .collect::<Result<Vec<_>, _>>()?;
     let created = std::cell::RefCell::new(Vec::new());
     for (target, link) in links {
@@ -525,21 +527,10 @@ pub fn inherit_dir_attrs(
     if dirs.is_empty() || lowers.is_empty() {
         return Ok(());
     }
-    let open_root = |p: &Path| {
-        rfs::open(
-            p,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            rfs::Mode::empty(),
-        )
-        .map_err(|source| LayerError::Root {
-            path: p.to_path_buf(),
-            source,
-        })
-    };
-    let dest_root = open_root(dest)?;
+    let dest_root = open_layer_root(dest)?;
     let lower_roots = lowers
         .iter()
-        .map(|l| open_root(l))
+        .map(|l| open_layer_root(l))
         .collect::<Result<Vec<_>, _>>()?;
     for rel in dirs {
         let (Some(name), parent) = (rel.file_name(), rel.parent().unwrap_or(Path::new(""))) else {
