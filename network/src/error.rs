@@ -138,6 +138,14 @@ pub enum NetworkError {
         args: String,
         message: String,
     },
+    #[error(
+        "IPv6 address {addr} on {ifname} was not usable (no local route) after {waited_ms} ms"
+    )]
+    AddressNotReady {
+        addr: IpAddr,
+        ifname: String,
+        waited_ms: u64,
+    },
     #[error("several errors: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<NetworkError>),
 }

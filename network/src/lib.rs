@@ -401,6 +401,19 @@ impl Networks {
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
             "1",
         )?;
+        if n.subnets.iter().any(|p| !p.subnet.is_ipv4()) {
+            // No duplicate address detection on the bridge (as Docker and
+            // netavark do): its link-local address would otherwise stay
+            // tentative for a second after the first port comes up, and in
+            // that second replies routed to the host through the bridge (a
+            // container answering a DNATed IPv6 connection via its default
+            // route) are lost, so the first such connection times out. The
+            // gateway addresses are added with `nodad` anyway.
+            write_sysctl(
+                &format!("/proc/sys/net/ipv6/conf/{}/accept_dad", n.bridge),
+                "0",
+            )?;
+        }
         for p in &n.subnets {
             nl.add_address(link.index, p.gateway, p.subnet.prefix_len())
                 .map_err(NetworkError::netlink("add address", &n.bridge))?;
@@ -812,6 +825,14 @@ impl Networks {
                     .map_err(NetworkError::netlink("add default route", gw.to_string()))?;
             }
         }
+        // The container's IPv6 address, and the gateway's once the bridge has
+        // a port up, must be routed locally before anyone uses them.
+        if let Some(ip) = a.ipv6 {
+            wait_until_local(ns_nl, ip, &a.ifname)?;
+        }
+        if let Some(gw) = a.gateway6 {
+            wait_until_local(nl, gw, &net.bridge)?;
+        }
         Ok(())
     }
 
@@ -853,6 +874,45 @@ impl Networks {
             self.sync_locked(false)?;
         }
         Ok(())
+    }
+}
+
+/// How long an IPv6 address may take to become usable before attach fails.
+const ADDRESS_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Wait until the kernel routes `addr` (on `ifname`) locally.
+///
+/// An IPv6 address is in the address list as soon as `RTM_NEWADDR` returns,
+/// even with `IFA_F_NODAD`, but its `local` route is inserted later, by the
+/// addrconf worker (`addrconf_dad_work` → `addrconf_dad_completed`, a
+/// workqueue; on a bridge only once it has carrier, i.e. a port up). Until
+/// then a packet to the address is forwarded or dropped as if it were a
+/// neighbour's, so the first connection to a just-attached container (or the
+/// first packet from it to its IPv6 gateway) is lost and only its TCP
+/// retransmission, a second later, gets through. IPv4 local routes are added
+/// synchronously and need no wait.
+fn wait_until_local(nl: &mut Netlink, addr: IpAddr, ifname: &str) -> Result<(), NetworkError> {
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(50);
+    loop {
+        if nl
+            .routes_locally(addr)
+            .map_err(NetworkError::netlink("get route", addr.to_string()))?
+        {
+            if start.elapsed() > std::time::Duration::from_millis(1) {
+                tracing::debug!(%addr, ifname, waited = ?start.elapsed(), "IPv6 address ready");
+            }
+            return Ok(());
+        }
+        if start.elapsed() > ADDRESS_READY_TIMEOUT {
+            return Err(NetworkError::AddressNotReady {
+                addr,
+                ifname: ifname.to_owned(),
+                waited_ms: start.elapsed().as_millis() as u64,
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(2));
     }
 }
 
