@@ -101,10 +101,10 @@ fn process_is_live(status: &str) -> bool {
         let value = value.trim();
         match key {
             "State" if value.starts_with(['Z', 'X', 'x']) => return false,
-            "SigPnd" | "ShdPnd" => {
-                if u64::from_str_radix(value, 16).is_ok_and(|m| m & SIGKILL_BIT != 0) {
-                    return false;
-                }
+            "SigPnd" | "ShdPnd"
+                if u64::from_str_radix(value, 16).is_ok_and(|m| m & SIGKILL_BIT != 0) =>
+            {
+                return false;
             }
             _ => {}
         }
