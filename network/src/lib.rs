@@ -471,6 +471,24 @@ impl Networks {
         self.sync_locked(true)
     }
 
+    /// Give every berth bridge its `DOCKER-USER` rules if Docker's chains
+    /// exist (Docker may have started since the networks were made: its
+    /// FORWARD policy DROP would cut them off). Costs microseconds when
+    /// Docker is absent, so the engine calls it on every `up` that starts
+    /// containers. Returns whether Docker's chains were found.
+    pub fn sync_docker_user(&self) -> Result<bool, NetworkError> {
+        if !firewall::docker_chains_present() {
+            return Ok(false);
+        }
+        let _lock = self.store.lock()?;
+        let states = self.store.all()?;
+        let bridges: Vec<&str> = states.iter().map(|s| s.network.bridge.as_str()).collect();
+        if !bridges.is_empty() {
+            firewall::docker_user_accept(&bridges)?;
+        }
+        Ok(true)
+    }
+
     fn sync_locked(&self, docker_user: bool) -> Result<(), NetworkError> {
         let states = self.store.all()?;
         firewall::apply(&firewall::render(&self.table, &states))?;

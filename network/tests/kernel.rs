@@ -658,6 +658,36 @@ fn ipv6_answers_the_first_connection_right_after_attach() {
     });
 }
 
+/// Docker's `DOCKER-USER` chain is found over nftables netlink, without
+/// running iptables (so every `up` can afford to look), in either family.
+#[test]
+fn docker_chains_are_found_cheaply() {
+    let w = World::new("dchain");
+    w.run(|nets| {
+        use berth_network::firewall::docker_chains_present;
+        assert!(!docker_chains_present(), "a fresh namespace has no Docker");
+        assert!(!nets.sync_docker_user().unwrap());
+        sh_ok("nft", &["add", "table", "ip", "filter"]);
+        sh_ok("nft", &["add", "chain", "ip", "filter", "FORWARD"]);
+        assert!(!docker_chains_present(), "a filter table is not Docker's");
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            docker_chains_present();
+        }
+        println!(
+            "    docker_chains_present: {:?} per call",
+            start.elapsed() / 100
+        );
+        for family in ["ip", "ip6"] {
+            sh_ok("nft", &["add", "table", family, "filter"]);
+            sh_ok("nft", &["add", "chain", family, "filter", "DOCKER-USER"]);
+            assert!(docker_chains_present(), "{family} filter DOCKER-USER");
+            sh_ok("nft", &["delete", "table", family, "filter"]);
+        }
+        assert!(!docker_chains_present());
+    });
+}
+
 #[test]
 fn removal_leaves_nothing_behind() {
     let w = World::new("rm");

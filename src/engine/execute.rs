@@ -68,6 +68,14 @@ const PARALLEL: usize = 8;
 /// stops the walk once the running steps end.
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
+    if plan.steps.iter().any(|s| {
+        matches!(
+            s.action,
+            Action::Start { .. } | Action::Create { .. } | Action::Recreate { .. }
+        )
+    }) {
+        net::sync_docker_user(paths)?;
+    }
     let mut done = vec![false; plan.steps.len()];
     loop {
         let ready: Vec<usize> = (0..plan.steps.len())

@@ -371,3 +371,13 @@ pub fn ensure_dns(paths: &Paths) -> Result<()> {
         .context("starting the DNS server")?;
     Ok(())
 }
+
+/// Docker started after berth's networks were made sets the FORWARD policy
+/// to DROP; give berth's bridges their `DOCKER-USER` rules again. Nearly free
+/// when Docker is absent; called before containers start.
+pub fn sync_docker_user(paths: &Paths) -> Result<()> {
+    networks(paths)
+        .sync_docker_user()
+        .context("adding berth's bridges to Docker's DOCKER-USER chain")?;
+    Ok(())
+}
