@@ -91,19 +91,23 @@ pub fn render(table: &str, states: &[NetworkState]) -> String {
                 let proto = p.protocol.as_str();
                 for (family, target) in [("ip", lease.ipv4), ("ip6", lease.ipv6)] {
                     let Some(target) = target else { continue };
-                    // 0.0.0.0 means every IPv4 address of the host, :: every IPv6 one.
+                    // 0.0.0.0 means every IPv4 address of the host, :: every
+                    // IPv6 one but ::1, which the kernel cannot DNAT (no
+                    // route_localnet for IPv6): the userland proxy
+                    // (`proxy`) listens there, and must get the packets.
                     let daddr = match p.host_ip {
                         Some(IpAddr::V4(a)) if a.is_unspecified() && family == "ip" => {
                             "meta nfproto ipv4 ".to_owned()
                         }
                         Some(IpAddr::V6(a)) if a.is_unspecified() && family == "ip6" => {
-                            "meta nfproto ipv6 ".to_owned()
+                            "ip6 daddr != ::1 ".to_owned()
                         }
+                        Some(IpAddr::V6(a)) if a.is_loopback() => continue,
                         Some(IpAddr::V4(a)) if family == "ip" => format!("ip daddr {a} "),
                         Some(IpAddr::V6(a)) if family == "ip6" => format!("ip6 daddr {a} "),
                         Some(_) => continue,
                         None if family == "ip" => "meta nfproto ipv4 ".to_owned(),
-                        None => "meta nfproto ipv6 ".to_owned(),
+                        None => "ip6 daddr != ::1 ".to_owned(),
                     };
                     let to = match target {
                         IpAddr::V4(a) => format!("{a}:{}", p.container_port),
@@ -500,7 +504,7 @@ table inet berth {
             published,
             vec![
                 "meta nfproto ipv4 tcp dport 80 dnat ip to 172.18.0.2:80",
-                "meta nfproto ipv6 tcp dport 81 dnat ip6 to [fd00::2]:80",
+                "ip6 daddr != ::1 tcp dport 81 dnat ip6 to [fd00::2]:80",
                 "ip daddr 10.0.0.1 tcp dport 82 dnat ip to 172.18.0.2:80",
             ]
         );

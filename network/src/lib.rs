@@ -35,6 +35,7 @@ pub mod firewall;
 pub mod ipam;
 pub mod netlink;
 pub mod ports;
+pub mod proxy;
 pub mod state;
 pub mod sys;
 
@@ -65,6 +66,7 @@ pub struct Networks {
     store: Store,
     run: PathBuf,
     table: String,
+    proxy: Option<proxy::ProxyCommand>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -116,7 +118,59 @@ impl Networks {
             store: Store::new(root),
             run,
             table: DEFAULT_TABLE.to_owned(),
+            proxy: None,
         }
+    }
+
+    /// The program that runs the userland proxy for ports published on IPv6
+    /// loopback (see [`proxy`]); without one, publishing there is refused.
+    pub fn with_port_proxy(mut self, command: proxy::ProxyCommand) -> Self {
+        self.proxy = Some(command);
+        self
+    }
+
+    /// Where the port proxy of a container's attachment keeps its pid.
+    pub fn proxy_pidfile(&self, network: &str, container_id: &str) -> PathBuf {
+        self.run
+            .join("proxy")
+            .join(network)
+            .join(format!("{container_id}.pid"))
+    }
+
+    fn stop_proxy(&self, network: &str, container_id: &str) -> Result<(), NetworkError> {
+        let pidfile = self.proxy_pidfile(network, container_id);
+        let r = proxy::stop(&pidfile).map_err(|source| NetworkError::Proxy {
+            container: container_id.to_owned(),
+            network: network.to_owned(),
+            source,
+        });
+        if let Some(dir) = pidfile.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        r
+    }
+
+    fn start_proxy(&self, a: &Attachment) -> Result<(), NetworkError> {
+        let rules = proxy::rules_for(a);
+        let Some(first) = rules.first() else {
+            return Ok(());
+        };
+        let Some(cmd) = &self.proxy else {
+            return Err(NetworkError::NoPortProxy {
+                port: first.listen.port(),
+            });
+        };
+        proxy::start(
+            cmd,
+            &self.proxy_pidfile(&a.network, &a.container_id),
+            &rules,
+        )
+        .map(|_| ())
+        .map_err(|source| NetworkError::Proxy {
+            container: a.container_id.clone(),
+            network: a.network.clone(),
+            source,
+        })
     }
 
     /// Use another nftables table than `inet berth` (tests sharing a namespace).
@@ -440,6 +494,9 @@ impl Networks {
         let mut errors = Vec::new();
         let mut nl = host_netlink()?;
         for lease in state.leases.values() {
+            if let Err(e) = self.stop_proxy(name, &lease.container_id) {
+                errors.push(e);
+            }
             if let Err(e) = nl.delete_link(&lease.host_ifname) {
                 errors.push(NetworkError::netlink("delete veth", &lease.host_ifname)(e));
             }
@@ -566,6 +623,11 @@ impl Networks {
             {
                 return Ok(prev.clone());
             }
+        }
+
+        // A re-attach (the veth went away): its old proxy would hold its own ports.
+        if previous.is_some() {
+            self.stop_proxy(&cfg.network, &cfg.container_id)?;
         }
 
         // Ports first: a taken port refuses the attach before anything exists.
@@ -746,10 +808,12 @@ impl Networks {
             if attachment.ports.is_empty() {
                 Ok(())
             } else {
-                self.sync_locked(false)
+                self.sync_locked(false)?;
+                self.start_proxy(&attachment)
             }
         });
         if let Err(e) = made {
+            let _ = self.stop_proxy(&cfg.network, &cfg.container_id);
             let _ = nl.delete_link(&attachment.host_ifname);
             state.leases.remove(&cfg.container_id);
             if let Some(prev) = previous {
@@ -871,6 +935,7 @@ impl Networks {
         let Some(lease) = state.leases.remove(container_id) else {
             return Ok(());
         };
+        self.stop_proxy(network, container_id)?;
         let mut nl = host_netlink()?;
         let host_gone = nl
             .link_by_name(&lease.host_ifname)

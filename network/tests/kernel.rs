@@ -658,6 +658,166 @@ fn ipv6_answers_the_first_connection_right_after_attach() {
     });
 }
 
+/// The port proxy is this test binary, re-run as `port_proxy_worker`
+/// (berth runs itself as `berth system port-proxy`).
+fn proxy_command() -> berth_network::proxy::ProxyCommand {
+    berth_network::proxy::ProxyCommand {
+        exe: std::env::current_exe().unwrap(),
+        args: [
+            "--ignored",
+            "--test-threads",
+            "1",
+            "--exact",
+            "port_proxy_worker",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+/// Not a test: the port proxy process of `proxy_command` (its pidfile and
+/// rules come after its own name on the command line).
+#[test]
+#[ignore]
+fn port_proxy_worker() {
+    let args: Vec<String> = std::env::args()
+        .skip_while(|a| a != "port_proxy_worker")
+        .skip(1)
+        .collect();
+    let (pidfile, rules) = args.split_first().expect("PIDFILE RULE…");
+    let rules: Vec<berth_network::proxy::ProxyRule> =
+        rules.iter().map(|r| r.parse().unwrap()).collect();
+    berth_network::proxy::serve(std::path::Path::new(pidfile), &rules).unwrap();
+}
+
+/// Ports published on IPv6 loopback (`::1` itself, `::`, or every address)
+/// answer on `[::1]` through the userland proxy, to an IPv4-only container
+/// and to a dual-stack one, for TCP and UDP; the proxy goes with the port.
+#[test]
+fn ipv6_loopback_published_ports_answer_through_the_proxy() {
+    let w = World::new("lo6");
+    let (c1, c2) = (TestNs::new("c1"), TestNs::new("c2"));
+    let _w1 = c1.serve_http(80, "four");
+    let _w2 = c2.serve_http(80, "dual");
+    let on = |ip: &str, proto, host: u16, container: u16| PortSpec {
+        protocol: proto,
+        host_ip: Some(ip.parse().unwrap()),
+        host_ports: Some((host, host)),
+        container_ports: (container, container),
+    };
+    w.run(|nets| {
+        // Without a proxy configured, ::1 is refused clearly and nothing stays.
+        nets.ensure(&net("four")).unwrap();
+        let err = nets
+            .attach(&AttachConfig {
+                network: "four".into(),
+                container_id: "c1".into(),
+                netns_path: c1.path(),
+                ports: vec![on("::1", Protocol::Tcp, 8081, 80)],
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("port proxy"), "{err}");
+        assert!(nets.attachments("four").unwrap().is_empty());
+
+        let nets = nets.clone().with_port_proxy(proxy_command());
+        nets.ensure(&NetworkConfig {
+            enable_ipv6: true,
+            ..net("six")
+        })
+        .unwrap();
+        let start = std::time::Instant::now();
+        nets.attach(&AttachConfig {
+            network: "four".into(),
+            container_id: "c1".into(),
+            netns_path: c1.path(),
+            default_route: true,
+            ports: vec![
+                tcp(8080, 80),
+                on("::1", Protocol::Tcp, 8081, 80),
+                on("::1", Protocol::Udp, 5353, 53),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        println!("    attach with a port proxy: {:?}", start.elapsed());
+        nets.attach(&AttachConfig {
+            network: "six".into(),
+            container_id: "c2".into(),
+            netns_path: c2.path(),
+            default_route: true,
+            ports: vec![tcp(8090, 80), on("::", Protocol::Tcp, 8091, 80)],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(http_get("[::1]:8080").as_deref(), Some("four"));
+        assert_eq!(http_get("127.0.0.1:8080").as_deref(), Some("four"));
+        assert_eq!(http_get("[::1]:8081").as_deref(), Some("four"));
+        assert_eq!(http_get("127.0.0.1:8081"), None, "8081 is on ::1 only");
+        assert_eq!(http_get("[::1]:8090").as_deref(), Some("dual"));
+        assert_eq!(http_get("127.0.0.1:8090").as_deref(), Some("dual"));
+        assert_eq!(http_get("[::1]:8091").as_deref(), Some("dual"));
+        // UDP through the proxy: an echo server in c1, a client on [::1].
+        let c1_file = std::fs::File::open(c1.path()).unwrap();
+        let echo = std::thread::spawn(move || {
+            nix::sched::setns(&c1_file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let s = std::net::UdpSocket::bind("0.0.0.0:53").unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut b = [0u8; 64];
+            if let Ok((n, from)) = s.recv_from(&mut b) {
+                let _ = s.send_to(&b[..n], from);
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let u = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        u.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        u.send_to(b"ping-udp6", "[::1]:5353").unwrap();
+        let mut b = [0u8; 64];
+        let (n, _) = u.recv_from(&mut b).expect("udp on [::1] answers");
+        assert_eq!(&b[..n], b"ping-udp6");
+        echo.join().unwrap();
+        // The proxy's port is berth's: another attach asking for it is told
+        // which container holds it.
+        match nets.check_ports(&[on("::1", Protocol::Tcp, 8081, 80)]) {
+            Err(NetworkError::PortTaken {
+                owner: PortOwner::Container { container, .. },
+                ..
+            }) => assert_eq!(container, "c1"),
+            other => panic!("{other:?}"),
+        }
+        // Detach stops the proxy: the process is gone, [::1] refuses.
+        let pidfile = nets.proxy_pidfile("four", "c1");
+        let pid = berth_network::proxy::running(&pidfile).unwrap().unwrap();
+        nets.detach("four", "c1", Some(&c1.path())).unwrap();
+        assert_eq!(berth_network::proxy::running(&pidfile).unwrap(), None);
+        assert!(!pidfile.exists());
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        assert!(gone, "proxy {pid} outlived its port");
+        assert_eq!(http_get("[::1]:8081"), None);
+        // Removing the network stops its containers' proxies.
+        let pid2 = berth_network::proxy::running(&nets.proxy_pidfile("six", "c2"))
+            .unwrap()
+            .unwrap();
+        nets.remove("six").unwrap();
+        nets.remove("four").unwrap();
+        assert_eq!(http_get("[::1]:8091"), None);
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            !std::path::Path::new(&format!("/proc/{pid2}")).exists()
+        });
+        assert!(gone, "proxy {pid2} outlived its network");
+        let left: Vec<_> = std::fs::read_dir(nets.run_dir().join("proxy"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    });
+}
+
 /// Docker's `DOCKER-USER` chain is found over nftables netlink, without
 /// running iptables (so every `up` can afford to look), in either family.
 #[test]
