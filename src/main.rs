@@ -75,6 +75,9 @@ fn main() -> ExitCode {
         Command::System(berth::cli::lifecycle::SystemCommand::DnsServer) => {
             commands::lifecycle::dns_server()
         }
+        Command::System(berth::cli::lifecycle::SystemCommand::PortProxy { pidfile, rules }) => {
+            commands::lifecycle::port_proxy(&pidfile, &rules)
+        }
         Command::Image(args) => image(args.into_action()),
         Command::Login(args) => image(args.into_action()),
         Command::Logout(args) => image(args.into_action()),

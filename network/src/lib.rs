@@ -19,6 +19,10 @@
 //!   .detach(network, container_id, Some(netns))
 //!   .sync_firewall()                  rewrite the nft table from disk (after a reboot, or after
 //!                                     Docker started and set FORWARD to DROP)
+//!   .sync_docker_user()               only the DOCKER-USER rules, and only if Docker's chain
+//!                                     exists (µs when it does not): every `up` calls it
+//!   .with_port_proxy(cmd)             the userland proxy serving ports published on ::1
+//!                                     (`proxy`), one process per attachment that needs it
 //! ```
 //!
 //! `network_mode: host/none/container:x` are the engine's choice of network
@@ -123,7 +127,8 @@ impl Networks {
     }
 
     /// The program that runs the userland proxy for ports published on IPv6
-    /// loopback (see [`proxy`]); without one, publishing there is refused.
+    /// loopback (see [`proxy`]). Without one, publishing on `::1` itself is
+    /// refused, and ports published on every address do not answer on `::1`.
     pub fn with_port_proxy(mut self, command: proxy::ProxyCommand) -> Self {
         self.proxy = Some(command);
         self
@@ -152,13 +157,21 @@ impl Networks {
 
     fn start_proxy(&self, a: &Attachment) -> Result<(), NetworkError> {
         let rules = proxy::rules_for(a);
-        let Some(first) = rules.first() else {
+        if rules.is_empty() {
             return Ok(());
-        };
+        }
         let Some(cmd) = &self.proxy else {
-            return Err(NetworkError::NoPortProxy {
-                port: first.listen.port(),
-            });
+            // Without a proxy, ports published on every address simply do not
+            // answer on ::1 (as before there was one); asking for ::1 itself
+            // is refused.
+            let explicit = a
+                .ports
+                .iter()
+                .find(|p| p.host_ip.is_some_and(|ip| ip.is_ipv6() && ip.is_loopback()));
+            return match explicit {
+                Some(p) => Err(NetworkError::NoPortProxy { port: p.host_port }),
+                None => Ok(()),
+            };
         };
         proxy::start(
             cmd,

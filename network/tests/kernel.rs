@@ -678,7 +678,7 @@ fn proxy_command() -> berth_network::proxy::ProxyCommand {
 /// Not a test: the port proxy process of `proxy_command` (its pidfile and
 /// rules come after its own name on the command line).
 #[test]
-#[ignore]
+#[ignore = "run by ipv6_loopback_published_ports_answer_through_the_proxy"]
 fn port_proxy_worker() {
     let args: Vec<String> = std::env::args()
         .skip_while(|a| a != "port_proxy_worker")

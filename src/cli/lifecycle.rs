@@ -181,6 +181,13 @@ pub enum SystemCommand {
     },
     /// Run the DNS server (spawned by berth itself; its directory in BERTH_RUN)
     DnsServer,
+    /// Run the userland proxy of ports published on IPv6 loopback (spawned by berth itself)
+    PortProxy {
+        /// The pidfile it locks and writes once listening
+        pidfile: std::path::PathBuf,
+        /// tcp|udp:LISTEN=TARGET, e.g. tcp:[::1]:8080=172.18.0.2:80
+        rules: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

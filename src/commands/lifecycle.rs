@@ -724,6 +724,17 @@ pub fn dns_server() -> Result<()> {
     Ok(())
 }
 
+/// `berth system port-proxy PIDFILE RULE…`: the userland proxy of ports
+/// published on IPv6 loopback, started by the network crate.
+pub fn port_proxy(pidfile: &Path, rules: &[String]) -> Result<()> {
+    let rules = rules
+        .iter()
+        .map(|r| r.parse())
+        .collect::<Result<Vec<berth_network::proxy::ProxyRule>, _>>()?;
+    berth_network::proxy::serve(pidfile, &rules)?;
+    Ok(())
+}
+
 /// `port SERVICE PRIVATE_PORT`: the published address of a container port.
 pub fn port(args: &ProjectArgs, a: &PortArgs) -> Result<()> {
     let (_, _, records) = project_records(args, std::slice::from_ref(&a.service))?;

@@ -15,9 +15,19 @@ use berth_network::Networks;
 use super::state::Paths;
 use crate::model::project::{Project, Service};
 
-/// berth's networks, rooted in `$BERTH_ROOT/networks` and `$BERTH_RUN/networks`.
+/// berth's networks, rooted in `$BERTH_ROOT/networks` and `$BERTH_RUN/networks`,
+/// with berth itself (`berth system port-proxy`) as the userland proxy of
+/// ports published on IPv6 loopback.
 pub fn networks(paths: &Paths) -> Networks {
-    Networks::new(paths.root.join("networks"), paths.run.join("networks"))
+    let nets = Networks::new(paths.root.join("networks"), paths.run.join("networks"));
+    match std::env::current_exe() {
+        Ok(exe) => nets.with_port_proxy(berth_network::proxy::ProxyCommand {
+            exe,
+            args: vec!["system".into(), "port-proxy".into()],
+        }),
+        // Publishing on ::1 is then refused with the reason.
+        Err(_) => nets,
+    }
 }
 
 /// The DNS server's run directory (it keeps its files in `dns/` there).
