@@ -14,10 +14,12 @@
 //! The data file is locked (`flock`) while a download owns it, so two pulls
 //! of one blob take turns; the second usually finds the blob complete. The
 //! state file is replaced atomically every few MiB and whenever a stream
-//! breaks; bytes on disk past the state's count are hashed again on resume,
-//! and a state that does not match the file starts the download over. The
-//! data itself is not synced: the digest check at the end catches any torn
-//! or stale bytes, and a resumed download that fails it starts over once.
+//! breaks, each time after the data is synced, so the state never covers
+//! bytes a crash could lose. Bytes on disk past the state's count are
+//! hashed again on resume, and a state that does not match the file starts
+//! the download over. A blob put together from several responses that
+//! fails its digest (a proxy sent wrong bytes before the cut, say) is
+//! fetched once more whole.
 //! `Store::prune` removes partial files an hour old.
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -291,8 +293,12 @@ impl PartialBlob {
         }
     }
 
-    /// Writes the hash state for the bytes written so far.
+    /// Writes the hash state for the bytes written so far, after they are
+    /// on disk: a state never covers bytes a power cut could lose.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.file
+            .sync_data()
+            .map_err(|e| io_at(&self.data_path, e))?;
         let mut words = Vec::with_capacity(32);
         for w in self.hasher.h {
             words.extend_from_slice(&w.to_be_bytes());

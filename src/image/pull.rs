@@ -589,7 +589,7 @@ fn fetch(
 /// for the rest (`Range: bytes=N-`); a registry that answers `200` sends the
 /// whole blob again and the download starts over. A wrong size or digest is
 /// not retried (the registry would send the same bytes again), except once
-/// from byte 0 when the wrong digest came from resumed bytes.
+/// from byte 0 when the blob was put together from several responses.
 fn download(
     store: &Store,
     client: &Client,
@@ -613,6 +613,8 @@ fn download(
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 0;
     let mut restarted_after_mismatch = false;
+    // Whether the bytes come from more than one response.
+    let mut pieced = partial.resumed();
     loop {
         attempt += 1;
         let offset = partial.len();
@@ -635,7 +637,10 @@ fn download(
             };
             if offset > 0 {
                 match resp.status() {
-                    206 => check_content_range(&resp, offset, blob)?,
+                    206 => {
+                        check_content_range(&resp, offset, blob)?;
+                        pieced = true;
+                    }
                     _ => {
                         debug!(digest = %blob.digest, offset, status = resp.status(),
                             "registry sent the whole blob, starting over");
@@ -662,13 +667,13 @@ fn download(
                 continue;
             }
         }
-        let resumed = partial.resumed();
         match partial.finish(&dest) {
             Ok(()) => return Ok(()),
-            Err(StoreError::DigestMismatch { .. }) if resumed && !restarted_after_mismatch => {
+            Err(StoreError::DigestMismatch { .. }) if pieced && !restarted_after_mismatch => {
                 // The kept bytes may be what was wrong: once more from 0.
                 debug!(digest = %blob.digest, "resumed blob failed its digest, downloading it whole");
                 restarted_after_mismatch = true;
+                pieced = false;
                 partial = store.partial_blob(&blob.digest, blob.size)?;
                 partial.restart()?;
             }
