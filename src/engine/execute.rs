@@ -629,28 +629,11 @@ fn restart_on_unhealthy(svc: &Service) -> bool {
 }
 
 fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
-    use nix::mount::{mount, MsFlags};
-    let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        work.display()
-    );
-    if data.len() >= 4000 {
-        bail!(
-            "image has too many layers to stack ({}); flattening is not wired into containers yet",
-            layers.len()
-        );
-    }
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .with_context(|| format!("mounting the rootfs at {}", target.display()))
+    let upper = crate::image::overlay::Upper { upper, work };
+    let method = crate::image::overlay::mount(layers, Some(upper), target)
+        .with_context(|| format!("mounting the rootfs at {}", target.display()))?;
+    tracing::debug!(layers = layers.len(), ?method, "rootfs mounted");
+    Ok(())
 }
 
 /// Fills an empty volume from the image's content at its mount point, as
