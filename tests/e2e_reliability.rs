@@ -522,7 +522,7 @@ const SLOW_STACK: &str = r#"
 services:
   db:
     image: bb:latest
-    command: ["sh", "-c", "mkdir -p /www && echo hello from db > /www/index.html && (sleep 3; touch /tmp/ok) & exec httpd -f -p 80 -h /www"]
+    command: ["sh", "-c", "mkdir -p /www; echo hello from db > /www/index.html; (sleep 3; touch /tmp/ok) & exec httpd -f -p 80 -h /www"]
     stop_signal: SIGKILL
     healthcheck:
       test: ["CMD-SHELL", "test -e /tmp/ok"]

@@ -4,8 +4,8 @@
 //!
 //! A monitor removes its pid file (`$BERTH_RUN/monitors/<id>.pid`) when it
 //! ends; one that was killed leaves it naming a dead process. Finding those
-//! costs a directory read and one `kill(pid, 0)` per running container, so
-//! every command can afford it. For each, if the container's state says it
+//! costs a directory read and two small reads (`/proc/<pid>/stat`) per
+//! running container, so every command can afford it. For each, if the container's state says it
 //! runs (or was restarting or paused), a monitor is spawned in
 //! [`Mode::Adopt`](super::process::Mode::Adopt): it takes over the still
 //! running container, or applies the restart policy to one that ended
@@ -39,7 +39,9 @@ pub fn orphans(paths: &Paths) -> Vec<String> {
         else {
             continue;
         };
-        if pid <= 0 || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+        // A killed monitor may linger as a zombie until its reaper (often
+        // pid 1) gets to it: that counts as dead.
+        if pid <= 0 || crate::engine::state::alive(pid) {
             continue;
         }
         if !paths.container(id).join("container.json").exists() {
