@@ -5,8 +5,8 @@
 # process) and the monitors' and the DNS server's RSS and fds must not grow.
 #
 # It runs the test `up_down_cycles_of_20_services_leave_nothing_and_do_not_grow`
-# of tests/e2e_reliability.rs with BERTH_LEAK_CYCLES (default here: 100; the
-# test suite runs 20) and prints its figures: total time, the average `up -d`
+# of tests/e2e_reliability.rs alone with BERTH_LEAK_CYCLES (default 100, as
+# in the test suite) and prints its figures: total time, the average `up -d`
 # and `down`, and the per-cycle samples. Needs root. The test makes its own
 # network namespace.
 #
