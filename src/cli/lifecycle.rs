@@ -178,6 +178,9 @@ pub enum SystemCommand {
     Monitor {
         /// Container id
         id: String,
+        /// Take over a container whose monitor died instead of starting it
+        #[arg(long)]
+        adopt: bool,
     },
     /// Run the DNS server (spawned by berth itself; its directory in BERTH_RUN)
     DnsServer,

@@ -27,6 +27,8 @@ fn timeout(t: Option<u64>) -> Option<Duration> {
 /// Loads the project; `--no-deps` keeps only the named services.
 fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Project> {
     let mut p = project::load(args, services)?;
+    // Containers whose monitor died get a new one before anything else.
+    crate::monitor::adopt::adopt_orphans(&Paths::from_env());
     if no_deps && !services.is_empty() {
         let names: Vec<String> = p.services.keys().cloned().collect();
         for n in names {
@@ -192,6 +194,7 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
     let project = load(args, &[], false)?;
     let paths = Paths::from_env();
     let _lock = Lock::acquire(&paths.project_lock(&project.name))?;
+    execute::reclaim_half_made(&paths, &project.name)?;
     let containers = state::project_containers(&paths, &project.name)?;
     // Dependents first: reverse start order, one-offs too.
     let order = project_order(&project);
@@ -707,13 +710,18 @@ pub fn rm(args: &ProjectArgs, a: &RmArgs) -> Result<()> {
     Ok(())
 }
 
-/// `berth system monitor ID`.
-pub fn monitor(id: &str) -> Result<()> {
+/// `berth system monitor [--adopt] ID`.
+pub fn monitor(id: &str, adopt: bool) -> Result<()> {
     let paths = Paths::from_env();
     if !Path::new(&paths.container(id)).exists() {
         bail!("no container {id}");
     }
-    crate::monitor::process::run(&paths, id)
+    let mode = if adopt {
+        crate::monitor::process::Mode::Adopt
+    } else {
+        crate::monitor::process::Mode::Start
+    };
+    crate::monitor::process::run(&paths, id, mode)
 }
 
 /// `berth system dns-server`: the DNS server, in the directory

@@ -68,6 +68,7 @@ const PARALLEL: usize = 8;
 /// stops the walk once the running steps end.
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
+    reclaim_half_made(paths, &project.name)?;
     if plan.steps.iter().any(|s| {
         matches!(
             s.action,
@@ -186,6 +187,19 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes what a killed `up` left of the containers it was making: their
+/// records carry the project but not yet its labels (the last thing
+/// `create_in` writes), so no plan sees them. Only under the project's
+/// lock, where no other `up` can be making one; one-offs (`run`, which
+/// takes no lock) are left alone.
+pub fn reclaim_half_made(paths: &Paths, project: &str) -> Result<()> {
+    for id in state::half_made(paths, project)? {
+        tracing::info!(container = %id, "removing a container a killed berth left half-made");
+        teardown(paths, &id)?;
     }
     Ok(())
 }
@@ -375,7 +389,6 @@ fn create_in(
     for d in ["rootfs", "upper", "work"] {
         fs_err::create_dir_all(dir.join(d))?;
     }
-    mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
     let mut record = ContainerRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -402,8 +415,11 @@ fn create_in(
         own_netns: false,
         rootfs_mounted: true,
     };
-    // Saved now so a failure below is cleaned up by `down`.
+    // Saved before the first kernel object, so a failure below (or a kill
+    // -9 of this process) is cleaned up: by `teardown`, or by the next
+    // `up`/`down` of the project (`reclaim_half_made`: the labels come last).
     record.save(paths)?;
+    mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
 
     // The network namespace.
     let networks = net::networks(paths);
@@ -762,6 +778,10 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
         networks.delete_netns(id)?;
     }
     let _ = std::fs::remove_file(paths.monitor_pid(id));
+    let run_dir = paths.container_run(id);
+    if run_dir.exists() {
+        fs_err::remove_dir_all(&run_dir)?;
+    }
     if dir.exists() {
         fs_err::remove_dir_all(&dir)?;
     }
