@@ -249,6 +249,9 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
         crate::engine::net::release_netns_dir(&paths);
     }
     if down.volumes && down.services.is_empty() {
+        for name in execute::remove_project_anonymous_volumes(&paths, &project.name)? {
+            eprintln!(" ✔ Volume {name:<43} Removed");
+        }
         for (key, v) in &project.volumes {
             if v.external {
                 continue;

@@ -434,6 +434,37 @@ fn teardown_new(paths: &Paths, id: &str) -> Result<()> {
     teardown(paths, id)
 }
 
+/// In an anonymous volume's directory (beside `_data`): the project,
+/// service and mount point it was made for, so `down -v` finds it even
+/// after the container that held it is gone.
+const ANONYMOUS_OWNER: &str = "anonymous.json";
+
+/// Removes the project's anonymous volumes no container holds any more
+/// (`down -v`): ones left by `down` without `-v` or `rm` without `-v`.
+/// Returns their names.
+pub fn remove_project_anonymous_volumes(paths: &Paths, project: &str) -> Result<Vec<String>> {
+    let held: Vec<String> = state::all_containers(paths)?
+        .into_iter()
+        .flat_map(|c| c.anonymous_volumes.into_values())
+        .collect();
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(paths.volumes()) else {
+        return Ok(removed);
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(owner) = std::fs::read(e.path().join(ANONYMOUS_OWNER)) else {
+            continue;
+        };
+        let owner: serde_json::Value = serde_json::from_slice(&owner).unwrap_or_default();
+        if owner["project"] == project && !held.contains(&name) {
+            fs_err::remove_dir_all(e.path())?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes a (removed) container's anonymous volumes (`rm -v`, `down -v`).
 pub fn remove_anonymous_volumes(paths: &Paths, record: &ContainerRecord) -> Result<()> {
     for name in record.anonymous_volumes.values() {
@@ -689,6 +720,15 @@ fn create_in(
         record.save(paths)?;
         let data = paths.volume_data(&vol);
         fs_err::create_dir_all(&data)?;
+        if fresh {
+            let owner = serde_json::json!({
+                "project": project.name, "service": svc.name, "target": target,
+            });
+            write_atomic(
+                &paths.volumes().join(&vol).join(ANONYMOUS_OWNER),
+                &serde_json::to_vec(&owner)?,
+            )?;
+        }
         let nocopy = svc
             .volumes
             .iter()
