@@ -507,6 +507,9 @@ services:
     env.write(&stack("two"));
     env.ok(&["up", "-d"]);
     env.log_with("dep", "dep two");
+    env.wait_for("web restarted", Duration::from_secs(20), || {
+        env.ok(&["logs", "web"]).matches("web started").count() >= 2
+    });
     let web = env.ok(&["logs", "web"]);
     assert_eq!(web.matches("web started").count(), 2, "{web}");
     let other = env.ok(&["logs", "other"]);
@@ -641,4 +644,47 @@ services:
     assert!(!out.status.success(), "always pulls");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pulling"), "{err}");
+}
+
+#[test]
+fn volume_nocopy_and_subpath() {
+    let env = Env::new(
+        "vopt",
+        r#"
+services:
+  maker:
+    image: bb:latest
+    network_mode: none
+    volumes: ["data:/d"]
+    command: ["sh", "-c", "mkdir -p /d/sub && echo in-sub > /d/sub/f"]
+  app:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    depends_on:
+      maker: {condition: service_completed_successfully}
+    volumes:
+      - {type: volume, source: data, target: /s, volume: {subpath: sub}}
+      - {type: volume, source: empty, target: /vol, volume: {nocopy: true}}
+      - {type: volume, source: filled, target: /copy}
+    command: ["sh", "-c", "echo \"sub: $(cat /s/f) nocopy: $(ls /vol | wc -l)\"; echo done; exec sleep 1000"]
+  control:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    volumes: ["filled:/vol"]
+    command: ["sh", "-c", "echo \"copied: $(cat /vol/seed)\"; exec sleep 1000"]
+volumes:
+  data: {}
+  empty: {}
+  filled: {}
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    let log = env.log_with("app", "done");
+    assert!(log.contains("sub: in-sub nocopy: 0"), "{log}");
+    // Without nocopy an empty named volume is filled from the image.
+    env.log_with("control", "copied: from the image");
+    env.ok(&["down", "-v", "-t", "0"]);
+    assert!(env.volumes().is_empty(), "{:?}", env.volumes());
 }

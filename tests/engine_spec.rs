@@ -544,3 +544,13 @@ fn init_tmpfs_read_only_and_subpath_checks() {
         Err(SpecError::Subpath { .. })
     ));
 }
+
+#[test]
+fn memory_blkio_and_cgroup_parent() {
+    let s = spec("services: {w: {image: x, oom_kill_disable: true, mem_swappiness: 10, blkio_config: {weight: 300}, cgroup_parent: /mine/}}");
+    let res = &s["linux"]["resources"];
+    assert_eq!(res["memory"]["disableOOMKiller"], true);
+    assert_eq!(res["memory"]["swappiness"], 10);
+    assert_eq!(res["blockIO"]["weight"], 300);
+    assert_eq!(s["linux"]["cgroupsPath"], "/mine/0123456789abcdef0123");
+}

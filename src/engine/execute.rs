@@ -266,6 +266,36 @@ pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
 /// silently left out; secrets and configs are checked here too, so a
 /// missing file fails before anything is made.
 fn unsupported_check(project: &Project, svc: &Service) -> Result<()> {
+    let blkio_devices = svc.blkio_config.as_ref().is_some_and(|b| {
+        !(b.weight_device.is_empty()
+            && b.device_read_bps.is_empty()
+            && b.device_read_iops.is_empty()
+            && b.device_write_bps.is_empty()
+            && b.device_write_iops.is_empty())
+    });
+    let refused = [
+        (!svc.devices.is_empty(), "devices"),
+        (!svc.device_cgroup_rules.is_empty(), "device_cgroup_rules"),
+        (!svc.volumes_from.is_empty(), "volumes_from"),
+        (!svc.gpus.is_empty(), "gpus"),
+        (!svc.userns_mode.is_empty(), "userns_mode"),
+        (blkio_devices, "blkio_config per-device limits"),
+        (
+            svc.cpu_rt_runtime != 0 || svc.cpu_rt_period != 0,
+            "cpu_rt_runtime/cpu_rt_period",
+        ),
+        (!svc.storage_opt.is_empty(), "storage_opt"),
+        (
+            !matches!(svc.runtime.as_str(), "" | "runc" | "berth"),
+            "runtime",
+        ),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(set, _)| *set) {
+        bail!(
+            "service {:?}: {what} is not supported by berth yet",
+            svc.name
+        );
+    }
     for (kind, refs) in [("secret", &svc.secrets), ("config", &svc.configs)] {
         for r in refs {
             file_object(project, kind, &r.source)
@@ -674,15 +704,10 @@ fn create_in(
                         copy_up(&rootfs.join(v.target.trim_start_matches('/')), &data)?;
                     }
                 } else {
-                    // As Docker: the subpath must exist in the volume.
+                    // The subpath must exist in the volume when the
+                    // container starts (a dependency may make it); the
+                    // mount fails then, naming it.
                     check_subpath(&svc.name, &v.source, subpath)?;
-                    if !data.join(subpath).is_dir() {
-                        bail!(
-                            "service {:?}: volume {:?} has no directory {subpath:?} (volume.subpath)",
-                            svc.name,
-                            v.source
-                        );
-                    }
                 }
             }
         }

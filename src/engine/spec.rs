@@ -540,6 +540,13 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
         namespaces.retain(|n| n["type"] != "uts");
     }
     linux["namespaces"] = json!(namespaces);
+    if !service.cgroup_parent.is_empty() {
+        linux["cgroupsPath"] = json!(format!(
+            "/{}/{}",
+            service.cgroup_parent.trim_matches('/'),
+            inputs.container_id
+        ));
+    }
 
     // Resources.
     let limits = service
@@ -565,6 +572,17 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
     }
     if service.memswap_limit.0 != 0 {
         res["memory"]["swap"] = json!(service.memswap_limit.0);
+    }
+    if service.mem_swappiness.0 > 0 {
+        res["memory"]["swappiness"] = json!(service.mem_swappiness.0.min(100));
+    }
+    if service.oom_kill_disable {
+        res["memory"]["disableOOMKiller"] = json!(true);
+    }
+    if let Some(w) = service.blkio_config.as_ref().map(|b| b.weight) {
+        if w > 0 {
+            res["blockIO"]["weight"] = json!(w);
+        }
     }
     let cpus = if service.cpus > 0.0 {
         service.cpus
