@@ -554,3 +554,15 @@ fn memory_blkio_and_cgroup_parent() {
     assert_eq!(res["blockIO"]["weight"], 300);
     assert_eq!(s["linux"]["cgroupsPath"], "/mine/0123456789abcdef0123");
 }
+
+#[test]
+fn resolv_conf_without_berths_dns_takes_the_services_settings() {
+    let host = "# generated\nnameserver 10.0.0.1\nsearch corp.example\noptions ndots:2\n";
+    let svc = service("services: {w: {image: x, dns: [9.9.9.9, 1.1.1.1], dns_opt: [timeout:1]}}");
+    assert_eq!(
+        berth::engine::spec::host_resolv_conf(host, &svc),
+        "# generated\nsearch corp.example\nnameserver 9.9.9.9\nnameserver 1.1.1.1\noptions timeout:1\n"
+    );
+    let plain = service("services: {w: {image: x}}");
+    assert_eq!(berth::engine::spec::host_resolv_conf(host, &plain), host);
+}

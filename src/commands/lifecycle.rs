@@ -1116,6 +1116,10 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             after: Vec::new(),
         }],
     };
+    // Its image as its pull_policy says (dependencies were pulled by `up`).
+    let mut only = one.clone();
+    only.services.retain(|k, _| *k == svc.name);
+    crate::engine::pull::pull_images(&paths, &only, None, &ExecOptions::default())?;
     execute::preflight(&paths, &one, &check)?;
     let (id, name) = execute::create_oneoff(&paths, &one, &svc)?;
     if a.detach {

@@ -14,8 +14,8 @@ use super::net;
 use super::observe::{ContainerState, Observed, ObservedContainer};
 use super::plan::{Action, Plan};
 use super::spec::{
-    anonymous_targets, check_subpath, config_target, container_spec, secret_target, ImageDefaults,
-    NetNs, SpecInputs,
+    anonymous_targets, check_subpath, config_target, container_spec, host_resolv_conf,
+    secret_target, ImageDefaults, NetNs, SpecInputs,
 };
 use super::state::{
     self, alive, new_id, write_atomic, ContainerRecord, HealthSpec, Paths, RunState, Status,
@@ -672,7 +672,10 @@ fn create_in(
     }
     let resolv = match attached.as_ref().and_then(|a| a.nameserver) {
         Some(ns) => net::resolv_conf(svc, ns),
-        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        None => host_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            svc,
+        ),
     };
     fs_err::write(dir.join("resolv.conf"), resolv)?;
     etc_files.push(("/etc/resolv.conf", dir.join("resolv.conf")));

@@ -159,6 +159,34 @@ pub fn anonymous_targets(service: &Service, image: &ImageDefaults) -> Vec<String
     out
 }
 
+/// The `/etc/resolv.conf` of a container berth's DNS server does not
+/// serve (`network_mode: host`, `none`, or another container's): the host's,
+/// with the service's `dns`, `dns_search` and `dns_opt` replacing its
+/// nameservers, search domains and options where given, as Docker does.
+pub fn host_resolv_conf(host: &str, service: &Service) -> String {
+    let mut out = String::new();
+    for line in host.lines() {
+        let word = line.split_whitespace().next().unwrap_or("");
+        let dropped = (word == "nameserver" && !service.dns.is_empty())
+            || ((word == "search" || word == "domain") && !service.dns_search.is_empty())
+            || (word == "options" && !service.dns_opt.is_empty());
+        if !dropped {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for ns in &service.dns {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !service.dns_search.is_empty() {
+        out.push_str(&format!("search {}\n", service.dns_search.join(" ")));
+    }
+    if !service.dns_opt.is_empty() {
+        out.push_str(&format!("options {}\n", service.dns_opt.join(" ")));
+    }
+    out
+}
+
 /// Checks a `volume.subpath`: relative, without `..`.
 pub fn check_subpath(service: &str, volume: &str, subpath: &str) -> Result<(), SpecError> {
     let bad = subpath.starts_with('/')
