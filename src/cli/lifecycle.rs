@@ -32,6 +32,15 @@ pub struct UpArgs {
     /// Remove containers for services not defined in the Compose file
     #[arg(long = "remove-orphans")]
     pub remove_orphans: bool,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers
+    #[arg(short = 'V', long = "renew-anon-volumes")]
+    pub renew_anon_volumes: bool,
+    /// Pull image before running ("always"|"missing"|"never")
+    #[arg(long, value_name = "POLICY", value_parser = ["always", "missing", "never", "policy"])]
+    pub pull: Option<String>,
+    /// Pull without printing progress information
+    #[arg(long = "quiet-pull")]
+    pub quiet_pull: bool,
     /// Scale SERVICE to NUM instances (overrides the `scale` setting)
     #[arg(long, value_name = "SERVICE=NUM")]
     pub scale: Vec<String>,
