@@ -3,6 +3,7 @@
 //! project and observation give the same plan, whose text is what
 //! `--dry-run` prints.
 
+pub mod events;
 pub mod execute;
 pub mod naming;
 pub mod net;
@@ -10,6 +11,7 @@ pub mod observe;
 pub mod plan;
 pub mod spec;
 pub mod state;
+pub mod usage;
 
 pub use observe::{ContainerState, Observed, ObservedContainer};
 pub use plan::{plan, Action, Plan, PlanError, Reason, Recreate, UpOptions};

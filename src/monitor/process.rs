@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +33,9 @@ use berth_runtime::{CreateOptions, Runtime};
 use super::health::{self, Health, HealthConfig, Probe, ProbeResult};
 use super::log::{JsonFileWriter, Rotation, Stream};
 use super::restart::{Decision, Exit, RestartPolicy, Restarter};
+use crate::engine::events;
 use crate::engine::state::{now_millis, ContainerRecord, Paths, RunState, Status};
+use crate::engine::usage::Cgroups;
 
 /// Shared between the main loop and the health thread.
 struct Shared {
@@ -133,8 +136,13 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
             report("ok");
             reported = true;
         } else {
+            events::emit(paths, &record, "restart", &[]);
             notify_dependents(paths, &record);
         }
+        events::emit(paths, &record, "start", &[]);
+        // Read while the container lives: its cgroup is gone after delete.
+        let cgroups = Cgroups::of(pid, Path::new("/sys/fs/cgroup")).ok();
+        let ooms_before = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
         let generation = Arc::new(AtomicBool::new(true));
         let unhealthy_kill = Arc::new(AtomicBool::new(false));
         if let Some(h) = &record.healthcheck {
@@ -162,6 +170,13 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
             &mut dependency_restarted,
         );
         generation.store(false, Ordering::SeqCst);
+        if cgroups
+            .as_ref()
+            .is_some_and(|c| c.oom_kills() > ooms_before)
+        {
+            events::emit(paths, &record, "oom", &[]);
+        }
+        events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
         let _ = log.flush_partial();
         let _ = rt.delete(id, true);
         let ran_for = started.elapsed();
@@ -545,6 +560,9 @@ fn spawn_health(
                 s.failing_streak = streak;
                 s.health_log = log;
             });
+            if let Some(new) = changed {
+                crate::engine::events::emit_id(&paths, &id, &format!("health_status: {new}"), &[]);
+            }
             if restart_on_unhealthy && changed == Some(health::Status::Unhealthy) {
                 unhealthy_kill.store(true, Ordering::SeqCst);
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
