@@ -1,6 +1,8 @@
 //! `events`: follows the project's event journal (`engine::events`) and
 //! prints each event as `docker compose events` does, in text or `--json`;
-//! ends when the stack it watched has stopped (or at `--until`).
+//! ends with the stack it watched: once its containers (those of the
+//! services named, if any) have all been removed (`down`), or at
+//! `--until`. A stack that is only stopped may start again: it is followed.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -9,7 +11,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::lifecycle::EventsArgs;
 use crate::engine::events::{parse_time_bound, Event, Journal, Watch};
-use crate::engine::state::{self, alive, Paths, RunState, Status};
+use crate::engine::state::{self, Paths};
 use crate::settings::ProjectArgs;
 
 use super::project;
@@ -53,8 +55,8 @@ pub fn events(args: &ProjectArgs, a: &EventsArgs) -> Result<()> {
             }
             print_event(&mut out, &e, a.json)?;
             match e.action.as_str() {
-                "start" | "restart" => was_up = true,
-                "die" | "stop" | "kill" | "destroy" => settling = true,
+                "create" => was_up = true,
+                "destroy" => settling = true,
                 _ => {}
             }
         }
@@ -70,8 +72,8 @@ pub fn events(args: &ProjectArgs, a: &EventsArgs) -> Result<()> {
         if up {
             was_up = true;
         } else if was_up && !settling {
-            // Everything stopped: the stack is gone, and so are we (after
-            // printing what its last moments wrote).
+            // Every container removed: the stack is gone, and so are we
+            // (after printing what its last moments wrote).
             for e in journal.read_new()? {
                 if !e.oneoff && (a.services.is_empty() || a.services.contains(&e.service)) {
                     print_event(&mut std::io::stdout().lock(), &e, a.json)?;
@@ -79,9 +81,8 @@ pub fn events(args: &ProjectArgs, a: &EventsArgs) -> Result<()> {
             }
             return Ok(());
         }
-        // After a die, the monitor writes its last state just after the
-        // event: look again shortly. Otherwise the journal wakes us; the
-        // timeout only catches a monitor killed without a word.
+        // A destroy is written just before the container's directory goes:
+        // look again shortly. Otherwise the journal wakes us.
         let timeout = if settling {
             Duration::from_millis(50)
         } else {
@@ -112,20 +113,12 @@ fn print_event(out: &mut impl Write, e: &Event, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Whether any (selected) service container of the project is up: running,
-/// restarting or paused, or with its monitor still alive.
+/// Whether the project has any (selected) service container.
 pub fn stack_up(paths: &Paths, project: &str, services: &[String]) -> bool {
     let Ok(containers) = state::project_containers(paths, project) else {
         return false;
     };
     containers
         .iter()
-        .filter(|c| !c.oneoff && (services.is_empty() || services.contains(&c.service)))
-        .any(|c| {
-            let run = RunState::load(paths, &c.id);
-            matches!(
-                run.effective_status(),
-                Status::Running | Status::Restarting | Status::Paused
-            ) || (run.monitor_pid > 0 && alive(run.monitor_pid))
-        })
+        .any(|c| !c.oneoff && (services.is_empty() || services.contains(&c.service)))
 }
