@@ -528,3 +528,35 @@ services:
     let ls = env.ok(&["image", "ls"]);
     assert!(!ls.contains("bb "), "{ls}");
 }
+
+#[test]
+fn an_oom_kill_is_an_event() {
+    let env = Env::new(
+        r#"
+services:
+  hog:
+    image: bb:latest
+    network_mode: none
+    mem_limit: 16m
+    memswap_limit: 16m
+    command: ["sh", "-c", "sleep 0.3; tail -c 100000000 /dev/zero | wc -c; exit 5"]
+"#,
+    );
+    let events = spawn_events(&env, &["events", "--json"]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["up", "-d"]);
+    let out = env.berth(&["wait", "hog"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    env.ok(&["down", "-t", "0"]);
+    let out = wait_child(events, Duration::from_secs(10), "events --json");
+    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(actions, ["create", "start", "oom", "die", "destroy"]);
+}

@@ -71,6 +71,9 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
         no_start: up.no_start,
         ..UpOptions::default()
     };
+    if !dry_run {
+        crate::engine::events::compact(&paths, &project.name);
+    }
     if let Some(policy) = up.pull {
         if !dry_run {
             pull_images(&project, policy, up.quiet_pull)?;

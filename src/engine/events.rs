@@ -6,7 +6,8 @@
 //! the shape `events --json` prints (`time`, `type`, `action`, `id`,
 //! `service`, `attributes`; one-off containers carry `"oneoff": true`).
 //! It lives in the run directory: it does not survive a reboot, as
-//! Docker's event stream does not.
+//! Docker's event stream does not; past 8 MiB `up` starts a new one (the
+//! previous one kept as `<project>.json.1`).
 //!
 //! Writers are the engine (create, destroy, stop, kill, pause, unpause) and
 //! the monitors (start, restart, die, health_status, oom); each event is one
@@ -125,6 +126,24 @@ fn try_append(paths: &Paths, project: &str, event: &Event) -> std::io::Result<()
         .open(&path)?;
     // One write: O_APPEND places it whole at the end.
     f.write_all(&line)
+}
+
+/// Past this size, [`compact`] starts a fresh journal.
+const MAX_JOURNAL: u64 = 8 << 20;
+
+/// Keeps a project's journal bounded: past [`MAX_JOURNAL`] bytes it is
+/// renamed to `<project>.json.1` (replacing the previous one) and a new
+/// one begins. Followers notice the shorter file and read it from its
+/// start. Called by `up`, under the project lock.
+pub fn compact(paths: &Paths, project: &str) {
+    let path = journal_path(paths, project);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_JOURNAL) {
+        let mut old = path.clone().into_os_string();
+        old.push(".1");
+        if let Err(e) = std::fs::rename(&path, &old) {
+            tracing::warn!(error = %e, "rotating the event journal");
+        }
+    }
 }
 
 /// Records `action` for `record` (the usual entry point).
