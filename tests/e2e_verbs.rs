@@ -5,6 +5,8 @@
 //! `images`, `up --attach/--no-attach/--timestamps`, `down --rmi`. Needs
 //! root; run it in a network namespace of its own.
 
+mod image_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -559,4 +561,76 @@ services:
         })
         .collect();
     assert_eq!(actions, ["create", "start", "oom", "die", "destroy"]);
+}
+
+#[test]
+fn up_pull_missing_always_and_never() {
+    use image_support::{
+        busybox_layer, layer_tar, oci_image, skopeo_copy, Compression, Registry, E,
+    };
+    let reg = Registry::start(None);
+    let host = reg.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_layer();
+    let v1 = tmp.path().join("v1");
+    oci_image(&v1, "t", &[(base.clone(), Compression::Gzip)]);
+    skopeo_copy(
+        &format!("oci:{}:t", v1.display()),
+        &format!("docker://{host}/app/bb:1"),
+    );
+    let env = Env::new(&format!(
+        "services:\n  s:\n    image: {host}/app/bb:1\n    network_mode: none\n    command: [\"sh\", \"-c\", \"cat /version 2>/dev/null || echo first; exec sleep 1000\"]\n    stop_signal: SIGKILL\n"
+    ));
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&env.dir)
+            .env("BERTH_ROOT", &env.root)
+            .env("BERTH_RUN", &env.run)
+            .env("DOCKER_CONFIG", tmp.path().join("docker"))
+            .env("BERTH_REGISTRIES_CONFIG", tmp.path().join("none.json"))
+            .output()
+            .unwrap()
+    };
+    // never: the image is not in the store, so up fails before anything.
+    let out = berth(&["up", "-d", "--pull", "never"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(env.ps_json().is_empty());
+    // missing: pulled, quietly.
+    let out = berth(&["up", "-d", "--pull", "missing", "--quiet-pull"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Pulling"),
+        "{out:?}"
+    );
+    env.wait_for("s to log", Duration::from_secs(5), || {
+        env.ok(&["logs", "--no-log-prefix", "s"]) == "first\n"
+    });
+    // A new image under the same tag: `missing` keeps the old one,
+    // `always` fetches it (and the container is recreated on it).
+    let v2 = tmp.path().join("v2");
+    let extra = layer_tar(&[E::File("version", 0o644, b"second\n")]);
+    oci_image(
+        &v2,
+        "t",
+        &[(base, Compression::Gzip), (extra, Compression::Gzip)],
+    );
+    skopeo_copy(
+        &format!("oci:{}:t", v2.display()),
+        &format!("docker://{host}/app/bb:1"),
+    );
+    let before = env.ok(&["images", "-q"]);
+    let out = berth(&["up", "-d", "--pull", "missing"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(env.ok(&["images", "-q"]), before);
+    let out = berth(&["up", "-d", "--pull", "always"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(
+        env.ok(&["images", "-q"]),
+        before,
+        "always pulled the new image"
+    );
+    env.wait_for("s to run the new image", Duration::from_secs(5), || {
+        env.ok(&["logs", "--no-log-prefix", "s"]).contains("second")
+    });
 }

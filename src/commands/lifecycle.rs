@@ -79,6 +79,9 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
             pull_images(&project, policy, up.quiet_pull)?;
         }
     }
+    // A container whose image changed under its tag (a pull) is recreated.
+    let mut opts = opts;
+    opts.image_digests = image_digests(&paths, &project);
     let observed = execute::observe(&paths, &project.name)?;
     let the_plan = plan(&project, &observed, &opts)?;
     if dry_run {
@@ -1309,10 +1312,15 @@ fn pull_images(project: &Project, policy: PullPolicy, quiet: bool) -> Result<()>
             bail!("--pull build: service {name:?} has a build section, and berth cannot build images yet");
         }
     }
+    let store = crate::image::Store::open(&Paths::from_env().root)?;
+    let missing = |image: &str| {
+        !crate::image::Reference::parse(image).is_ok_and(|r| store.resolve(&r).is_ok())
+    };
     let services: Vec<String> = project
         .services
         .iter()
         .filter(|(_, s)| !s.image.is_empty())
+        .filter(|(_, s)| policy == PullPolicy::Always || missing(&s.image))
         .map(|(n, _)| n.clone())
         .collect();
     if services.is_empty() {
@@ -1323,14 +1331,7 @@ fn pull_images(project: &Project, policy: PullPolicy, quiet: bool) -> Result<()>
     } else {
         ProgressMode::Auto
     };
-    crate::commands::image::project_pull(
-        project,
-        &services,
-        mode,
-        true,
-        false,
-        policy == PullPolicy::Always,
-    )
+    crate::commands::image::project_pull(project, &services, mode, true, false, true)
 }
 
 /// `down --rmi`: removes the services' images (`local`: only those without
@@ -1377,4 +1378,23 @@ fn remove_images(
         eprintln!(" ✔ Image {name:<44} Removed");
     }
     Ok(())
+}
+
+/// Each service's image as the store has it now (its config digest, as
+/// containers record it); services whose image is missing are left out.
+fn image_digests(paths: &Paths, project: &Project) -> BTreeMap<String, String> {
+    use crate::image::{Reference, Store};
+    let mut out = BTreeMap::new();
+    let Ok(store) = Store::open(&paths.root) else {
+        return out;
+    };
+    for (name, s) in &project.services {
+        let Ok(r) = Reference::parse(&s.image) else {
+            continue;
+        };
+        if let Some(m) = store.resolve(&r).ok().and_then(|d| store.manifest(&d).ok()) {
+            out.insert(name.clone(), m.config.digest);
+        }
+    }
+    out
 }
