@@ -466,6 +466,8 @@ fn create_in_new(
     let result = create_in(paths, project, svc, number, name, &id, false, inherit);
     if result.is_err() {
         let _ = teardown_new(paths, &id);
+    } else {
+        super::events::emit_id(paths, &id, "create", &[]);
     }
     result.map(|()| id)
 }
@@ -543,6 +545,8 @@ pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<
     let result = create_in(paths, project, svc, 1, &name, &id, true, None);
     if result.is_err() {
         let _ = teardown_new(paths, &id);
+    } else {
+        super::events::emit_id(paths, &id, "create", &[]);
     }
     result.map(|()| (id, name))
 }
@@ -993,7 +997,11 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
     let record = ContainerRecord::load(paths, id)?;
     let run = RunState::load(paths, id);
     let grace = timeout.unwrap_or(Duration::from_millis(record.stop_grace_ms));
+    let was_up = (run.monitor_pid > 0 && alive(run.monitor_pid)) || (run.pid > 0 && alive(run.pid));
     if run.monitor_pid > 0 && alive(run.monitor_pid) {
+        let signal =
+            crate::monitor::process::parse_signal(&record.stop_signal).map_or(15, |s| s as i32);
+        super::events::emit(paths, &record, "kill", &[("signal", signal.to_string())]);
         let pid = nix::unistd::Pid::from_raw(run.monitor_pid);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + grace + Duration::from_secs(5);
@@ -1027,6 +1035,9 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
             run.save(paths, id)?;
         }
     }
+    if was_up {
+        super::events::emit(paths, &record, "stop", &[]);
+    }
     Ok(())
 }
 
@@ -1047,6 +1058,7 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
     let networks = net::networks(paths);
     let ns = networks.netns_path(id);
     if let Ok(record) = ContainerRecord::load(paths, id) {
+        super::events::emit(paths, &record, "destroy", &[]);
         net::detach(
             paths,
             id,
