@@ -8,6 +8,8 @@
 //! aside, and checks the mismatches against the known-differences file, so an
 //! unexplained mismatch fails and so does a listed case that now matches.
 
+pub mod scenario;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -109,7 +111,7 @@ impl Scratch {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");
