@@ -335,6 +335,17 @@ struct Run<'w> {
     env: Vec<(String, String)>,
     snaps: Vec<Snapshot>,
     transcript: Vec<String>,
+    /// Set once `teardown` ran; a `Run` dropped before (a panic in the
+    /// harness) still tears down.
+    torn_down: bool,
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        if !self.torn_down {
+            let _ = self.teardown();
+        }
+    }
 }
 
 /// A failure: the reason, and whether it happened in the harness's own
@@ -428,6 +439,7 @@ impl<'w> Run<'w> {
             env: Vec::new(),
             snaps: vec![Vec::new()],
             transcript: Vec::new(),
+            torn_down: false,
         })
     }
 
@@ -1142,6 +1154,7 @@ impl<'w> Run<'w> {
     /// processes started under this BERTH_ROOT and mounts under the scratch
     /// dir are removed and reported, and the netns deleted.
     fn teardown(&mut self) -> Vec<String> {
+        self.torn_down = true;
         let mut problems = Vec::new();
         let down: Vec<String> = ["down", "-v", "--remove-orphans", "-t", "0"]
             .iter()
