@@ -794,6 +794,31 @@ impl<'w> Run<'w> {
                 r.combined = format!("{}\n{}", r.stdout, r.stderr);
                 Ok(r)
             }
+            // `docker inspect NAME -f …` for a container's address or MAC on
+            // its network: berth has no inspect, so ask the container what
+            // it got (`ip addr`, `/sys/class/net/eth0/address`).
+            "inspect" => {
+                let (Some(name), Some(format)) = (
+                    rest.first(),
+                    rest.iter()
+                        .position(|a| a == "-f")
+                        .and_then(|i| rest.get(i + 1)),
+                ) else {
+                    return unsupported();
+                };
+                let probe: &[&str] = if format.contains("IPAMConfig.IPv4Address") {
+                    &["ip", "-4", "-o", "addr", "show"]
+                } else if format.contains(".MacAddress") {
+                    &["cat", "/sys/class/net/eth0/address"]
+                } else {
+                    return Err(format!(
+                        "unsupported: docker inspect -f {format} (berth has no container inspect)"
+                    ));
+                };
+                let mut d = vec!["exec".to_owned(), name.clone()];
+                d.extend(s(probe));
+                self.docker(&d, env, stdin, timeout)
+            }
             // `docker exec|rm -f <project>-<service>-<n>` of a compose
             // container: the compose verb with --index.
             "exec" | "rm" => {
