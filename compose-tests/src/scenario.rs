@@ -1175,6 +1175,72 @@ impl<'w> Run<'w> {
         Ok(())
     }
 
+    /// What `down` should have removed and the netns deletion would hide:
+    /// links other than `lo` and nft rules in the scenario's netns,
+    /// cgroups and state dirs of the containers the scenario saw.
+    fn kernel_leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let ns = |args: &[&str]| -> String {
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", self.netns))
+                .arg("--")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for l in ns(&["ip", "-o", "link", "show"]).lines() {
+            let name = l.split(':').nth(1).unwrap_or_default().trim();
+            if !name.is_empty() && name != "lo" {
+                left.push(format!("link {}", name.split('@').next().unwrap_or(name)));
+            }
+        }
+        // An empty table or chain is not a leftover; a rule is.
+        let rules = ns(&["nft", "list", "ruleset"]);
+        let n_rules = rules
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("table ")
+                    && !l.starts_with("chain ")
+                    && !l.starts_with("type ")
+                    && !l.starts_with("policy ")
+                    && *l != "}"
+            })
+            .count();
+        if n_rules > 0 {
+            left.push(format!("{n_rules} nft rule line(s)"));
+        }
+        let mut seen: Vec<&str> = self
+            .snaps
+            .iter()
+            .flatten()
+            .map(|c| c.id.as_str())
+            .filter(|id| !id.is_empty())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        for id in seen {
+            for ctl in ["memory", "pids", "cpu", "freezer", "unified"] {
+                let out = Command::new("find")
+                    .arg(Path::new("/sys/fs/cgroup").join(ctl))
+                    .args(["-maxdepth", "3", "-name"])
+                    .arg(format!("*{id}*"))
+                    .output();
+                if let Ok(o) = out {
+                    for l in String::from_utf8_lossy(&o.stdout).lines() {
+                        left.push(format!("cgroup {l}"));
+                    }
+                }
+            }
+            if self.root.join("containers").join(id).exists() {
+                left.push(format!("container state {id}"));
+            }
+        }
+        left
+    }
+
     /// `down`, the deferred actions, then whatever is still there: the
     /// processes started under this BERTH_ROOT and mounts under the scratch
     /// dir are removed and reported, and the netns deleted.
@@ -1256,6 +1322,7 @@ impl<'w> Run<'w> {
             left.push(format!("mount {m}"));
             let _ = Command::new("umount").args(["-l", m]).status();
         }
+        left.extend(self.kernel_leftovers());
         if !left.is_empty() {
             problems.push(format!("left behind after down: {}", left.join("; ")));
         }
