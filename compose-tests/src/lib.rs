@@ -7,6 +7,9 @@
 //! harness runs the cases on a few threads, compares JSON with key order
 //! aside, and checks the mismatches against the known-differences file, so an
 //! unexplained mismatch fails and so does a listed case that now matches.
+//!
+//! [`scenario`] runs Docker Compose's end-to-end scenarios the same way:
+//! berth in place of `docker compose`, a list of the ones that do not pass.
 
 pub mod scenario;
 
