@@ -13,9 +13,12 @@
 //! (`down -v --remove-orphans -t 0`), the deferred actions run, and then
 //! anything berth left behind (processes, mounts) is removed and reported.
 //!
-//! `docker` commands have no daemon to talk to here; [`docker`] maps the ones
-//! berth can answer (images, `ps`, `exec`/`rm` of a compose container,
-//! `run --rm -v`) and reports the others as unsupported.
+//! `docker` commands have no daemon to talk to here; `Run::docker` maps the
+//! ones berth can answer (images and `pull`, `ps`, `exec`/`rm`/`inspect` of a
+//! compose container, `run --rm -v`) and reports the others as unsupported.
+//! No registry on the internet is reachable: each scenario serves the test
+//! images from a docker-registry on its own loopback, Docker Hub's mirror for
+//! berth (`BERTH_REGISTRIES_CONFIG`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -317,6 +320,165 @@ pub struct World {
     pub rootfs_tar: PathBuf,
     /// `(reference, changes)`: each image to import, with its config.
     pub images: Vec<(String, Vec<String>)>,
+    /// A docker-registry storage holding the same images under Docker Hub's
+    /// names (see [`seed_registry`]); each scenario serves it on its own
+    /// loopback as berth's Docker Hub mirror, so pulls work offline.
+    pub registry: PathBuf,
+}
+
+/// The port the per-scenario registry listens on (in the scenario's netns).
+const REGISTRY_PORT: u16 = 5000;
+
+/// Runs `berth <args>` in `netns` with `root`/`run` as its state.
+fn berth_in(bin: &Path, netns: &str, root: &Path, args: &[String]) -> CmdResult {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{netns}"))
+        .arg("--")
+        .arg(bin)
+        .args(args)
+        .env("BERTH_ROOT", root.join("root"))
+        .env("BERTH_RUN", root.join("run"));
+    run_captured(
+        cmd,
+        None,
+        Duration::from_secs(120),
+        format!("berth {}", shell_words(args)),
+    )
+}
+
+fn netns_add(name: &str) -> Result<(), Failed> {
+    let ok = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .status()
+            .map_err(|e| format!("harness: precondition `ip` (iproute2): {e}"))
+            .and_then(|st| {
+                st.success()
+                    .then_some(())
+                    .ok_or_else(|| format!("harness: ip {} failed", args.join(" ")))
+            })
+    };
+    ok(&["netns", "add", name])?;
+    ok(&["-n", name, "link", "set", "lo", "up"])
+}
+
+fn netns_del(name: &str) {
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
+}
+
+/// `docker-registry serve` on 127.0.0.1:5000 in `netns`, over `storage`;
+/// returns once it answers. The child is ours to kill.
+pub fn serve_registry(
+    netns: &str,
+    storage: &Path,
+    dir: &Path,
+) -> Result<std::process::Child, Failed> {
+    let cfg = dir.join("registry.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{REGISTRY_PORT}\n",
+            storage.display()
+        ),
+    )
+    .map_err(|e| format!("harness: {e}"))?;
+    let log =
+        std::fs::File::create(dir.join("registry.log")).map_err(|e| format!("harness: {e}"))?;
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .args(["--", "docker-registry", "serve"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| format!("harness: {e}"))?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| {
+            format!("harness: precondition docker-registry (Debian's docker-registry): {e}")
+        })?;
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args(["--", "busybox", "wget", "-q", "-O", "/dev/null"])
+            .arg(format!("http://127.0.0.1:{REGISTRY_PORT}/v2/"))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if up {
+            return Ok(child);
+        }
+        if Instant::now() > end || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default();
+            return Err(format!(
+                "harness: docker-registry did not come up: {}",
+                short(log.trim(), 500)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fills a registry storage under `dir` with the world's images, named as
+/// Docker Hub names them (`library/alpine:3.20`, `fluent/fluent-bit:…`):
+/// imported into a scratch store, then pushed with `berth image push`.
+pub fn seed_registry(
+    bin: &Path,
+    rootfs_tar: &Path,
+    images: &[(String, Vec<String>)],
+    dir: &Path,
+) -> Result<PathBuf, Failed> {
+    let storage = dir.join("registry");
+    let state = dir.join("seed");
+    std::fs::create_dir_all(&state).map_err(|e| format!("harness: {e}"))?;
+    let netns = format!("berthsc-{}-seed", std::process::id());
+    netns_add(&netns)?;
+    let result = (|| {
+        let mut reg = serve_registry(&netns, &storage, dir)?;
+        let pushed = || -> Result<(), Failed> {
+            for (name, changes) in images {
+                let (repo, tag) = match name.rsplit_once(':') {
+                    Some((r, t)) if !t.contains('/') => (r.to_owned(), t.to_owned()),
+                    _ => (name.clone(), "latest".to_owned()),
+                };
+                let path = if repo.contains('/') {
+                    repo.clone()
+                } else {
+                    format!("library/{repo}")
+                };
+                let target = format!("127.0.0.1:{REGISTRY_PORT}/{path}:{tag}");
+                let mut import = vec!["image".to_owned(), "import".to_owned()];
+                for c in changes {
+                    import.push("-c".into());
+                    import.push(c.clone());
+                }
+                import.push(rootfs_tar.display().to_string());
+                import.push(target.clone());
+                for args in [
+                    import,
+                    vec!["image".into(), "push".into(), "-q".into(), target.clone()],
+                ] {
+                    let r = berth_in(bin, &netns, &state, &args);
+                    if r.code != 0 {
+                        return Err(format!(
+                            "harness: seeding the registry: {}: {}",
+                            r.command,
+                            r.combined.trim()
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let r = pushed();
+        let _ = reg.kill();
+        let _ = reg.wait();
+        r
+    })();
+    netns_del(&netns);
+    let _ = std::fs::remove_dir_all(&state);
+    result.map(|()| storage)
 }
 
 /// One running scenario: its scratch dirs, network namespace and state.
@@ -338,6 +500,8 @@ struct Run<'w> {
     /// Set once `teardown` ran; a `Run` dropped before (a panic in the
     /// harness) still tears down.
     torn_down: bool,
+    /// The scenario's registry (Docker Hub's mirror), while it runs.
+    registry: Option<std::process::Child>,
 }
 
 impl Drop for Run<'_> {
@@ -440,6 +604,7 @@ impl<'w> Run<'w> {
             snaps: vec![Vec::new()],
             transcript: Vec::new(),
             torn_down: false,
+            registry: None,
         })
     }
 
@@ -499,6 +664,7 @@ impl<'w> Run<'w> {
             .env("BERTH_ROOT", &self.root)
             .env("BERTH_RUN", &self.run)
             .env("TMPDIR", &self.tmp)
+            .env("BERTH_REGISTRIES_CONFIG", self.tmp.join("registries.json"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(extra_env.iter().map(|(k, v)| (k, v)));
         cmd
@@ -539,20 +705,17 @@ impl<'w> Run<'w> {
     }
 
     fn setup(&mut self) -> Result<(), Failed> {
-        let st = Command::new("ip")
-            .args(["netns", "add", &self.netns])
-            .status()
-            .map_err(|e| format!("harness: precondition `ip` (iproute2): {e}"))?;
-        if !st.success() {
-            return Err(format!("harness: ip netns add {} failed", self.netns));
-        }
-        let st = Command::new("ip")
-            .args(["-n", &self.netns, "link", "set", "lo", "up"])
-            .status()
-            .map_err(|e| format!("harness: ip: {e}"))?;
-        if !st.success() {
-            return Err("harness: ip link set lo up failed".into());
-        }
+        netns_add(&self.netns)?;
+        std::fs::write(
+            self.tmp.join("registries.json"),
+            format!("{{\"registry-mirrors\": {{\"docker.io\": [\"http://127.0.0.1:{REGISTRY_PORT}\"]}}}}\n"),
+        )
+        .map_err(|e| format!("harness: {e}"))?;
+        self.registry = Some(serve_registry(
+            &self.netns,
+            &self.world.registry,
+            &self.tmp,
+        )?);
         for (name, changes) in &self.world.images {
             let mut args = vec!["image".to_owned(), "import".to_owned()];
             for c in changes {
@@ -723,8 +886,6 @@ impl<'w> Run<'w> {
                 b.extend(rest.iter().cloned());
                 Ok(self.berth(&b, env, stdin, timeout))
             }
-            // No registry is reachable: the scenario's images were made
-            // locally, so `pull` means "the image must be here".
             "pull" => {
                 let mut platform = None;
                 let mut refs = Vec::new();
@@ -736,12 +897,12 @@ impl<'w> Run<'w> {
                         other => refs.push(other.to_owned()),
                     }
                 }
-                if platform.as_deref() == Some(NON_NATIVE_PLATFORM) {
-                    return Err(format!(
-                        "unsupported: docker pull --platform {NON_NATIVE_PLATFORM} (no registry here; the local images are linux/amd64 only)"
-                    ));
+                // From the scenario's registry, Docker Hub's mirror here.
+                let mut b = s(&["image", "pull"]);
+                if let Some(p) = platform {
+                    b.push("--platform".into());
+                    b.push(p);
                 }
-                let mut b = s(&["image", "inspect"]);
                 b.extend(refs);
                 Ok(self.berth(&b, env, stdin, timeout))
             }
@@ -1321,6 +1482,10 @@ impl<'w> Run<'w> {
         for m in &mounts {
             left.push(format!("mount {m}"));
             let _ = Command::new("umount").args(["-l", m]).status();
+        }
+        if let Some(mut reg) = self.registry.take() {
+            let _ = reg.kill();
+            let _ = reg.wait();
         }
         left.extend(self.kernel_leftovers());
         if !left.is_empty() {

@@ -1,6 +1,8 @@
 //! Docker Compose's end-to-end scenarios with berth in place of `docker
 //! compose` (`compose_tests::scenario`). Needs root (network namespaces,
-//! containers) and `nsenter`/`ip`/`tar`.
+//! containers), `nsenter`/`ip`/`tar`/`busybox` and Debian's `docker-registry`
+//! (the images are also served from a loopback registry, Docker Hub's mirror
+//! for berth, so the scenarios' pulls work offline).
 //!
 //! The images the scenarios name (`alpine`, `nginx`, `bash`, …) are made here
 //! from Debian's busybox-static (`../shared/bench/busybox-rootfs.sh`) plus a
@@ -133,7 +135,7 @@ fn docker_compose_scenarios() {
         nix_is_root(),
         "precondition: the scenarios need root (network namespaces, containers)"
     );
-    for tool in ["nsenter", "ip", "tar"] {
+    for tool in ["nsenter", "ip", "tar", "busybox", "docker-registry"] {
         let ok = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -157,10 +159,16 @@ fn docker_compose_scenarios() {
         .unwrap_or(4);
 
     let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = berth_binary();
+    let rootfs_tar = make_rootfs(tmp.path());
+    let images = images();
+    let registry = scenario::seed_registry(&bin, &rootfs_tar, &images, tmp.path())
+        .unwrap_or_else(|e| panic!("{e}"));
     let world = World {
-        bin: berth_binary(),
-        rootfs_tar: make_rootfs(tmp.path()),
-        images: images(),
+        bin,
+        rootfs_tar,
+        images,
+        registry,
     };
     let begin = Instant::now();
     let outcomes = scenario::run_all(&world, &all, jobs);
