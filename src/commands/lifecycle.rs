@@ -27,6 +27,8 @@ fn timeout(t: Option<u64>) -> Option<Duration> {
 /// Loads the project; `--no-deps` keeps only the named services.
 fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Project> {
     let mut p = project::load(args, services)?;
+    // Containers whose monitor died get a new one before anything else.
+    crate::monitor::adopt::adopt_orphans(&Paths::from_env());
     if no_deps && !services.is_empty() {
         let names: Vec<String> = p.services.keys().cloned().collect();
         for n in names {
@@ -71,19 +73,36 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
         no_start: up.no_start,
         ..UpOptions::default()
     };
+    let exec_opts = ExecOptions {
+        timeout: timeout(up.timeout),
+        wait_timeout: up
+            .wait_timeout
+            .map_or(Duration::from_secs(600), Duration::from_secs),
+        renew_anon_volumes: up.renew_anon_volumes,
+        ..ExecOptions::default()
+    };
+    let pull_flag = up.pull.as_deref().filter(|p| *p != "policy");
+    if dry_run {
+        crate::engine::pull::check_policies(&paths, &project, pull_flag)?;
+    } else {
+        let quiet = ExecOptions {
+            quiet: up.quiet_pull,
+            ..exec_opts.clone()
+        };
+        crate::engine::pull::pull_images(&paths, &project, pull_flag, &quiet)?;
+    }
+    // A container made from another image than its service's image now
+    // names (a pull brought a newer one) is recreated.
+    let opts = UpOptions {
+        image_digests: execute::image_digests(&paths, &project),
+        ..opts
+    };
     let observed = execute::observe(&paths, &project.name)?;
     let the_plan = plan(&project, &observed, &opts)?;
     if dry_run {
         print!("{the_plan}");
         return Ok(0);
     }
-    let exec_opts = ExecOptions {
-        timeout: timeout(up.timeout),
-        wait_timeout: up
-            .wait_timeout
-            .map_or(Duration::from_secs(600), Duration::from_secs),
-        ..ExecOptions::default()
-    };
     execute::execute(&paths, &project, &the_plan, &exec_opts)?;
     // A DNS server killed since the last `up` comes back.
     crate::engine::net::ensure_dns(&paths)?;
@@ -192,6 +211,7 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
     let project = load(args, &[], false)?;
     let paths = Paths::from_env();
     let _lock = Lock::acquire(&paths.project_lock(&project.name))?;
+    execute::reclaim_half_made(&paths, &project.name)?;
     let containers = state::project_containers(&paths, &project.name)?;
     // Dependents first: reverse start order, one-offs too.
     let order = project_order(&project);
@@ -211,6 +231,9 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
     for_each_level(&levels, &sorted, true, |c| {
         eprintln!(" ✔ Container {:<40} Stopping", c.name);
         execute::remove_container(&paths, &c.id, t)?;
+        if down.volumes {
+            execute::remove_anonymous_volumes(&paths, c)?;
+        }
         eprintln!(" ✔ Container {:<40} Removed", c.name);
         Ok(())
     })?;
@@ -229,6 +252,9 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
         crate::engine::net::release_netns_dir(&paths);
     }
     if down.volumes && down.services.is_empty() {
+        for name in execute::remove_project_anonymous_volumes(&paths, &project.name)? {
+            eprintln!(" ✔ Volume {name:<43} Removed");
+        }
         for (key, v) in &project.volumes {
             if v.external {
                 continue;
@@ -698,6 +724,9 @@ pub fn rm(args: &ProjectArgs, a: &RmArgs) -> Result<()> {
             execute::stop_container(&paths, &c.id, None)?;
         }
         execute::remove_container(&paths, &c.id, None)?;
+        if a.volumes {
+            execute::remove_anonymous_volumes(&paths, c)?;
+        }
         eprintln!(" ✔ Container {:<40} Removed", c.name);
         any = true;
     }
@@ -707,13 +736,18 @@ pub fn rm(args: &ProjectArgs, a: &RmArgs) -> Result<()> {
     Ok(())
 }
 
-/// `berth system monitor ID`.
-pub fn monitor(id: &str) -> Result<()> {
+/// `berth system monitor [--adopt] ID`.
+pub fn monitor(id: &str, adopt: bool) -> Result<()> {
     let paths = Paths::from_env();
     if !Path::new(&paths.container(id)).exists() {
         bail!("no container {id}");
     }
-    crate::monitor::process::run(&paths, id)
+    let mode = if adopt {
+        crate::monitor::process::Mode::Adopt
+    } else {
+        crate::monitor::process::Mode::Start
+    };
+    crate::monitor::process::run(&paths, id, mode)
 }
 
 /// `berth system dns-server`: the DNS server, in the directory
@@ -721,6 +755,17 @@ pub fn monitor(id: &str) -> Result<()> {
 pub fn dns_server() -> Result<()> {
     let dir = std::env::var_os("BERTH_RUN").context("BERTH_RUN is not set")?;
     berth_network::dns::serve(Path::new(&dir))?;
+    Ok(())
+}
+
+/// `berth system port-proxy PIDFILE RULE…`: the userland proxy of ports
+/// published on IPv6 loopback, started by the network crate.
+pub fn port_proxy(pidfile: &Path, rules: &[String]) -> Result<()> {
+    let rules = rules
+        .iter()
+        .map(|r| r.parse())
+        .collect::<Result<Vec<berth_network::proxy::ProxyRule>, _>>()?;
+    berth_network::proxy::serve(pidfile, &rules)?;
     Ok(())
 }
 
@@ -1090,6 +1135,10 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             after: Vec::new(),
         }],
     };
+    // Its image as its pull_policy says (dependencies were pulled by `up`).
+    let mut only = one.clone();
+    only.services.retain(|k, _| *k == svc.name);
+    crate::engine::pull::pull_images(&paths, &only, None, &ExecOptions::default())?;
     execute::preflight(&paths, &one, &check)?;
     let (id, name) = execute::create_oneoff(&paths, &one, &svc)?;
     if a.detach {
@@ -1123,6 +1172,10 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             .map_err(Into::into)
     };
     if a.rm {
+        // As `docker run --rm`: the container's anonymous volumes go too.
+        if let Ok(record) = ContainerRecord::load(&paths, &id) {
+            execute::remove_anonymous_volumes(&paths, &record)?;
+        }
         execute::teardown(&paths, &id)?;
     } else {
         run.status = Status::Exited;
