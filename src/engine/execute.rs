@@ -671,8 +671,17 @@ pub fn start_container(paths: &Paths, id: &str) -> Result<()> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let exe = std::env::current_exe().context("finding the berth binary")?;
     let errlog = fs_err::File::create(paths.container(id).join("monitor.log"))?;
-    let mut child = std::process::Command::new(exe)
-        .args(["system", "monitor", id])
+    // The small monitor binary beside ours; else this one's hidden verb.
+    let small = exe.with_file_name("berth-monitor");
+    let mut command = if small.is_file() {
+        std::process::Command::new(small)
+    } else {
+        let mut c = std::process::Command::new(&exe);
+        c.args(["system", "monitor"]);
+        c
+    };
+    let mut child = command
+        .arg(id)
         .env("BERTH_ROOT", &paths.root)
         .env("BERTH_RUN", &paths.run)
         .stdin(std::process::Stdio::null())
@@ -680,6 +689,9 @@ pub fn start_container(paths: &Paths, id: &str) -> Result<()> {
         .stderr(std::process::Stdio::from(errlog.into_parts().0))
         .spawn()
         .context("spawning the monitor")?;
+    // The command holds the pipe's write end: close it, or the read below
+    // never sees the end.
+    drop(command);
     let mut line = String::new();
     let _ = std::fs::File::from(r).read_to_string(&mut line);
     // The monitor lives on detached; reap it if it already ended.

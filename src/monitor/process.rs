@@ -132,6 +132,8 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
         if !reported {
             report("ok");
             reported = true;
+            // The setup's allocations (the spec, seccomp) are done with.
+            berth_runtime::sys::trim_heap();
         } else {
             notify_dependents(paths, &record);
         }
@@ -571,7 +573,7 @@ fn probe_once(
     container_started: Instant,
 ) -> ProbeResult {
     let begun = container_started.elapsed();
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let exe = berth_binary();
     let mut probes = PROBES.lock().unwrap_or_else(|e| e.into_inner());
     let child = std::process::Command::new(exe)
         .arg("runtime")
@@ -597,6 +599,17 @@ fn probe_once(
         .unwrap_or_else(|e| e.into_inner())
         .remove(&pid);
     result
+}
+
+/// The `berth` binary, which runs probes through `berth runtime exec`: our
+/// own executable, or its sibling when we are the small `berth-monitor`.
+fn berth_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    if exe.file_name().is_some_and(|n| n == "berth-monitor") {
+        exe.with_file_name("berth")
+    } else {
+        exe
+    }
 }
 
 fn wait_probe(child: &mut std::process::Child, timeout: Duration, begun: Duration) -> ProbeResult {
