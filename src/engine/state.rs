@@ -22,6 +22,8 @@
 //! $BERTH_RUN/networks/netns/<id>      the container's network namespace
 //! $BERTH_RUN/dns/                     the DNS server's table, pid and locks
 //! $BERTH_RUN/monitors/<id>.pid        the monitor's pid
+//! $BERTH_RUN/monitors/<id>.stop       a stop's grace period in ms, written
+//!                                     before the monitor gets its SIGTERM
 //! ```
 //!
 //! Readers (`ps`, `logs`) take no lock: every file they read is replaced
@@ -73,6 +75,12 @@ impl Paths {
     }
     pub fn monitor_pid(&self, id: &str) -> PathBuf {
         self.run.join("monitors").join(format!("{id}.pid"))
+    }
+
+    /// The grace period (ms) of a stop asked for with `-t`, for the
+    /// monitor to read when its SIGTERM arrives.
+    pub fn monitor_stop(&self, id: &str) -> PathBuf {
+        self.run.join("monitors").join(format!("{id}.stop"))
     }
     pub fn log(&self, id: &str) -> PathBuf {
         self.container(id).join(format!("{id}-json.log"))

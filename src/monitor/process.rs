@@ -153,6 +153,7 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
         }
 
         let code = pump(
+            paths,
             &rt,
             id,
             run,
@@ -270,6 +271,7 @@ fn start(rt: &Runtime, paths: &Paths, id: &str) -> Result<Running> {
 /// output is drained; handles stop requests. Returns the exit code.
 #[allow(clippy::too_many_arguments)]
 fn pump(
+    paths: &Paths,
     rt: &Runtime,
     id: &str,
     run: Running,
@@ -370,6 +372,7 @@ fn pump(
                     Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) => {
                         if !*user_stop {
                             *user_stop = true;
+                            let grace = asked_grace(paths, id).unwrap_or(grace);
                             let _ = rt.kill(id, stop_signal as i32, false);
                             kill_at = Some(Instant::now() + grace);
                         } else {
@@ -394,6 +397,15 @@ fn pump(
         }
     }
     code.unwrap_or(255)
+}
+
+/// The grace period a stop with `-t` asked for (written by the stopping
+/// command just before our SIGTERM); consumed.
+fn asked_grace(paths: &Paths, id: &str) -> Option<Duration> {
+    let file = paths.monitor_stop(id);
+    let ms = std::fs::read_to_string(&file).ok()?.trim().parse().ok()?;
+    let _ = std::fs::remove_file(&file);
+    Some(Duration::from_millis(ms))
 }
 
 /// Health probes in flight: their statuses belong to the health thread,
