@@ -622,12 +622,15 @@ services:
 #[test]
 fn what_berth_cannot_do_yet_is_refused_by_name() {
     let env = Env::new(
-        "services:\n  a:\n    image: bb:latest\n    network_mode: none\n    command: sleep 100\n    secrets: [s]\nsecrets:\n  s:\n    file: ./compose.yaml\n",
+        "services:\n  a:\n    image: bb:latest\n    network_mode: none\n    command: sleep 100\n    pull_policy: daily\n",
     );
     let out = env.berth(&["up", "-d"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("secrets is not supported"), "{err}");
+    assert!(
+        err.contains("pull_policy \"daily\" is not supported yet"),
+        "{err}"
+    );
     assert!(env.ps_json().is_empty(), "nothing is made");
 }
 
