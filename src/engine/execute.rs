@@ -1,6 +1,7 @@
 //! Executing a plan on the host: container bundles (overlay rootfs,
-//! `config.json`, `/etc` files), network namespaces, named volumes, the
-//! per-container monitor, and the waits of `depends_on`.
+//! `config.json`, `/etc` files, copies of secrets and configs), network
+//! namespaces, named and anonymous volumes, the per-container monitor, and
+//! the waits of `depends_on` (`super::wait`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
