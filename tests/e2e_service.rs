@@ -515,6 +515,14 @@ services:
     let other = env.ok(&["logs", "other"]);
     assert_eq!(other.matches("other started").count(), 1, "{other}");
     assert_eq!(env.container("web")["State"], "running");
+    // `up -d dep` alone: web, outside this up, follows all the same.
+    env.write(&stack("three"));
+    env.ok(&["up", "-d", "dep"]);
+    env.log_with("dep", "dep three");
+    env.wait_for("web restarted again", Duration::from_secs(20), || {
+        env.ok(&["logs", "web"]).matches("web started").count() >= 3
+    });
+    assert_eq!(env.container("web")["State"], "running");
 }
 
 #[test]
