@@ -92,6 +92,15 @@ const PARALLEL: usize = 8;
 /// stops the walk once the running steps end.
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
+    reclaim_half_made(paths, &project.name)?;
+    if plan.steps.iter().any(|s| {
+        matches!(
+            s.action,
+            Action::Start { .. } | Action::Create { .. } | Action::Recreate { .. }
+        )
+    }) {
+        net::sync_docker_user(paths)?;
+    }
     let mut done = vec![false; plan.steps.len()];
     loop {
         let ready: Vec<usize> = (0..plan.steps.len())
@@ -237,6 +246,19 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes what a killed `up` left of the containers it was making: their
+/// records carry the project but not yet its labels (the last thing
+/// `create_in` writes), so no plan sees them. Only under the project's
+/// lock, where no other `up` can be making one; one-offs (`run`, which
+/// takes no lock) are left alone.
+pub fn reclaim_half_made(paths: &Paths, project: &str) -> Result<()> {
+    for id in state::half_made(paths, project)? {
+        tracing::info!(container = %id, "removing a container a killed berth left half-made");
+        teardown(paths, &id)?;
     }
     Ok(())
 }
@@ -458,6 +480,8 @@ fn create_in_new(
     let result = create_in(paths, project, svc, number, name, &id, false, inherit);
     if result.is_err() {
         let _ = teardown_new(paths, &id);
+    } else {
+        super::events::emit_id(paths, &id, "create", &[]);
     }
     result.map(|()| id)
 }
@@ -535,6 +559,8 @@ pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<
     let result = create_in(paths, project, svc, 1, &name, &id, true, None);
     if result.is_err() {
         let _ = teardown_new(paths, &id);
+    } else {
+        super::events::emit_id(paths, &id, "create", &[]);
     }
     result.map(|()| (id, name))
 }
@@ -565,7 +591,6 @@ fn create_in(
     for d in ["rootfs", "upper", "work"] {
         fs_err::create_dir_all(dir.join(d))?;
     }
-    mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
     let mut record = ContainerRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -593,8 +618,11 @@ fn create_in(
         rootfs_mounted: true,
         anonymous_volumes: BTreeMap::new(),
     };
-    // Saved now so a failure below is cleaned up by `down`.
+    // Saved before the first kernel object, so a failure below (or a kill
+    // -9 of this process) is cleaned up: by `teardown`, or by the next
+    // `up`/`down` of the project (`reclaim_half_made`: the labels come last).
     record.save(paths)?;
+    mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
 
     // The network namespace.
     let networks = net::networks(paths);
@@ -915,28 +943,11 @@ fn restart_on_unhealthy(svc: &Service) -> bool {
 }
 
 fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
-    use nix::mount::{mount, MsFlags};
-    let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        work.display()
-    );
-    if data.len() >= 4000 {
-        bail!(
-            "image has too many layers to stack ({}); flattening is not wired into containers yet",
-            layers.len()
-        );
-    }
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .with_context(|| format!("mounting the rootfs at {}", target.display()))
+    let upper = crate::image::overlay::Upper { upper, work };
+    let method = crate::image::overlay::mount(layers, Some(upper), target)
+        .with_context(|| format!("mounting the rootfs at {}", target.display()))?;
+    tracing::debug!(layers = layers.len(), ?method, "rootfs mounted");
+    Ok(())
 }
 
 /// Fills an empty volume from the image's content at its mount point, as
@@ -1000,7 +1011,11 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
     let record = ContainerRecord::load(paths, id)?;
     let run = RunState::load(paths, id);
     let grace = timeout.unwrap_or(Duration::from_millis(record.stop_grace_ms));
+    let was_up = (run.monitor_pid > 0 && alive(run.monitor_pid)) || (run.pid > 0 && alive(run.pid));
     if run.monitor_pid > 0 && alive(run.monitor_pid) {
+        let signal =
+            crate::monitor::process::parse_signal(&record.stop_signal).map_or(15, |s| s as i32);
+        super::events::emit(paths, &record, "kill", &[("signal", signal.to_string())]);
         let pid = nix::unistd::Pid::from_raw(run.monitor_pid);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + grace + Duration::from_secs(5);
@@ -1034,6 +1049,9 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
             run.save(paths, id)?;
         }
     }
+    if was_up {
+        super::events::emit(paths, &record, "stop", &[]);
+    }
     Ok(())
 }
 
@@ -1054,6 +1072,7 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
     let networks = net::networks(paths);
     let ns = networks.netns_path(id);
     if let Ok(record) = ContainerRecord::load(paths, id) {
+        super::events::emit(paths, &record, "destroy", &[]);
         net::detach(
             paths,
             id,
@@ -1065,6 +1084,10 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
         networks.delete_netns(id)?;
     }
     let _ = std::fs::remove_file(paths.monitor_pid(id));
+    let run_dir = paths.container_run(id);
+    if run_dir.exists() {
+        fs_err::remove_dir_all(&run_dir)?;
+    }
     if dir.exists() {
         fs_err::remove_dir_all(&dir)?;
     }
