@@ -1,6 +1,7 @@
 //! Executing a plan on the host: container bundles (overlay rootfs,
-//! `config.json`, `/etc` files), network namespaces, named volumes, the
-//! per-container monitor, and the waits of `depends_on`.
+//! `config.json`, `/etc` files, copies of secrets and configs), network
+//! namespaces, named and anonymous volumes, the per-container monitor, and
+//! the waits of `depends_on` (`super::wait`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -242,9 +243,22 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 start_container(paths, &id)?;
                 opts.progress(&format!("Container {name}"), "Started");
             }
-            Action::Restart { service, name, .. } => {
-                let svc = &project.services[service];
-                wait_dependencies(paths, project, svc, opts)?;
+            Action::Restart {
+                service,
+                name,
+                dependency,
+            } => {
+                if let Some(svc) = project.services.get(service) {
+                    wait_dependencies(paths, project, svc, opts)?;
+                } else if let Some(d) = project
+                    .disabled_services
+                    .get(service)
+                    .and_then(|s| s.depends_on.get(dependency))
+                {
+                    // A service outside this `up`: only the recreated
+                    // dependency is ours to wait for.
+                    wait_condition(paths, &project.name, dependency, &d.condition, true, opts)?;
+                }
                 let id = find_by_name(paths, &project.name, name)?;
                 opts.progress(&format!("Container {name}"), "Restarting");
                 stop_container(paths, &id, opts.timeout)?;

@@ -19,8 +19,10 @@
 //!                       secrets and configs (owner and mode as asked),
 //!                       bound read-only
 //! $BERTH_ROOT/volumes/<name>/_data   named volumes, and anonymous ones
-//!                                     (64 hex digits, owned by the
+//!                                     (64 hex digits, held by the
 //!                                     container that lists them)
+//! $BERTH_ROOT/volumes/<name>/anonymous.json   an anonymous volume's
+//!                                     project, service and mount point
 //! $BERTH_ROOT/projects/<name>.lock    the per-project lock
 //! $BERTH_RUN/runtime/                 the OCI runtime's state
 //! $BERTH_ROOT/networks/, $BERTH_RUN/networks/   berth-network's state
