@@ -46,8 +46,15 @@ pub fn observe(paths: &Paths, project: &str) -> Result<Observed> {
             created: c.created,
         });
     }
+    // A network counts as made once its DNS table entry is there too: an
+    // `up` killed between the two leaves it to the next `up` to finish
+    // (`ensure_network` is idempotent).
+    let dns =
+        berth_network::dns::DnsTable::load(&berth_network::dns::table_path(&net::dns_dir(paths)))?;
     for n in net::networks(paths).list()? {
-        observed.networks.insert(n.name);
+        if dns.networks.iter().any(|d| d.name == n.name) {
+            observed.networks.insert(n.name);
+        }
     }
     if let Ok(entries) = std::fs::read_dir(paths.volumes()) {
         for e in entries.flatten() {
