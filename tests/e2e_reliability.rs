@@ -511,7 +511,11 @@ services:
     assert!(code == 137 || code == 255, "exit code {code}");
     let ps = env.ok(&["ps", "-a", "--format", "json"]);
     assert!(ps.contains("never"), "{ps}");
-    assert_eq!(env.logs("always").matches("started").count(), 2);
+    env.wait_for(
+        "the restarted container's output",
+        Duration::from_secs(5),
+        || env.logs("always").matches("started").count() == 2,
+    );
 
     let ids: BTreeSet<String> = env.containers().into_iter().map(|(_, id)| id).collect();
     env.ok(&["down", "-t", "0"]);

@@ -192,12 +192,17 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
 
 /// Removes what a killed `up` left of the containers it was making: their
 /// records carry the project but not yet its labels (the last thing
-/// `create_in` writes), so no plan sees them. Only under the project's
+/// `create_in` writes), so no plan sees them; and directories a kill left
+/// before their record was written (see `state::recordless`). Only under the project's
 /// lock, where no other `up` can be making one; one-offs (`run`, which
 /// takes no lock) are left alone.
 pub fn reclaim_half_made(paths: &Paths, project: &str) -> Result<()> {
     for id in state::half_made(paths, project)? {
         tracing::info!(container = %id, "removing a container a killed berth left half-made");
+        teardown(paths, &id)?;
+    }
+    for id in state::recordless(paths, Duration::from_secs(10)) {
+        tracing::info!(container = %id, "removing a container directory without a record");
         teardown(paths, &id)?;
     }
     Ok(())
@@ -374,20 +379,6 @@ fn create_in(
     oneoff: bool,
 ) -> Result<()> {
     let dir = paths.container(id);
-    let store = Store::open(&paths.root)?;
-    if svc.image.is_empty() {
-        bail!(
-            "service {:?} has no image (building images is not supported yet)",
-            svc.name
-        );
-    }
-    let (image, image_id, layers, _reference) = image_of(&store, &svc.image)?;
-
-    // The rootfs: overlayfs over the image's layers.
-    let rootfs = dir.join("rootfs");
-    for d in ["rootfs", "upper", "work"] {
-        fs_err::create_dir_all(dir.join(d))?;
-    }
     let mut record = ContainerRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -397,7 +388,7 @@ fn create_in(
         oneoff,
         labels: BTreeMap::new(),
         image: svc.image.clone(),
-        image_id: image_id.clone(),
+        image_id: String::new(),
         created: state::now_millis() / 1000,
         command: Vec::new(),
         restart: restart_policy(svc),
@@ -414,9 +405,26 @@ fn create_in(
         own_netns: false,
         rootfs_mounted: true,
     };
-    // Saved before the first kernel object, so a failure below (or a kill
-    // -9 of this process) is cleaned up: by `teardown`, or by the next
-    // `up`/`down` of the project (`reclaim_half_made`: the labels come last).
+    // Saved first, before the image is read and before any kernel object,
+    // so a failure below (or a kill -9 of this process) is cleaned up: by
+    // `teardown`, or by the next `up`/`down` of the project
+    // (`reclaim_half_made`: the labels come last).
+    record.save(paths)?;
+    let store = Store::open(&paths.root)?;
+    if svc.image.is_empty() {
+        bail!(
+            "service {:?} has no image (building images is not supported yet)",
+            svc.name
+        );
+    }
+    let (image, image_id, layers, _reference) = image_of(&store, &svc.image)?;
+    record.image_id = image_id.clone();
+
+    // The rootfs: overlayfs over the image's layers.
+    let rootfs = dir.join("rootfs");
+    for d in ["rootfs", "upper", "work"] {
+        fs_err::create_dir_all(dir.join(d))?;
+    }
     record.save(paths)?;
     mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
 

@@ -319,6 +319,29 @@ pub fn half_made(paths: &Paths, project: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Container directories without a record, older than `age`: what a berth
+/// killed between making the directory and writing the record (the first
+/// thing it writes) left. Whose they were is unknown; the age keeps a
+/// creation in progress, which writes its record within microseconds, out.
+pub fn recordless(paths: &Paths, age: std::time::Duration) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(paths.containers()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| !e.path().join("container.json").exists())
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|d| d > age)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// A project's containers.
 pub fn project_containers(paths: &Paths, project: &str) -> Result<Vec<ContainerRecord>> {
     Ok(all_containers(paths)?
