@@ -15,7 +15,12 @@
 //!   upper/ work/        overlayfs upper and work dirs
 //!   <id>-json.log       the container's output (Docker's json-file)
 //!   hosts hostname resolv.conf   bind-mounted into the container
-//! $BERTH_ROOT/volumes/<name>/_data   named volumes
+//!   secrets/<name> configs/<name>  the container's own copies of its
+//!                       secrets and configs (owner and mode as asked),
+//!                       bound read-only
+//! $BERTH_ROOT/volumes/<name>/_data   named volumes, and anonymous ones
+//!                                     (64 hex digits, owned by the
+//!                                     container that lists them)
 //! $BERTH_ROOT/projects/<name>.lock    the per-project lock
 //! $BERTH_RUN/runtime/                 the OCI runtime's state
 //! $BERTH_ROOT/networks/, $BERTH_RUN/networks/   berth-network's state
@@ -148,6 +153,11 @@ pub struct ContainerRecord {
     pub own_netns: bool,
     /// Mount point of the rootfs (overlay), unmounted at removal.
     pub rootfs_mounted: bool,
+    /// The container's anonymous volumes: mount point → volume name (under
+    /// `$BERTH_ROOT/volumes`). A replacement inherits them; `rm -v` and
+    /// `down -v` remove them.
+    #[serde(default)]
+    pub anonymous_volumes: BTreeMap<String, String>,
 }
 
 impl ContainerRecord {

@@ -45,7 +45,9 @@ use berth_runtime::{CreateOptions, Runtime};
 use super::health::{self, Health, HealthConfig, Probe, ProbeResult};
 use super::log::{JsonFileWriter, Rotation, Stream};
 use super::restart::{Decision, Exit, RestartPolicy, Restarter};
+use crate::engine::events;
 use crate::engine::state::{now_millis, ContainerRecord, Lock, Paths, RunState, Status};
+use crate::engine::usage::Cgroups;
 
 /// The exit code recorded when the real one is unknown (the init was
 /// reaped by another process while no monitor watched it), as Docker.
@@ -157,6 +159,7 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
         let (code, ran_for) = match std::mem::replace(&mut first, First::Start) {
             First::Ended { code, ran_for } => {
                 tracing::info!(container = %id, code, "adopted a container that ended unwatched");
+                events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
                 // What the runtime still holds of it (state, cgroup).
                 let _ = rt.delete(id, true);
                 if !reported {
@@ -219,8 +222,15 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                     report("ok");
                     reported = true;
                 } else {
+                    events::emit(paths, &record, "restart", &[]);
                     notify_dependents(paths, &record);
                 }
+                if !adopted {
+                    events::emit(paths, &record, "start", &[]);
+                }
+                // Read while the container lives: its cgroup is gone after delete.
+                let cgroups = Cgroups::of(pid, Path::new("/sys/fs/cgroup")).ok();
+                let ooms_before = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
                 let generation = Arc::new(AtomicBool::new(true));
                 let unhealthy = Arc::new(AtomicBool::new(false));
                 if let Some(h) = &record.healthcheck {
@@ -250,6 +260,13 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                     &mut dependency_restarted,
                 );
                 generation.store(false, Ordering::SeqCst);
+                if cgroups
+                    .as_ref()
+                    .is_some_and(|c| c.oom_kills() > ooms_before)
+                {
+                    events::emit(paths, &record, "oom", &[]);
+                }
+                events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
                 let _ = log.flush_partial();
                 let _ = rt.delete(id, true);
                 unhealthy_kill = unhealthy.load(Ordering::SeqCst);
@@ -856,6 +873,9 @@ fn spawn_health(shared: &Arc<Shared>, spec: &crate::engine::state::HealthSpec, r
                 s.failing_streak = streak;
                 s.health_log = log;
             });
+            if let Some(new) = changed {
+                crate::engine::events::emit_id(&paths, &id, &format!("health_status: {new}"), &[]);
+            }
             if restart_on_unhealthy && changed == Some(health::Status::Unhealthy) {
                 unhealthy_kill.store(true, Ordering::SeqCst);
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
