@@ -1010,7 +1010,21 @@ pub fn start_container(paths: &Paths, id: &str) -> Result<()> {
 /// and kills it after the grace period); returns when the monitor is gone.
 pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Result<()> {
     let record = ContainerRecord::load(paths, id)?;
-    let run = RunState::load(paths, id);
+    let mut run = RunState::load(paths, id);
+    if run.monitor_pid <= 0 {
+        // A monitor still starting the container (spawned by an `up` that
+        // was killed) has written its pid file but not yet its state.
+        // Only if that pid is still a monitor of this container (a stale
+        // pid file may name a reused pid).
+        run.monitor_pid = std::fs::read_to_string(paths.monitor_pid(id))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+            })
+            .unwrap_or(0);
+    }
     let grace = timeout.unwrap_or(Duration::from_millis(record.stop_grace_ms));
     let was_up = (run.monitor_pid > 0 && alive(run.monitor_pid)) || (run.pid > 0 && alive(run.pid));
     if run.monitor_pid > 0 && alive(run.monitor_pid) {

@@ -238,11 +238,14 @@ impl RunState {
             .unwrap_or_default()
     }
 
+    /// Fails when the container's directory is gone: a monitor that
+    /// outlives its container's removal must not make it again.
     pub fn save(&self, paths: &Paths, id: &str) -> Result<()> {
-        write_atomic(
-            &paths.container(id).join("state.json"),
-            &serde_json::to_vec(self)?,
-        )
+        let dir = paths.container(id);
+        if !dir.is_dir() {
+            anyhow::bail!("container {id} was removed ({} is gone)", dir.display());
+        }
+        write_atomic(&dir.join("state.json"), &serde_json::to_vec(self)?)
     }
 
     /// The status, corrected for a monitor that died without saying so (a
