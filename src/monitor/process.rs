@@ -109,15 +109,8 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
     // Never two monitors for one container: the lock is ours until we exit
     // (or are killed).
-    let Some(_lock) = Lock::try_acquire(&paths.container_run(id).join("monitor.lock"))? else {
-        if mode == Mode::Adopt {
-            // Another command adopted it first.
-            report("ok");
-            return Ok(());
-        }
-        let msg = format!("container {id} already has a monitor");
-        report(&format!("error: {msg}"));
-        bail!(msg);
+    let Some(_lock) = take_lock(paths, id, mode)? else {
+        return Ok(());
     };
     let record = ContainerRecord::load(paths, id)?;
     let pid_file = paths.monitor_pid(id);
@@ -329,6 +322,46 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
     shared.update(|s| s.monitor_pid = 0);
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
+}
+
+/// The container's monitor lock, or `None` when another monitor has the
+/// container and its outcome has been reported as ours: in [`Mode::Adopt`]
+/// another command adopted it first; in [`Mode::Start`] a monitor spawned
+/// by an `up` that was killed is starting it (the next `up` asks again).
+fn take_lock(paths: &Paths, id: &str, mode: Mode) -> Result<Option<Lock>> {
+    let path = paths.container_run(id).join("monitor.lock");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(lock) = Lock::try_acquire(&path)? {
+            return Ok(Some(lock));
+        }
+        if mode == Mode::Adopt {
+            report("ok");
+            return Ok(None);
+        }
+        let s = RunState::load(paths, id);
+        match s.status {
+            Status::Running | Status::Restarting | Status::Paused => {
+                report("ok");
+                return Ok(None);
+            }
+            Status::Exited | Status::Dead if !s.error.is_empty() => {
+                report(&format!("error: {}", s.error));
+                bail!("{}", s.error);
+            }
+            Status::Exited | Status::Dead if s.started_at > 0 => {
+                report("ok");
+                return Ok(None);
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            let msg = format!("container {id} has another monitor that did not start it in 60s");
+            report(&format!("error: {msg}"));
+            bail!(msg);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// What became of a container whose monitor died: its init, if it still
