@@ -61,6 +61,16 @@ fn main() -> ExitCode {
             }
         }
         Command::Ls(args) => commands::lifecycle::ls(&args),
+        Command::Cp(args) => commands::cp::cp(&(&cli.global).into(), &args),
+        Command::Events(args) => commands::events::events(&(&cli.global).into(), &args),
+        Command::Scale(args) => commands::scale::scale(&(&cli.global).into(), &args),
+        Command::Stats(args) => commands::stats::stats(&(&cli.global).into(), &args),
+        Command::Wait(args) => {
+            return match commands::wait::wait(&(&cli.global).into(), &args) {
+                Ok(code) => ExitCode::from(code),
+                Err(err) => report(&err),
+            }
+        }
         Command::Port(args) => commands::lifecycle::port(&(&cli.global).into(), &args),
         Command::Ps(args) => commands::lifecycle::ps(&(&cli.global).into(), &args),
         Command::Logs(args) => commands::lifecycle::logs(&(&cli.global).into(), &args),

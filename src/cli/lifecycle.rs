@@ -69,6 +69,21 @@ pub struct UpArgs {
         conflicts_with = "detach"
     )]
     pub exit_code_from: Option<String>,
+    /// Restrict attaching to the specified services. Incompatible with --attach-dependencies
+    #[arg(long, value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Do not attach (stream logs) to the specified services
+    #[arg(long = "no-attach", value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+}
+
+/// `down --rmi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RemoveImages {
+    /// Only images that have no custom tag (the `image` field is not set)
+    Local,
+    /// Every image the services use
+    All,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +100,9 @@ pub struct DownArgs {
     /// Specify a shutdown timeout in seconds
     #[arg(short = 't', long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// Remove images used by services. "local" remove only images that don't have a custom tag ("local"|"all")
+    #[arg(long, value_enum)]
+    pub rmi: Option<RemoveImages>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -110,6 +128,9 @@ pub struct PsArgs {
     /// Filter services by status (created, restarting, running, paused, exited, dead)
     #[arg(long, value_name = "STATUS")]
     pub status: Vec<String>,
+    /// Filter services by a property (status=…, source=image|build)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
     /// Format the output
     #[arg(long, value_enum, default_value_t = PsFormat::Table)]
     pub format: PsFormat,
@@ -135,6 +156,90 @@ pub struct LogsArgs {
     /// Don't print prefix in logs
     #[arg(long = "no-log-prefix")]
     pub no_log_prefix: bool,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Services (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Output events as a stream of json objects
+    #[arg(long)]
+    pub json: bool,
+    /// Show all events created since timestamp
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Services to wait for
+    #[arg(value_name = "SERVICE", required = true)]
+    pub services: Vec<String>,
+    /// Drops project when the first container stops
+    #[arg(long = "down-project")]
+    pub down_project: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// SERVICE:SRC_PATH or SRC_PATH
+    pub source: String,
+    /// DEST_PATH or SERVICE:DEST_PATH
+    pub destination: String,
+    /// Index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    /// Include containers created by the run command
+    #[arg(long)]
+    pub all: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Service (default: all)
+    #[arg(value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Format the output ("table" or "json")
+    #[arg(long, value_enum, default_value_t = PsFormat::Table)]
+    pub format: PsFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// SERVICE=REPLICAS
+    #[arg(value_name = "SERVICE=REPLICAS", required = true)]
+    pub scales: Vec<String>,
+    /// Don't start linked services
+    #[arg(long = "no-deps")]
+    pub no_deps: bool,
 }
 
 #[derive(Debug, Args)]

@@ -102,6 +102,16 @@ pub enum Command {
     Unpause(lifecycle::ServicesArgs),
     /// Create and start containers
     Up(lifecycle::UpArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(lifecycle::CpArgs),
+    /// Receive real time events from containers
+    Events(lifecycle::EventsArgs),
+    /// Scale services
+    Scale(lifecycle::ScaleArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(lifecycle::StatsArgs),
+    /// Block until containers of all (or specified) services stop
+    Wait(lifecycle::WaitArgs),
     /// berth's internal entry points
     #[command(hide = true, subcommand)]
     System(lifecycle::SystemCommand),

@@ -3,7 +3,7 @@
 //! a project's services. Output follows `docker` (image verbs) and
 //! `docker compose` (project verbs), including the per-layer progress.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -1046,7 +1046,7 @@ pub fn run_project(
     }
 }
 
-fn project_pull(
+pub(crate) fn project_pull(
     project: &crate::model::project::Project,
     services: &[String],
     mode: ProgressMode,
@@ -1183,6 +1183,8 @@ fn project_push(
     Ok(())
 }
 
+/// `images`: the image of each of the project's containers, as `docker
+/// compose images` lists them (CONTAINER, REPOSITORY, TAG, IMAGE ID, SIZE).
 fn project_images(
     printer: &Printer,
     project: &crate::model::project::Project,
@@ -1191,34 +1193,54 @@ fn project_images(
     json: bool,
 ) -> Result<()> {
     let store = open_store()?;
-    let mut found: BTreeMap<String, (Reference, String, u64)> = BTreeMap::new();
-    for (name, image, _) in service_images(project, services)? {
-        let Ok(r) = Reference::parse(&image) else {
-            continue;
+    let paths = crate::engine::state::Paths::from_env();
+    let mut containers = crate::engine::state::project_containers(&paths, &project.name)?;
+    containers.retain(|c| services.is_empty() || services.contains(&c.service));
+    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    // (container, repository, tag, id, size)
+    let mut rows: Vec<(String, String, String, String, u64)> = Vec::new();
+    for c in &containers {
+        let r = Reference::parse(&c.image).ok();
+        let resolved = r.as_ref().and_then(|r| store.resolve(r).ok());
+        let manifest = resolved.and_then(|d| store.manifest(&d).ok());
+        let size = manifest.as_ref().map_or(0, |m| {
+            m.layers.iter().map(|l| l.size).sum::<u64>() + m.config.size
+        });
+        let id = if c.image_id.is_empty() {
+            manifest.map(|m| m.config.digest).unwrap_or_default()
+        } else {
+            c.image_id.clone()
         };
-        let Ok(desc) = store.resolve(&r) else {
-            continue;
-        };
-        let m = store.manifest(&desc)?;
-        let size = m.layers.iter().map(|l| l.size).sum::<u64>() + m.config.size;
-        found.insert(name, (r, m.config.digest, size));
+        rows.push((
+            c.name.clone(),
+            r.as_ref()
+                .map(Reference::familiar_repository)
+                .unwrap_or_default(),
+            r.and_then(|r| r.tag).unwrap_or_default(),
+            id,
+            size,
+        ));
     }
     if quiet {
-        let ids: BTreeSet<&str> = found.values().map(|(_, id, _)| id.as_str()).collect();
-        for id in ids {
-            printer.line(id)?;
+        let mut seen = BTreeSet::new();
+        for (_, _, _, id, _) in &rows {
+            let hex = id.strip_prefix("sha256:").unwrap_or(id);
+            if seen.insert(hex.to_owned()) {
+                printer.line(hex)?;
+            }
         }
         return Ok(());
     }
     if json {
-        let list: Vec<serde_json::Value> = found
+        let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(svc, (r, id, size))| {
+            .map(|(name, repo, tag, id, size)| {
                 serde_json::json!({
-                    "Service": svc,
-                    "Repository": r.familiar_repository(),
-                    "Tag": r.tag.clone().unwrap_or_default(),
                     "ID": id,
+                    "ContainerName": name,
+                    "Repository": repo,
+                    "Tag": tag,
+                    "Platform": format!("linux/{}", crate::image::store::host_arch()),
                     "Size": size,
                 })
             })
@@ -1226,14 +1248,21 @@ fn project_images(
         printer.line(&serde_json::to_string(&list)?)?;
         return Ok(());
     }
-    let header = ["SERVICE", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"].map(String::from);
-    let body: Vec<[String; 5]> = found
+    let header = ["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"].map(String::from);
+    let body: Vec<[String; 5]> = rows
         .iter()
-        .map(|(svc, (r, id, size))| {
+        .map(|(name, repo, tag, id, size)| {
+            let or_none = |s: &str| {
+                if s.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    s.to_owned()
+                }
+            };
             [
-                svc.clone(),
-                r.familiar_repository(),
-                r.tag.clone().unwrap_or_else(|| "<none>".into()),
+                name.clone(),
+                or_none(repo),
+                or_none(tag),
                 short(id).to_string(),
                 human_size(*size),
             ]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::lifecycle::{
-    CreateArgs, DownArgs, ExecArgs, KillArgs, LogsArgs, LsArgs, PortArgs, PsArgs, PsFormat, RmArgs,
-    RunArgs, ServicesArgs, ServicesTimeoutArgs, UpArgs,
+    CreateArgs, DownArgs, ExecArgs, KillArgs, LogsArgs, LsArgs, PortArgs, PsArgs, PsFormat,
+    RemoveImages, RmArgs, RunArgs, ServicesArgs, ServicesTimeoutArgs, UpArgs,
 };
 use crate::engine::execute::{self, ExecOptions};
 use crate::engine::state::{self, ContainerRecord, Lock, Paths, RunState, Status};
@@ -73,6 +73,9 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
         no_start: up.no_start,
         ..UpOptions::default()
     };
+    if !dry_run {
+        crate::engine::events::compact(&paths, &project.name);
+    }
     let exec_opts = ExecOptions {
         timeout: timeout(up.timeout),
         wait_timeout: up
@@ -127,13 +130,28 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
     // Attached: follow every container's log until they all stop or the
     // user interrupts; then stop the stack.
     drop(_lock);
+    for s in up.attach.iter().chain(&up.no_attach) {
+        if !project.services.contains_key(s) {
+            bail!("no such service: {s}");
+        }
+    }
+    let attached: Vec<String> = project
+        .services
+        .keys()
+        .filter(|s| up.attach.is_empty() || up.attach.contains(s))
+        .filter(|s| !up.no_attach.contains(s))
+        .cloned()
+        .collect();
     let follow = LogsArgs {
-        services: Vec::new(),
+        services: attached,
         follow: true,
         tail: "all".into(),
         timestamps: up.timestamps,
         no_color: up.no_color,
         no_log_prefix: up.no_log_prefix,
+        since: None,
+        until: None,
+        index: None,
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = stop.clone();
@@ -250,6 +268,9 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
         }
         crate::engine::net::stop_dns_if_unused(&paths);
         crate::engine::net::release_netns_dir(&paths);
+    }
+    if let Some(rmi) = down.rmi {
+        remove_images(&paths, &project, &down.services, rmi)?;
     }
     if down.volumes && down.services.is_empty() {
         for name in execute::remove_project_anonymous_volumes(&paths, &project.name)? {
@@ -415,19 +436,53 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
     let project = load(args, &[], false)?;
     let paths = Paths::from_env();
     let containers = state::project_containers(&paths, &project.name)?;
+    let mut statuses = ps.status.clone();
+    let mut source: Option<String> = None;
+    for f in &ps.filter {
+        match f.split_once('=') {
+            Some(("status", v)) => statuses.push(v.to_owned()),
+            Some(("source", v @ ("image" | "build"))) => source = Some(v.to_owned()),
+            Some(("source", v)) => bail!("invalid filter source={v} (image or build)"),
+            _ => bail!("invalid filter {f:?} (supported: status=…, source=image|build)"),
+        }
+    }
+    for s in &statuses {
+        if ![
+            "created",
+            "restarting",
+            "running",
+            "paused",
+            "exited",
+            "dead",
+            "removing",
+        ]
+        .contains(&s.as_str())
+        {
+            bail!("invalid filter 'status={s}'");
+        }
+    }
     let mut rows = Vec::new();
     for c in select(&containers, &ps.services) {
+        if let Some(src) = &source {
+            let built = project
+                .services
+                .get(&c.service)
+                .is_some_and(|s| s.build.is_some());
+            if built != (src == "build") {
+                continue;
+            }
+        }
         let run = RunState::load(&paths, &c.id);
         let status = run.effective_status();
         if !ps.all
-            && ps.status.is_empty()
+            && statuses.is_empty()
             && status != Status::Running
             && status != Status::Restarting
             && status != Status::Paused
         {
             continue;
         }
-        if !ps.status.is_empty() && !ps.status.iter().any(|s| s == &status.to_string()) {
+        if !statuses.is_empty() && !statuses.iter().any(|s| s == &status.to_string()) {
             continue;
         }
         rows.push((c, run, status));
@@ -524,7 +579,20 @@ fn follow_logs(
     stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<()> {
     let containers = state::project_containers(paths, project)?;
-    let selected: Vec<&ContainerRecord> = select(&containers, &logs.services).collect();
+    let selected: Vec<&ContainerRecord> = select(&containers, &logs.services)
+        .filter(|c| logs.index.is_none_or(|i| c.number == i && !c.oneoff))
+        .collect();
+    let now = std::time::SystemTime::now();
+    let bound = |b: &Option<String>, flag: &str| -> Result<Option<String>> {
+        b.as_deref()
+            .map(|t| crate::engine::events::parse_time_bound(t, now))
+            .transpose()
+            .with_context(|| flag.to_owned())
+    };
+    let window = TimeWindow {
+        since: bound(&logs.since, "--since")?,
+        until: bound(&logs.until, "--until")?,
+    };
     // Docker Compose pads names to the longest plus one: `web-1  | …`.
     let width = selected.iter().map(|c| c.name.len()).max().unwrap_or(0) + 1;
     let tail: Option<usize> = match logs.tail.as_str() {
@@ -564,6 +632,7 @@ fn follow_logs(
             }
             pos = r.stream_position()? - line.len() as u64;
         }
+        lines.retain(|l| window.admits(l));
         let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
         let mut out = std::io::stdout().lock();
         for l in &lines[skip..] {
@@ -596,7 +665,9 @@ fn follow_logs(
                     break;
                 }
                 *pos += line.len() as u64;
-                print_entry(&mut out, prefix, &line, logs.timestamps)?;
+                if window.admits(&line) {
+                    print_entry(&mut out, prefix, &line, logs.timestamps)?;
+                }
                 line.clear();
                 any = true;
             }
@@ -614,6 +685,30 @@ fn follow_logs(
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// `logs --since/--until`: bounds as RFC 3339 UTC nanoseconds, which the
+/// log's `time` fields compare with as text.
+struct TimeWindow {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+impl TimeWindow {
+    fn admits(&self, line: &str) -> bool {
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        #[derive(serde::Deserialize)]
+        struct T {
+            time: String,
+        }
+        let Ok(t) = serde_json::from_str::<T>(line) else {
+            return false;
+        };
+        self.since.as_ref().is_none_or(|s| t.time >= *s)
+            && self.until.as_ref().is_none_or(|u| t.time <= *u)
     }
 }
 
@@ -705,6 +800,12 @@ pub fn kill(args: &ProjectArgs, a: &KillArgs) -> Result<()> {
                 nix::sys::signal::Signal::SIGUSR1,
             );
         }
+        crate::engine::events::emit(
+            &paths,
+            c,
+            "kill",
+            &[("signal", (signal as i32).to_string())],
+        );
         rt.kill(&c.id, signal as i32, false)
             .with_context(|| format!("killing {}", c.name))?;
         eprintln!(" ✔ Container {:<40} Killed", c.name);
@@ -979,6 +1080,8 @@ pub fn pause(args: &ProjectArgs, a: &ServicesArgs, freeze: bool) -> Result<()> {
         .with_context(|| format!("{} {}", word.to_lowercase(), c.name))?;
         run.status = to;
         run.save(&paths, &c.id)?;
+        let action = if freeze { "pause" } else { "unpause" };
+        crate::engine::events::emit(&paths, c, action, &[]);
         eprintln!(" ✔ Container {:<40} {word}", c.name);
     }
     Ok(())
@@ -1239,5 +1342,51 @@ pub fn ls(a: &LsArgs) -> Result<()> {
         out = crate::printer::table(&header, &rows);
     }
     std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+/// `down --rmi`: removes the services' images (`local`: only those without
+/// an `image:` name, i.e. built ones; `all`: every one). An image another
+/// container still uses is kept, with a warning.
+fn remove_images(
+    paths: &Paths,
+    project: &Project,
+    services: &[String],
+    rmi: RemoveImages,
+) -> Result<()> {
+    use crate::image::{Reference, Store};
+    let store = Store::open(&paths.root)?;
+    let mut names = std::collections::BTreeSet::new();
+    for (name, s) in &project.services {
+        if !services.is_empty() && !services.contains(name) {
+            continue;
+        }
+        if s.image.is_empty() {
+            names.insert(format!("{}-{}", project.name, name.to_lowercase()));
+        } else if rmi == RemoveImages::All {
+            names.insert(s.image.clone());
+        }
+    }
+    let in_use = state::all_containers(paths)?;
+    for name in names {
+        let Ok(r) = Reference::parse(&name) else {
+            continue;
+        };
+        let Ok(desc) = store.resolve(&r) else {
+            continue;
+        };
+        let id = store.manifest(&desc)?.config.digest;
+        if let Some(c) = in_use.iter().find(|c| c.image_id == id) {
+            eprintln!(
+                "WARN[0000] image {name} is used by container {}: not removed",
+                c.name
+            );
+            continue;
+        }
+        store
+            .remove(&r)
+            .with_context(|| format!("removing image {name}"))?;
+        eprintln!(" ✔ Image {name:<44} Removed");
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! project and observation give the same plan, whose text is what
 //! `--dry-run` prints.
 
+pub mod events;
 pub mod execute;
 pub mod naming;
 pub mod net;
@@ -11,6 +12,7 @@ pub mod plan;
 pub mod pull;
 pub mod spec;
 pub mod state;
+pub mod usage;
 pub mod wait;
 
 pub use observe::{ContainerState, Observed, ObservedContainer};

@@ -1,0 +1,636 @@
+//! End to end, the verbs beyond up/down: `events` (the journal, text and
+//! JSON, ending with the stack), `wait`, `cp` both ways (running and
+//! stopped containers, into a volume, no escape through a symlink),
+//! `stats`, `scale`, `logs --since/--until/--index`, `ps --filter`,
+//! `images`, `up --attach/--no-attach/--timestamps`, `down --rmi`. Needs
+//! root; run it in a network namespace of its own.
+
+mod image_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use berth::image::import::import;
+use berth::image::{Reference, Store};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    run: PathBuf,
+    dir: PathBuf,
+    project: String,
+}
+
+impl Env {
+    fn new(compose: &str) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let run = tmp.path().join("run");
+        let dir = tmp.path().join("proj");
+        std::fs::create_dir_all(&dir).unwrap();
+        let project = format!("e2e{}", std::process::id());
+        std::fs::write(
+            dir.join("compose.yaml"),
+            format!("name: {project}\n{compose}"),
+        )
+        .unwrap();
+        // The image: Debian's busybox-static as a rootfs, imported.
+        let rootfs = tmp.path().join("bb");
+        let st = Command::new("sh")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/bench/busybox-rootfs.sh"
+            ))
+            .arg(&rootfs)
+            .status()
+            .expect("precondition: sh and ../shared/bench/busybox-rootfs.sh");
+        assert!(st.success(), "busybox-rootfs.sh failed");
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("precondition: tar");
+        assert!(tar.status.success());
+        let store = Store::open(&root).unwrap();
+        import(
+            &store,
+            &tar.stdout[..],
+            &Reference::parse("bb:latest").unwrap(),
+            &["CMD [\"sh\"]".into()],
+        )
+        .unwrap();
+        Env {
+            _tmp: tmp,
+            root,
+            run,
+            dir,
+            project,
+        }
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("BERTH_ROOT", &self.root)
+            .env("BERTH_RUN", &self.run)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ps_json(&self) -> Vec<serde_json::Value> {
+        self.ok(&["ps", "-a", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn container<'a>(&self, ps: &'a [serde_json::Value], service: &str) -> &'a serde_json::Value {
+        ps.iter()
+            .find(|c| c["Service"] == service)
+            .unwrap_or_else(|| panic!("no {service} in {ps:#?}"))
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + timeout;
+        while !f() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the kernel holds that names this env's state.
+    fn leftovers(&self, ids: &[String]) -> Vec<String> {
+        let mut left = Vec::new();
+        let root = self.root.display().to_string();
+        let run = self.run.display().to_string();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for l in mountinfo.lines() {
+            if l.contains(&root) || l.contains(&run) {
+                left.push(format!("mount: {l}"));
+            }
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if ids.iter().any(|id| cmd.contains(id.as_str())) {
+                    left.push(format!(
+                        "process {}: {cmd}",
+                        entry.file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
+        for ctl in ["memory", "pids", "cpu", "freezer"] {
+            let base = Path::new("/sys/fs/cgroup").join(ctl);
+            for id in ids {
+                let out = Command::new("find")
+                    .arg(&base)
+                    .args(["-maxdepth", "3", "-name"])
+                    .arg(format!("*{id}*"))
+                    .output()
+                    .unwrap();
+                for l in String::from_utf8_lossy(&out.stdout).lines() {
+                    left.push(format!("cgroup: {l}"));
+                }
+            }
+        }
+        if let Ok(e) = std::fs::read_dir(self.root.join("containers")) {
+            for e in e.flatten() {
+                left.push(format!("state: {}", e.path().display()));
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Whatever happened, take the stack down.
+        let _ = self.berth(&["down", "-v", "-t", "0"]);
+    }
+}
+
+const STACK: &str = r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "echo app up; exec sleep 1000"]
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 200ms
+      start_interval: 100ms
+      start_period: 5s
+  job:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "sleep 1; echo job done; exit 7"]
+volumes:
+  data: {}
+"#;
+
+fn spawn_events(env: &Env, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", &env.root)
+        .env("BERTH_RUN", &env.run)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits at most `t` for a child to exit; kills it (and fails) after.
+fn wait_child(mut child: std::process::Child, t: Duration, what: &str) -> Output {
+    let end = Instant::now() + t;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not end within {t:?}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn events_wait_cp_stats_scale_logs_and_images() {
+    let env = Env::new(STACK);
+    // `events` first: it follows the journal from now on.
+    let events = spawn_events(&env, &["events", "--json"]);
+    let app_events = spawn_events(&env, &["events", "app"]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["up", "-d"]);
+    let ps = env.ps_json();
+    let app = env.container(&ps, "app")["ID"].as_str().unwrap().to_owned();
+    let job = env.container(&ps, "job")["ID"].as_str().unwrap().to_owned();
+
+    // wait: blocks until job exits, prints its code, exits with it.
+    let t0 = Instant::now();
+    env.wait_for("app to be healthy", Duration::from_secs(10), || {
+        env.container(&env.ps_json(), "app")["Health"] == "healthy"
+    });
+    let out = env.berth(&["wait", "job"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("container \"{job}\" exited with status code 7\n")
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let out = env.berth(&["wait"]);
+    assert!(!out.status.success(), "wait needs a service");
+
+    // ps --filter status=…
+    assert_eq!(
+        env.ok(&["ps", "--filter", "status=exited", "--services"]),
+        "job\n"
+    );
+    assert_eq!(
+        env.ok(&["ps", "--filter", "status=running", "--services"]),
+        "app\n"
+    );
+    assert_eq!(
+        env.ok(&["ps", "-a", "--filter", "source=image", "--services"]),
+        "app\njob\n"
+    );
+    assert!(!env
+        .berth(&["ps", "--filter", "status=nope"])
+        .status
+        .success());
+
+    // logs --since / --until / --index
+    let all = env.ok(&["logs", "--since", "1h"]);
+    assert!(all.contains("app up") && all.contains("job done"), "{all}");
+    assert_eq!(env.ok(&["logs", "--until", "2000-01-01T00:00:00Z"]), "");
+    assert_eq!(env.ok(&["logs", "--since", "2099-01-01"]), "");
+    let future = env.ok(&["logs", "--no-log-prefix", "--until", "1h", "job"]);
+    assert_eq!(future, "", "an until before the logs shows nothing");
+    assert_eq!(
+        env.ok(&["logs", "--no-log-prefix", "--index", "1", "app"]),
+        "app up\n"
+    );
+    assert!(!env
+        .berth(&["logs", "--since", "yesterday"])
+        .status
+        .success());
+
+    // images: one row per container.
+    let images = env.ok(&["images"]);
+    let lines: Vec<&str> = images.lines().collect();
+    assert!(
+        lines[0].starts_with("CONTAINER") && lines[0].contains("REPOSITORY"),
+        "{images}"
+    );
+    assert_eq!(lines.len(), 3, "{images}");
+    assert!(
+        lines[1].starts_with(&format!("{}-app-1 ", env.project)) && lines[1].contains(" bb "),
+        "{images}"
+    );
+    let q = env.ok(&["images", "-q"]);
+    assert_eq!(q.lines().count(), 1, "one image, listed once: {q}");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["images", "--format", "json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[0]["Tag"], "latest");
+
+    // stats: the running container, from its cgroups.
+    let stats = env.ok(&["stats", "--no-stream", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = stats
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "only running containers: {stats}");
+    assert_eq!(rows[0]["Name"], format!("{}-app-1", env.project));
+    assert_eq!(rows[0]["ID"], app[..12]);
+    assert_eq!(rows[0]["PIDs"], "1", "{stats}");
+    assert!(
+        !rows[0]["MemUsage"].as_str().unwrap().starts_with("0B "),
+        "{stats}"
+    );
+    let table = env.ok(&["stats", "--no-stream", "-a"]);
+    assert!(table.starts_with("CONTAINER ID   NAME"), "{table}");
+    assert!(
+        table.contains("MEM USAGE / LIMIT") && table.contains("-job-1"),
+        "{table}"
+    );
+
+    // cp into the running container's volume, and back out.
+    let local = env.dir.join("hello.txt");
+    std::fs::write(&local, "hello volume\n").unwrap();
+    env.ok(&["cp", local.to_str().unwrap(), "app:/data/"]);
+    let out = env.ok(&["exec", "-T", "app", "cat", "/data/hello.txt"]);
+    assert_eq!(out, "hello volume\n");
+    let volume = env.root.join(format!("volumes/{}_data/_data", env.project));
+    assert_eq!(
+        std::fs::read_to_string(volume.join("hello.txt")).unwrap(),
+        "hello volume\n"
+    );
+    env.ok(&["exec", "-T", "app", "sh", "-c", "mkdir -p /tmp/d/e && echo deep > /tmp/d/e/f && chmod 640 /tmp/d/e/f && ln -s / /tmp/up && ln -s e/f /tmp/d/link"]);
+    let back = env.dir.join("back");
+    env.ok(&["cp", "app:/tmp/d", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(back.join("e/f")).unwrap(), "deep\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(back.join("e/f"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    assert_eq!(
+        std::fs::read_link(back.join("link")).unwrap(),
+        Path::new("e/f"),
+        "symlinks copied as symlinks"
+    );
+    // A symlink to / inside the container stays inside it.
+    let passwd = env.dir.join("passwd");
+    env.ok(&["cp", "app:/tmp/up/etc/passwd", passwd.to_str().unwrap()]);
+    let theirs = env.ok(&["exec", "-T", "app", "cat", "/etc/passwd"]);
+    assert_eq!(
+        std::fs::read_to_string(&passwd).unwrap(),
+        theirs,
+        "the container's passwd, not the host's"
+    );
+    // Writing through that symlink lands in the container, not on the host.
+    let marker = format!("/tmp/berth-cp-escape-{}", std::process::id());
+    std::fs::write(&local, "inside\n").unwrap();
+    env.ok(&[
+        "cp",
+        local.to_str().unwrap(),
+        &format!("app:/tmp/up{marker}"),
+    ]);
+    assert!(
+        !Path::new(&marker).exists(),
+        "cp escaped the container through a symlink"
+    );
+    assert_eq!(env.ok(&["exec", "-T", "app", "cat", &marker]), "inside\n");
+    assert!(!env
+        .berth(&["cp", "app:/nonexistent", back.to_str().unwrap()])
+        .status
+        .success());
+
+    // cp with a stopped container: its rootfs, and its volume.
+    env.ok(&["stop", "app"]);
+    std::fs::write(&local, "while stopped\n").unwrap();
+    env.ok(&["cp", local.to_str().unwrap(), "app:/stopped.txt"]);
+    env.ok(&["cp", local.to_str().unwrap(), "app:/data/stopped.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(volume.join("stopped.txt")).unwrap(),
+        "while stopped\n"
+    );
+    let got = env.dir.join("got.txt");
+    env.ok(&["cp", "app:/tmp/d/e/f", got.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), "deep\n");
+    env.ok(&["start", "app"]);
+    assert_eq!(
+        env.ok(&["exec", "-T", "app", "cat", "/stopped.txt"]),
+        "while stopped\n"
+    );
+
+    // pause / unpause / kill go to the journal too.
+    env.ok(&["pause", "app"]);
+    env.ok(&["unpause", "app"]);
+
+    // scale: up and down, Compose's numbering.
+    env.ok(&["scale", "app=2"]);
+    let names: Vec<String> = env
+        .ps_json()
+        .iter()
+        .filter(|c| c["Service"] == "app")
+        .map(|c| c["Name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            format!("{}-app-1", env.project),
+            format!("{}-app-2", env.project)
+        ]
+    );
+    env.ok(&["scale", "--no-deps", "app=1"]);
+    assert_eq!(
+        env.ps_json()
+            .iter()
+            .filter(|c| c["Service"] == "app")
+            .count(),
+        1
+    );
+    assert!(!env.berth(&["scale", "app"]).status.success());
+
+    // The text form, from the journal, bounded.
+    let text = env.ok(&["events", "--since", "1h", "--until", "0s", "job"]);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.ends_with(&format!(
+            "Z container create {job} (image=bb:latest, name={}-job-1)",
+            env.project
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("container die {job} (exitCode=7, image=bb:latest")),
+        "{text}"
+    );
+
+    // down: the followers end with the stack.
+    let ids: Vec<String> = env
+        .ps_json()
+        .iter()
+        .map(|c| c["ID"].as_str().unwrap().to_owned())
+        .collect();
+    env.ok(&["down", "-v", "-t", "0"]);
+    let left = env.leftovers(&ids);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    let out = wait_child(events, Duration::from_secs(10), "events --json");
+    assert!(out.status.success(), "{out:?}");
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions = |id: &str| -> Vec<String> {
+        got.iter()
+            .filter(|e| e["id"] == id)
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let job_actions = actions(&job);
+    assert_eq!(job_actions[..3], ["create", "start", "die"], "{got:#?}");
+    assert_eq!(*job_actions.last().unwrap(), "destroy");
+    let die = got
+        .iter()
+        .find(|e| e["id"] == job.as_str() && e["action"] == "die")
+        .unwrap();
+    assert_eq!(die["attributes"]["exitCode"], "7");
+    assert_eq!(die["service"], "job");
+    assert_eq!(die["type"], "container");
+    let app_actions = actions(&app);
+    for want in [
+        "create",
+        "start",
+        "health_status: healthy",
+        "kill",
+        "die",
+        "stop",
+        "pause",
+        "unpause",
+        "destroy",
+    ] {
+        assert!(
+            app_actions.iter().any(|a| a == want),
+            "no {want} for app in {app_actions:?}"
+        );
+    }
+    let out = wait_child(app_events, Duration::from_secs(10), "events app");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains(&job), "events app shows only app: {text}");
+    assert!(text.contains(&format!("container start {app} (")), "{text}");
+}
+
+#[test]
+fn attach_no_attach_timestamps_and_down_rmi() {
+    let env = Env::new(
+        r#"
+services:
+  a:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "echo from-a"]
+  b:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "echo from-b"]
+"#,
+    );
+    let out = env.berth(&["up", "--no-attach", "b", "--timestamps"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("from-a") && !text.contains("from-b"),
+        "{text}"
+    );
+    let line = text.lines().find(|l| l.contains("from-a")).unwrap();
+    assert!(
+        line.contains(&format!("{}-a-1  | 20", env.project)) && line.contains("Z from-a"),
+        "a timestamp after the prefix: {line}"
+    );
+    let out = env.berth(&["up", "--attach", "b", "--no-log-prefix"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("from-b\n") && !text.contains("from-a"),
+        "{text}"
+    );
+    assert!(!env.berth(&["up", "--attach", "nope"]).status.success());
+    // --pull never: nothing is pulled (no registry here), up works.
+    env.ok(&["up", "-d", "--pull", "never"]);
+    // down --rmi all removes the image the services used.
+    env.ok(&["down", "--rmi", "all"]);
+    let ls = env.ok(&["image", "ls"]);
+    assert!(!ls.contains("bb "), "{ls}");
+}
+
+#[test]
+fn an_oom_kill_is_an_event() {
+    let env = Env::new(
+        r#"
+services:
+  hog:
+    image: bb:latest
+    network_mode: none
+    mem_limit: 16m
+    memswap_limit: 16m
+    command: ["sh", "-c", "sleep 0.3; tail -c 100000000 /dev/zero | wc -c; exit 5"]
+"#,
+    );
+    let events = spawn_events(&env, &["events", "--json"]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["up", "-d"]);
+    let out = env.berth(&["wait", "hog"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    env.ok(&["down", "-t", "0"]);
+    let out = wait_child(events, Duration::from_secs(10), "events --json");
+    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(actions, ["create", "start", "oom", "die", "destroy"]);
+}
+
+#[test]
+fn up_pull_missing_always_and_never() {
+    use image_support::{
+        busybox_layer, layer_tar, oci_image, skopeo_copy, Compression, Registry, E,
+    };
+    let reg = Registry::start(None);
+    let host = reg.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_layer();
+    let v1 = tmp.path().join("v1");
+    oci_image(&v1, "t", &[(base.clone(), Compression::Gzip)]);
+    skopeo_copy(
+        &format!("oci:{}:t", v1.display()),
+        &format!("docker://{host}/app/bb:1"),
+    );
+    let env = Env::new(&format!(
+        "services:\n  s:\n    image: {host}/app/bb:1\n    network_mode: none\n    command: [\"sh\", \"-c\", \"cat /version 2>/dev/null || echo first; exec sleep 1000\"]\n    stop_signal: SIGKILL\n"
+    ));
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&env.dir)
+            .env("BERTH_ROOT", &env.root)
+            .env("BERTH_RUN", &env.run)
+            .env("DOCKER_CONFIG", tmp.path().join("docker"))
+            .env("BERTH_REGISTRIES_CONFIG", tmp.path().join("none.json"))
+            .output()
+            .unwrap()
+    };
+    // never: the image is not in the store, so up fails before anything.
+    let out = berth(&["up", "-d", "--pull", "never"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(env.ps_json().is_empty());
+    // missing: pulled, quietly.
+    let out = berth(&["up", "-d", "--pull", "missing", "--quiet-pull"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Pulling"),
+        "{out:?}"
+    );
+    env.wait_for("s to log", Duration::from_secs(5), || {
+        env.ok(&["logs", "--no-log-prefix", "s"]) == "first\n"
+    });
+    // A new image under the same tag: `missing` keeps the old one,
+    // `always` fetches it (and the container is recreated on it).
+    let v2 = tmp.path().join("v2");
+    let extra = layer_tar(&[E::File("version", 0o644, b"second\n")]);
+    oci_image(
+        &v2,
+        "t",
+        &[(base, Compression::Gzip), (extra, Compression::Gzip)],
+    );
+    skopeo_copy(
+        &format!("oci:{}:t", v2.display()),
+        &format!("docker://{host}/app/bb:1"),
+    );
+    let before = env.ok(&["images", "-q"]);
+    let out = berth(&["up", "-d", "--pull", "missing"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(env.ok(&["images", "-q"]), before);
+    let out = berth(&["up", "-d", "--pull", "always"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(
+        env.ok(&["images", "-q"]),
+        before,
+        "always pulled the new image"
+    );
+    env.wait_for("s to run the new image", Duration::from_secs(5), || {
+        env.ok(&["logs", "--no-log-prefix", "s"]).contains("second")
+    });
+}
