@@ -77,6 +77,15 @@ struct Shared {
 impl Shared {
     fn update(&self, f: impl FnOnce(&mut RunState)) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // `pause` and `unpause` write the status themselves: a save of ours
+        // (a health result) must not undo theirs.
+        let disk = RunState::load(&self.paths, &self.id).status;
+        if matches!(
+            (s.status, disk),
+            (Status::Running, Status::Paused) | (Status::Paused, Status::Running)
+        ) {
+            s.status = disk;
+        }
         f(&mut s);
         if let Err(e) = s.save(&self.paths, &self.id) {
             tracing::warn!(error = %e, "saving the container state");
