@@ -79,11 +79,14 @@ fn main() -> ExitCode {
         Command::Restart(args) => commands::lifecycle::restart(&(&cli.global).into(), &args),
         Command::Kill(args) => commands::lifecycle::kill(&(&cli.global).into(), &args),
         Command::Rm(args) => commands::lifecycle::rm(&(&cli.global).into(), &args),
-        Command::System(berth::cli::lifecycle::SystemCommand::Monitor { id }) => {
-            commands::lifecycle::monitor(&id)
+        Command::System(berth::cli::lifecycle::SystemCommand::Monitor { id, adopt }) => {
+            commands::lifecycle::monitor(&id, adopt)
         }
         Command::System(berth::cli::lifecycle::SystemCommand::DnsServer) => {
             commands::lifecycle::dns_server()
+        }
+        Command::System(berth::cli::lifecycle::SystemCommand::PortProxy { pidfile, rules }) => {
+            commands::lifecycle::port_proxy(&pidfile, &rules)
         }
         Command::Image(args) => image(args.into_action()),
         Command::Login(args) => image(args.into_action()),

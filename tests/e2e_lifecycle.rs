@@ -622,11 +622,66 @@ services:
 #[test]
 fn what_berth_cannot_do_yet_is_refused_by_name() {
     let env = Env::new(
-        "services:\n  a:\n    image: bb:latest\n    network_mode: none\n    command: sleep 100\n    secrets: [s]\nsecrets:\n  s:\n    file: ./compose.yaml\n",
+        "services:\n  a:\n    image: bb:latest\n    network_mode: none\n    command: sleep 100\n    pull_policy: daily\n",
     );
     let out = env.berth(&["up", "-d"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("secrets is not supported"), "{err}");
+    assert!(
+        err.contains("pull_policy \"daily\" is not supported yet"),
+        "{err}"
+    );
     assert!(env.ps_json().is_empty(), "nothing is made");
+}
+
+/// Ports published on IPv6 loopback answer on `[::1]` (through berth's
+/// userland proxy: the kernel cannot DNAT ::1), explicitly (`[::1]:P:80`)
+/// and for a port published on every address; `down` takes the proxy away.
+#[test]
+fn a_port_published_on_ipv6_loopback_answers_and_down_removes_its_proxy() {
+    let (p1, p2) = (free_port(), free_port());
+    let env = Env::new(&format!(
+        r#"
+services:
+  web:
+    image: bb:latest
+    command: ["sh", "-c", "mkdir -p /www && echo hello from web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["[::1]:{p1}:80", "{p2}:80"]
+"#
+    ));
+    let get = |addr: &str| -> String {
+        use std::io::{Read, Write};
+        let mut body = String::new();
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+                let _ = s.read_to_string(&mut body);
+                if body.contains("hello from web") {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        body
+    };
+    env.ok(&["up", "-d"]);
+    let ids: Vec<String> = env
+        .ps_json()
+        .iter()
+        .map(|c| c["ID"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(get(&format!("[::1]:{p1}")).contains("hello from web"));
+    assert!(get(&format!("[::1]:{p2}")).contains("hello from web"));
+    assert!(get(&format!("127.0.0.1:{p2}")).contains("hello from web"));
+    let ps_table = env.ok(&["ps"]);
+    assert!(
+        ps_table.contains(&format!("::1:{p1}->80/tcp")),
+        "{ps_table}"
+    );
+    env.ok(&["down", "-t", "1"]);
+    assert!(std::net::TcpStream::connect(format!("[::1]:{p1}")).is_err());
+    let left = env.leftovers(&ids);
+    assert!(left.is_empty(), "left behind: {left:#?}");
 }

@@ -242,3 +242,71 @@ networks:
     let e = plan(&p, &Observed::default(), &scaled).unwrap_err();
     assert!(e.to_string().contains("container_name"), "{e}");
 }
+
+#[test]
+fn a_recreated_dependency_restarts_its_restart_true_dependents() {
+    let p = project(
+        "
+name: demo
+services:
+  db:
+    image: mariadb
+  web:
+    image: php
+    depends_on:
+      db: {condition: service_started, restart: true}
+  worker:
+    image: busybox
+    depends_on: [db]
+",
+    );
+    let mut db = existing(&p, "db", 1);
+    db.config_hash = "stale".into();
+    let o = Observed {
+        containers: vec![db, existing(&p, "web", 1), existing(&p, "worker", 1)],
+        networks: ["demo_default".to_owned()].into(),
+        volumes: Default::default(),
+    };
+    // web restarts once db is back; worker (no `restart: true`) is left.
+    assert_eq!(
+        text(&p, &o, &UpOptions::default()),
+        "
+ 1. container recreate demo-db-1 (config changed)
+ 2. container start demo-db-1  [after 1]
+ 3. container restart demo-web-1 (db recreated)  [after 2]
+"
+    );
+    // A dependency only started (not recreated) restarts nothing.
+    let mut db = existing(&p, "db", 1);
+    db.state = ContainerState::Exited;
+    let o = Observed {
+        containers: vec![db, existing(&p, "web", 1), existing(&p, "worker", 1)],
+        networks: ["demo_default".to_owned()].into(),
+        volumes: Default::default(),
+    };
+    assert_eq!(
+        text(&p, &o, &UpOptions::default()),
+        "
+ 1. container start demo-db-1
+"
+    );
+    // With the dependent recreated too, it is not restarted on top.
+    let mut db = existing(&p, "db", 1);
+    db.config_hash = "stale".into();
+    let mut web = existing(&p, "web", 1);
+    web.config_hash = "stale".into();
+    let o = Observed {
+        containers: vec![db, web, existing(&p, "worker", 1)],
+        networks: ["demo_default".to_owned()].into(),
+        volumes: Default::default(),
+    };
+    assert_eq!(
+        text(&p, &o, &UpOptions::default()),
+        "
+ 1. container recreate demo-db-1 (config changed)
+ 2. container start demo-db-1  [after 1]
+ 3. container recreate demo-web-1 (config changed)  [after 2]
+ 4. container start demo-web-1  [after 3]
+"
+    );
+}

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use berth::engine::spec::{container_spec, ImageDefaults, NetNs, SpecError, SpecInputs};
+use berth::engine::spec::{
+    anonymous_targets, config_target, container_spec, secret_target, ImageDefaults, NetNs,
+    SpecError, SpecInputs,
+};
 use berth::model::load::{load, ConfigDetails, ConfigFile, LoadOptions};
 use berth::model::project::{Project, Service};
 use serde_json::{json, Value};
@@ -50,6 +53,8 @@ struct Inputs {
     netns: NetNs,
     rootfs: Option<PathBuf>,
     volume_names: BTreeMap<String, String>,
+    anonymous: BTreeMap<String, String>,
+    files: Vec<(String, PathBuf)>,
 }
 
 impl Default for Inputs {
@@ -62,6 +67,8 @@ impl Default for Inputs {
             netns: NetNs::Path("/run/berth/netns/abc".into()),
             rootfs: None,
             volume_names: BTreeMap::from([("data".to_owned(), "demo_data".to_owned())]),
+            anonymous: BTreeMap::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -76,6 +83,8 @@ fn spec_with(svc: &Service, i: &Inputs) -> Result<Value, SpecError> {
         rootfs: i.rootfs.as_deref(),
         etc_files: vec![("/etc/hosts", PathBuf::from("/run/berth/c/hosts"))],
         volume_names: &i.volume_names,
+        anonymous: &i.anonymous,
+        files: i.files.clone(),
     };
     let spec = container_spec(svc, &inputs)?;
     // Whatever we produce must be a spec the runtime can read.
@@ -424,4 +433,136 @@ fn sysctls_annotations_and_tty() {
     assert_eq!(s["domainname"], "example.org");
     assert_eq!(s["linux"]["sysctl"], json!({"net.core.somaxconn": "1024"}));
     assert_eq!(s["annotations"], json!({"a": "b"}));
+}
+
+#[test]
+fn secret_and_config_targets_follow_docker_compose() {
+    let p = project(
+        "services:\n  w:\n    image: x\n    secrets: [a, {source: b, target: custom}, {source: c, target: /abs/c}]\n    configs: [d, {source: e, target: rel/e}, {source: f, target: /etc/f.conf}]\nsecrets: {a: {file: ./a}, b: {file: ./b}, c: {file: ./c}}\nconfigs: {d: {file: ./d}, e: {content: hi}, f: {file: ./f}}\n",
+    );
+    let w = &p.services["w"];
+    let secrets: Vec<String> = w.secrets.iter().map(secret_target).collect();
+    assert_eq!(secrets, ["/run/secrets/a", "/run/secrets/custom", "/abs/c"]);
+    let configs: Vec<String> = w.configs.iter().map(config_target).collect();
+    assert_eq!(configs, ["/d", "/rel/e", "/etc/f.conf"]);
+    // The engine's copies are bound read-only at those paths.
+    let i = Inputs {
+        files: vec![("/run/secrets/a".into(), PathBuf::from("/c/secrets/a"))],
+        ..Default::default()
+    };
+    let s = spec_with(w, &i).unwrap();
+    let m = s["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/run/secrets/a")
+        .expect("a secret mount");
+    assert_eq!(m["source"], "/c/secrets/a");
+    assert!(strings(&m["options"]).contains(&"ro".to_owned()));
+}
+
+#[test]
+fn anonymous_volumes_from_the_service_and_the_image() {
+    let svc = service(
+        "services: {w: {image: x, volumes: ['/data', 'data:/var/lib/mysql', {type: volume, target: /long}], tmpfs: ['/tmp']}}\nvolumes: {data: {}}",
+    );
+    let image = ImageDefaults {
+        cmd: vec!["sh".into()],
+        // /var/lib/mysql and /tmp are mounted by the service: no anonymous
+        // volume there; /data is named twice.
+        volumes: vec![
+            "/var/lib/mysql".into(),
+            "/logs/".into(),
+            "/tmp".into(),
+            "/data".into(),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(anonymous_targets(&svc, &image), ["/data", "/long", "/logs"]);
+    let i = Inputs {
+        image: image.clone(),
+        anonymous: BTreeMap::from([
+            ("/data".to_owned(), "aaa".to_owned()),
+            ("/long".to_owned(), "bbb".to_owned()),
+            ("/logs".to_owned(), "ccc".to_owned()),
+        ]),
+        ..Default::default()
+    };
+    let s = spec_with(&svc, &i).unwrap();
+    let source = |d: &str| {
+        let all: Vec<&Value> = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["destination"] == d)
+            .collect();
+        assert_eq!(all.len(), 1, "one mount at {d}: {all:?}");
+        all[0]["source"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(source("/data"), "/var/lib/berth/volumes/aaa/_data");
+    assert_eq!(source("/long"), "/var/lib/berth/volumes/bbb/_data");
+    assert_eq!(source("/logs"), "/var/lib/berth/volumes/ccc/_data");
+    assert_eq!(
+        source("/var/lib/mysql"),
+        "/var/lib/berth/volumes/demo_data/_data"
+    );
+    // The engine must have made every one.
+    let missing = Inputs {
+        image,
+        ..Default::default()
+    };
+    assert!(matches!(
+        spec_with(&svc, &missing),
+        Err(SpecError::MissingAnonymous { .. })
+    ));
+}
+
+#[test]
+fn init_tmpfs_read_only_and_subpath_checks() {
+    let s = spec("services: {w: {image: x, init: true}}");
+    assert_eq!(s["annotations"][berth_runtime::INIT_ANNOTATION], "true");
+    let s = spec("services: {w: {image: x}}");
+    assert!(s["annotations"]
+        .get(berth_runtime::INIT_ANNOTATION)
+        .is_none());
+    let s = spec("services: {w: {image: x, volumes: [{type: tmpfs, target: /t, read_only: true, tmpfs: {size: 1m}}]}}");
+    let t = s["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/t")
+        .unwrap()
+        .clone();
+    let opts = strings(&t["options"]);
+    assert!(
+        opts.contains(&"ro".to_owned()) && opts.contains(&"size=1048576".to_owned()),
+        "{opts:?}"
+    );
+    let svc = service("services: {w: {image: x, volumes: [{type: volume, source: data, target: /d, volume: {subpath: ../etc}}]}}\nvolumes: {data: {}}");
+    assert!(matches!(
+        spec_with(&svc, &Inputs::default()),
+        Err(SpecError::Subpath { .. })
+    ));
+}
+
+#[test]
+fn memory_blkio_and_cgroup_parent() {
+    let s = spec("services: {w: {image: x, oom_kill_disable: true, mem_swappiness: 10, blkio_config: {weight: 300}, cgroup_parent: /mine/}}");
+    let res = &s["linux"]["resources"];
+    assert_eq!(res["memory"]["disableOOMKiller"], true);
+    assert_eq!(res["memory"]["swappiness"], 10);
+    assert_eq!(res["blockIO"]["weight"], 300);
+    assert_eq!(s["linux"]["cgroupsPath"], "/mine/0123456789abcdef0123");
+}
+
+#[test]
+fn resolv_conf_without_berths_dns_takes_the_services_settings() {
+    let host = "# generated\nnameserver 10.0.0.1\nsearch corp.example\noptions ndots:2\n";
+    let svc = service("services: {w: {image: x, dns: [9.9.9.9, 1.1.1.1], dns_opt: [timeout:1]}}");
+    assert_eq!(
+        berth::engine::spec::host_resolv_conf(host, &svc),
+        "# generated\nsearch corp.example\nnameserver 9.9.9.9\nnameserver 1.1.1.1\noptions timeout:1\n"
+    );
+    let plain = service("services: {w: {image: x}}");
+    assert_eq!(berth::engine::spec::host_resolv_conf(host, &plain), host);
 }

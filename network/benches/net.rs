@@ -168,6 +168,31 @@ fn main() {
     });
     stats("attach", att);
     stats("detach", det);
+    // Dual-stack attaches also wait for the IPv6 addresses' local routes.
+    let att6 = in_ns(&host, || {
+        nets.ensure(&NetworkConfig {
+            name: "bench6".into(),
+            enable_ipv6: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut a = Vec::new();
+        for (i, c) in cns.iter().enumerate().take(50) {
+            let t = Instant::now();
+            nets.attach(&AttachConfig {
+                network: "bench6".into(),
+                container_id: format!("c{i}"),
+                netns_path: c.path(),
+                default_route: true,
+                ..Default::default()
+            })
+            .unwrap();
+            a.push(t.elapsed());
+        }
+        nets.remove("bench6").unwrap();
+        a
+    });
+    stats("attach (dual-stack)", att6);
     let t = Instant::now();
     in_ns(&host, || {
         nets.attach(&AttachConfig {

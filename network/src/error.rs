@@ -138,6 +138,23 @@ pub enum NetworkError {
         args: String,
         message: String,
     },
+    #[error(
+        "IPv6 address {addr} on {ifname} was not usable (no local route) after {waited_ms} ms"
+    )]
+    AddressNotReady {
+        addr: IpAddr,
+        ifname: String,
+        waited_ms: u64,
+    },
+    #[error("port proxy of container {container} on network {network}: {source}")]
+    Proxy {
+        container: String,
+        network: String,
+        #[source]
+        source: crate::proxy::ProxyError,
+    },
+    #[error("port {port} is published on IPv6 loopback, which needs the userland port proxy, and none is configured (Networks::with_port_proxy)")]
+    NoPortProxy { port: u16 },
     #[error("several errors: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<NetworkError>),
 }

@@ -91,19 +91,23 @@ pub fn render(table: &str, states: &[NetworkState]) -> String {
                 let proto = p.protocol.as_str();
                 for (family, target) in [("ip", lease.ipv4), ("ip6", lease.ipv6)] {
                     let Some(target) = target else { continue };
-                    // 0.0.0.0 means every IPv4 address of the host, :: every IPv6 one.
+                    // 0.0.0.0 means every IPv4 address of the host, :: every
+                    // IPv6 one but ::1, which the kernel cannot DNAT (no
+                    // route_localnet for IPv6): the userland proxy
+                    // (`proxy`) listens there, and must get the packets.
                     let daddr = match p.host_ip {
                         Some(IpAddr::V4(a)) if a.is_unspecified() && family == "ip" => {
                             "meta nfproto ipv4 ".to_owned()
                         }
                         Some(IpAddr::V6(a)) if a.is_unspecified() && family == "ip6" => {
-                            "meta nfproto ipv6 ".to_owned()
+                            "ip6 daddr != ::1 ".to_owned()
                         }
+                        Some(IpAddr::V6(a)) if a.is_loopback() => continue,
                         Some(IpAddr::V4(a)) if family == "ip" => format!("ip daddr {a} "),
                         Some(IpAddr::V6(a)) if family == "ip6" => format!("ip6 daddr {a} "),
                         Some(_) => continue,
                         None if family == "ip" => "meta nfproto ipv4 ".to_owned(),
-                        None => "meta nfproto ipv6 ".to_owned(),
+                        None => "ip6 daddr != ::1 ".to_owned(),
                     };
                     let to = match target {
                         IpAddr::V4(a) => format!("{a}:{}", p.container_port),
@@ -195,9 +199,101 @@ fn iptables(program: &'static str, args: &[&str]) -> Result<bool, NetworkError> 
     Ok(out.status.success())
 }
 
+/// Whether Docker's `DOCKER-USER` chain may exist in this namespace, found
+/// in microseconds without running anything: asked of nftables over netlink
+/// (iptables-nft keeps it as chain `DOCKER-USER` of tables `ip filter` /
+/// `ip6 filter`), or, for iptables-legacy, whether a legacy `filter` table
+/// exists at all (then the iptables programs are asked, in milliseconds).
+pub fn docker_chains_present() -> bool {
+    let legacy = ["/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"]
+        .iter()
+        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| l == "filter")));
+    // An unanswerable question counts as "maybe": the slow probe decides.
+    legacy || nft_chain_exists("filter", "DOCKER-USER").unwrap_or(true)
+}
+
+/// `NFT_MSG_GETCHAIN` for `table`/`chain` in families ip and ip6: whether
+/// either has it.
+fn nft_chain_exists(table: &str, chain: &str) -> std::io::Result<bool> {
+    use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_GETCHAIN: u16 = 4;
+    const NFT_MSG_NEWCHAIN: u16 = 3;
+    const NFTA_CHAIN_TABLE: u16 = 1;
+    const NFTA_CHAIN_NAME: u16 = 3;
+    const NLMSG_ERROR: u16 = 2;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLM_F_ACK: u16 = 4;
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let attr = |out: &mut Vec<u8>, kind: u16, value: &str| {
+        let len = 4 + value.len() + 1;
+        out.extend_from_slice(&(len as u16).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+    };
+    let mut buf = Vec::with_capacity(16 * 1024);
+    for (seq, family) in [
+        (1u32, libc::NFPROTO_IPV4 as u8),
+        (2, libc::NFPROTO_IPV6 as u8),
+    ] {
+        let mut body = vec![family, 0, 0, 0]; // struct nfgenmsg, NFNETLINK_V0
+        attr(&mut body, NFTA_CHAIN_TABLE, table);
+        attr(&mut body, NFTA_CHAIN_NAME, chain);
+        let mut msg = Vec::with_capacity(16 + body.len());
+        msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+        msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN).to_ne_bytes());
+        msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        msg.extend_from_slice(&seq.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(&body);
+        socket.send(&msg, 0)?;
+        // Answers: NEWCHAIN then an ACK, or an error (ENOENT: no such table
+        // or chain).
+        let found = 'answers: loop {
+            buf.clear();
+            let n = socket.recv(&mut buf, 0)?.min(buf.len());
+            let mut off = 0;
+            while off + 16 <= n {
+                let word = |at: usize| u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap());
+                let len = word(off) as usize;
+                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+                if len < 16 || word(off + 8) != seq {
+                    break;
+                }
+                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN {
+                    break 'answers true;
+                }
+                if kind == NLMSG_ERROR && off + 20 <= n {
+                    let code = word(off + 16) as i32;
+                    if code == 0 || code == -libc::ENOENT {
+                        break 'answers false;
+                    }
+                    return Err(std::io::Error::from_raw_os_error(-code));
+                }
+                off += len.next_multiple_of(4);
+            }
+            if n == 0 {
+                break false;
+            }
+        };
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The iptables programs whose `filter` table has Docker's `DOCKER-USER`
-/// chain, both asked at once (each run costs milliseconds).
+/// chain, both asked at once (each run costs milliseconds); none at all,
+/// without running them, when [`docker_chains_present`] says so.
 fn with_docker_user() -> Vec<&'static str> {
+    if !docker_chains_present() {
+        return Vec::new();
+    }
     let children: Vec<_> = IPTABLES
         .iter()
         .filter_map(|program| {
@@ -408,7 +504,7 @@ table inet berth {
             published,
             vec![
                 "meta nfproto ipv4 tcp dport 80 dnat ip to 172.18.0.2:80",
-                "meta nfproto ipv6 tcp dport 81 dnat ip6 to [fd00::2]:80",
+                "ip6 daddr != ::1 tcp dport 81 dnat ip6 to [fd00::2]:80",
                 "ip daddr 10.0.0.1 tcp dport 82 dnat ip to 172.18.0.2:80",
             ]
         );

@@ -19,6 +19,10 @@
 //!   .detach(network, container_id, Some(netns))
 //!   .sync_firewall()                  rewrite the nft table from disk (after a reboot, or after
 //!                                     Docker started and set FORWARD to DROP)
+//!   .sync_docker_user()               only the DOCKER-USER rules, and only if Docker's chain
+//!                                     exists (µs when it does not): every `up` calls it
+//!   .with_port_proxy(cmd)             the userland proxy serving ports published on ::1
+//!                                     (`proxy`), one process per attachment that needs it
 //! ```
 //!
 //! `network_mode: host/none/container:x` are the engine's choice of network
@@ -35,6 +39,7 @@ pub mod firewall;
 pub mod ipam;
 pub mod netlink;
 pub mod ports;
+pub mod proxy;
 pub mod state;
 pub mod sys;
 
@@ -65,6 +70,7 @@ pub struct Networks {
     store: Store,
     run: PathBuf,
     table: String,
+    proxy: Option<proxy::ProxyCommand>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -116,7 +122,68 @@ impl Networks {
             store: Store::new(root),
             run,
             table: DEFAULT_TABLE.to_owned(),
+            proxy: None,
         }
+    }
+
+    /// The program that runs the userland proxy for ports published on IPv6
+    /// loopback (see [`proxy`]). Without one, publishing on `::1` itself is
+    /// refused, and ports published on every address do not answer on `::1`.
+    pub fn with_port_proxy(mut self, command: proxy::ProxyCommand) -> Self {
+        self.proxy = Some(command);
+        self
+    }
+
+    /// Where the port proxy of a container's attachment keeps its pid.
+    pub fn proxy_pidfile(&self, network: &str, container_id: &str) -> PathBuf {
+        self.run
+            .join("proxy")
+            .join(network)
+            .join(format!("{container_id}.pid"))
+    }
+
+    fn stop_proxy(&self, network: &str, container_id: &str) -> Result<(), NetworkError> {
+        let pidfile = self.proxy_pidfile(network, container_id);
+        let r = proxy::stop(&pidfile).map_err(|source| NetworkError::Proxy {
+            container: container_id.to_owned(),
+            network: network.to_owned(),
+            source,
+        });
+        if let Some(dir) = pidfile.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        r
+    }
+
+    fn start_proxy(&self, a: &Attachment) -> Result<(), NetworkError> {
+        let rules = proxy::rules_for(a);
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let Some(cmd) = &self.proxy else {
+            // Without a proxy, ports published on every address simply do not
+            // answer on ::1 (as before there was one); asking for ::1 itself
+            // is refused.
+            let explicit = a
+                .ports
+                .iter()
+                .find(|p| p.host_ip.is_some_and(|ip| ip.is_ipv6() && ip.is_loopback()));
+            return match explicit {
+                Some(p) => Err(NetworkError::NoPortProxy { port: p.host_port }),
+                None => Ok(()),
+            };
+        };
+        proxy::start(
+            cmd,
+            &self.proxy_pidfile(&a.network, &a.container_id),
+            &rules,
+        )
+        .map(|_| ())
+        .map_err(|source| NetworkError::Proxy {
+            container: a.container_id.clone(),
+            network: a.network.clone(),
+            source,
+        })
     }
 
     /// Use another nftables table than `inet berth` (tests sharing a namespace).
@@ -401,6 +468,19 @@ impl Networks {
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
             "1",
         )?;
+        if n.subnets.iter().any(|p| !p.subnet.is_ipv4()) {
+            // No duplicate address detection on the bridge (as Docker and
+            // netavark do): its link-local address would otherwise stay
+            // tentative for a second after the first port comes up, and in
+            // that second replies routed to the host through the bridge (a
+            // container answering a DNATed IPv6 connection via its default
+            // route) are lost, so the first such connection times out. The
+            // gateway addresses are added with `nodad` anyway.
+            write_sysctl(
+                &format!("/proc/sys/net/ipv6/conf/{}/accept_dad", n.bridge),
+                "0",
+            )?;
+        }
         for p in &n.subnets {
             nl.add_address(link.index, p.gateway, p.subnet.prefix_len())
                 .map_err(NetworkError::netlink("add address", &n.bridge))?;
@@ -427,6 +507,9 @@ impl Networks {
         let mut errors = Vec::new();
         let mut nl = host_netlink()?;
         for lease in state.leases.values() {
+            if let Err(e) = self.stop_proxy(name, &lease.container_id) {
+                errors.push(e);
+            }
             if let Err(e) = nl.delete_link(&lease.host_ifname) {
                 errors.push(NetworkError::netlink("delete veth", &lease.host_ifname)(e));
             }
@@ -456,6 +539,24 @@ impl Networks {
     pub fn sync_firewall(&self) -> Result<(), NetworkError> {
         let _lock = self.store.lock()?;
         self.sync_locked(true)
+    }
+
+    /// Give every berth bridge its `DOCKER-USER` rules if Docker's chains
+    /// exist (Docker may have started since the networks were made: its
+    /// FORWARD policy DROP would cut them off). Costs microseconds when
+    /// Docker is absent, so the engine calls it on every `up` that starts
+    /// containers. Returns whether Docker's chains were found.
+    pub fn sync_docker_user(&self) -> Result<bool, NetworkError> {
+        if !firewall::docker_chains_present() {
+            return Ok(false);
+        }
+        let _lock = self.store.lock()?;
+        let states = self.store.all()?;
+        let bridges: Vec<&str> = states.iter().map(|s| s.network.bridge.as_str()).collect();
+        if !bridges.is_empty() {
+            firewall::docker_user_accept(&bridges)?;
+        }
+        Ok(true)
     }
 
     fn sync_locked(&self, docker_user: bool) -> Result<(), NetworkError> {
@@ -535,6 +636,11 @@ impl Networks {
             {
                 return Ok(prev.clone());
             }
+        }
+
+        // A re-attach (the veth went away): its old proxy would hold its own ports.
+        if previous.is_some() {
+            self.stop_proxy(&cfg.network, &cfg.container_id)?;
         }
 
         // Ports first: a taken port refuses the attach before anything exists.
@@ -715,10 +821,12 @@ impl Networks {
             if attachment.ports.is_empty() {
                 Ok(())
             } else {
-                self.sync_locked(false)
+                self.sync_locked(false)?;
+                self.start_proxy(&attachment)
             }
         });
         if let Err(e) = made {
+            let _ = self.stop_proxy(&cfg.network, &cfg.container_id);
             let _ = nl.delete_link(&attachment.host_ifname);
             state.leases.remove(&cfg.container_id);
             if let Some(prev) = previous {
@@ -812,6 +920,14 @@ impl Networks {
                     .map_err(NetworkError::netlink("add default route", gw.to_string()))?;
             }
         }
+        // The container's IPv6 address, and the gateway's once the bridge has
+        // a port up, must be routed locally before anyone uses them.
+        if let Some(ip) = a.ipv6 {
+            wait_until_local(ns_nl, ip, &a.ifname)?;
+        }
+        if let Some(gw) = a.gateway6 {
+            wait_until_local(nl, gw, &net.bridge)?;
+        }
         Ok(())
     }
 
@@ -832,6 +948,7 @@ impl Networks {
         let Some(lease) = state.leases.remove(container_id) else {
             return Ok(());
         };
+        self.stop_proxy(network, container_id)?;
         let mut nl = host_netlink()?;
         let host_gone = nl
             .link_by_name(&lease.host_ifname)
@@ -853,6 +970,45 @@ impl Networks {
             self.sync_locked(false)?;
         }
         Ok(())
+    }
+}
+
+/// How long an IPv6 address may take to become usable before attach fails.
+const ADDRESS_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Wait until the kernel routes `addr` (on `ifname`) locally.
+///
+/// An IPv6 address is in the address list as soon as `RTM_NEWADDR` returns,
+/// even with `IFA_F_NODAD`, but its `local` route is inserted later, by the
+/// addrconf worker (`addrconf_dad_work` → `addrconf_dad_completed`, a
+/// workqueue; on a bridge only once it has carrier, i.e. a port up). Until
+/// then a packet to the address is forwarded or dropped as if it were a
+/// neighbour's, so the first connection to a just-attached container (or the
+/// first packet from it to its IPv6 gateway) is lost and only its TCP
+/// retransmission, a second later, gets through. IPv4 local routes are added
+/// synchronously and need no wait.
+fn wait_until_local(nl: &mut Netlink, addr: IpAddr, ifname: &str) -> Result<(), NetworkError> {
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(50);
+    loop {
+        if nl
+            .routes_locally(addr)
+            .map_err(NetworkError::netlink("get route", addr.to_string()))?
+        {
+            if start.elapsed() > std::time::Duration::from_millis(1) {
+                tracing::debug!(%addr, ifname, waited = ?start.elapsed(), "IPv6 address ready");
+            }
+            return Ok(());
+        }
+        if start.elapsed() > ADDRESS_READY_TIMEOUT {
+            return Err(NetworkError::AddressNotReady {
+                addr,
+                ifname: ifname.to_owned(),
+                waited_ms: start.elapsed().as_millis() as u64,
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(2));
     }
 }
 

@@ -358,6 +358,28 @@ impl Netlink {
         Ok(out)
     }
 
+    /// Whether the kernel routes `addr` to this namespace itself (a route of
+    /// type `local`, as `ip route get` would show), i.e. whether packets to it
+    /// are delivered here rather than forwarded or dropped.
+    pub fn routes_locally(&mut self, addr: IpAddr) -> io::Result<bool> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = match addr {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(addr)));
+        let answers = match self.request(RouteNetlinkMessage::GetRoute(msg), NLM_F_ACK) {
+            Ok(a) => a,
+            Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        Ok(answers.iter().any(
+            |m| matches!(m, RouteNetlinkMessage::NewRoute(r) if r.header.kind == RouteType::Local),
+        ))
+    }
+
     /// Add a default route via `gateway` (the link is found by the kernel).
     pub fn add_default_route(&mut self, gateway: IpAddr) -> io::Result<()> {
         let mut msg = RouteMessage::default();

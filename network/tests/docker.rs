@@ -153,8 +153,12 @@ fn cgroup_parent() -> String {
     format!("berthtest-docker-{}", std::process::id())
 }
 
+/// One dockerd at a time in this process (they share the cgroup parent name).
+static ONE_DOCKERD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn berth_and_docker_networks_both_work_beside_a_running_dockerd() {
+    let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
     let w = World::new("dock");
     let (out, _www) = {
         let out = TestNs::new("out");
@@ -327,4 +331,63 @@ fn berth_and_docker_networks_both_work_beside_a_running_dockerd() {
     });
     drop(dockerd);
     drop(out);
+}
+
+/// Docker started after berth's network was made sets the FORWARD policy to
+/// DROP and loads br_netfilter, cutting berth's containers off from each
+/// other; `sync_docker_user` (what every `up` that starts containers calls)
+/// gives the bridge its DOCKER-USER rules and they talk again.
+#[test]
+fn docker_started_after_berth_is_repaired_by_sync_docker_user() {
+    let _one = ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+    let w = World::new("dlate");
+    let (c1, c2) = (TestNs::new("c1"), TestNs::new("c2"));
+    let _w1 = c1.serve_http(80, "berth c1");
+    let ip1 = w.run(|nets| {
+        nets.ensure(&net("proj_default")).unwrap();
+        let a1 = nets
+            .attach(&AttachConfig {
+                network: "proj_default".into(),
+                container_id: "c1".into(),
+                netns_path: c1.path(),
+                default_route: true,
+                ..Default::default()
+            })
+            .unwrap();
+        nets.attach(&AttachConfig {
+            network: "proj_default".into(),
+            container_id: "c2".into(),
+            netns_path: c2.path(),
+            default_route: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let ip1 = a1.ipv4.unwrap().to_string();
+        assert_eq!(c2.http_get(&ip1).as_deref(), Some("berth c1"));
+        assert!(!nets.sync_docker_user().unwrap(), "no Docker yet");
+        ip1
+    });
+    // Docker comes up on a host whose forwarding is off (as after a boot),
+    // so it turns it on with FORWARD policy DROP.
+    w.host
+        .exec_ok(&["sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"]);
+    let dockerd = Dockerd::start(&w.host);
+    w.run(|nets| {
+        let fwd = sh_ok("iptables", &["-S", "FORWARD"]);
+        assert!(fwd.contains("-P FORWARD DROP"), "{fwd}");
+        assert_eq!(
+            c2.http_get(&ip1),
+            None,
+            "precondition: Docker's FORWARD DROP cuts berth's bridge"
+        );
+        assert!(
+            nets.sync_docker_user().unwrap(),
+            "Docker's chains not found"
+        );
+        assert_eq!(c2.http_get(&ip1).as_deref(), Some("berth c1"));
+        nets.remove("proj_default").unwrap();
+        let user = sh_ok("iptables", &["-S", "DOCKER-USER"]);
+        assert!(!user.contains("-i br-"), "{user}");
+    });
+    drop(dockerd);
 }

@@ -30,6 +30,16 @@ use crate::sys;
 /// The argv[1] under which the runtime binary runs as a container init.
 pub const INIT_ARG: &str = "__berth-runtime-init";
 
+/// The spec annotation that asks for a small init as PID 1 (Compose's
+/// `init: true`, Docker's `--init`): with the value `"true"`, the init forks
+/// after its setup; the child execs the process, and PID 1 stays in this
+/// already-loaded code, forwarding every signal it can catch to the child,
+/// reaping every process that ends in the container, and exiting with the
+/// child's status (128+N when a signal N ended it). Nothing extra is put in
+/// the rootfs, and PID 1 runs from the same sealed view of our binary as any
+/// init (`sys::sealed_exe_overlay`), never the host's file (CVE-2019-5736).
+pub const INIT_ANNOTATION: &str = "org.berth.init";
+
 pub(crate) const FD_SYNC: i32 = 3;
 pub(crate) const FD_FIFO: i32 = 4;
 pub(crate) const FD_CONSOLE: i32 = 5;
@@ -296,7 +306,61 @@ fn container(
             .step("open exec fifo")?;
         f.write_all(b"0").step("write exec fifo")?;
     }
+    let wants_init = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(INIT_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    if wants_init {
+        return reaper(&path, process);
+    }
     exec_now(&path, process)
+}
+
+/// PID 1 of `init: true` (see [`INIT_ANNOTATION`]). Runs with the process's
+/// credentials, capabilities and seccomp filter (all set by `finalize`), so
+/// it can do nothing the process itself could not.
+fn reaper(path: &Path, process: &Process) -> Result<Never, InitError> {
+    // Blocked before the fork, so no signal sent from now on is lost: a
+    // blocked signal is queued even for a namespace's init, which the
+    // kernel otherwise spares from signals it has no handler for.
+    sys::block_all_signals().step("block signals")?;
+    let child = sys::fork_raw(false).step("fork the process under the init")?;
+    if child == 0 {
+        if process.terminal() == Some(true) {
+            // Its own foreground group: a ^C from the terminal reaches it
+            // once, not also through us.
+            sys::foreground_own_group().step("make the process the terminal's foreground")?;
+        }
+        exec_now(path, process)?;
+    }
+    // Nothing of the setup stays open in PID 1 (it never execs, so
+    // close-on-exec does not apply).
+    let _ = sys::close_from(3);
+    loop {
+        let sig = match sys::wait_any_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "berth-runtime init: sigwaitinfo: {e}");
+                sys::exit_now(255)
+            }
+        };
+        if sig != libc::SIGCHLD {
+            // The child may be gone already; its exit is collected below.
+            let _ = sys::kill(child, sig);
+            continue;
+        }
+        // Reap everything that ended: the child, and orphans re-parented
+        // to us.
+        while let Ok((pid, status)) = sys::waitpid(-1, libc::WNOHANG) {
+            if pid <= 0 {
+                break;
+            }
+            if pid == child {
+                sys::exit_now(sys::exit_code(status));
+            }
+        }
+    }
 }
 
 fn exec(

@@ -24,7 +24,7 @@ pub mod sys;
 
 pub use container::{CreateOptions, ExecOptions, Runtime, DEFAULT_ROOT};
 pub use error::RuntimeError;
-pub use init::{init_main, INIT_ARG};
+pub use init::{init_main, INIT_ANNOTATION, INIT_ARG};
 pub use oci_spec::runtime::{LinuxResources, Process, Spec};
 pub use state::{State, Status};
 

@@ -132,10 +132,10 @@ pub enum SaveFormat {
 pub struct LoginArgs {
     /// Registry (default: Docker Hub)
     pub server: Option<String>,
-    /// Username
+    /// Username (asked on the terminal when not given)
     #[arg(short, long)]
     pub username: Option<String>,
-    /// Password
+    /// Password (asked on the terminal, without echo, when not given)
     #[arg(short, long)]
     pub password: Option<String>,
     /// Take the password from stdin

@@ -32,6 +32,15 @@ pub struct UpArgs {
     /// Remove containers for services not defined in the Compose file
     #[arg(long = "remove-orphans")]
     pub remove_orphans: bool,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers
+    #[arg(short = 'V', long = "renew-anon-volumes")]
+    pub renew_anon_volumes: bool,
+    /// Pull image before running ("always"|"missing"|"never")
+    #[arg(long, value_name = "POLICY", value_parser = ["always", "missing", "never", "policy"])]
+    pub pull: Option<String>,
+    /// Pull without printing progress information
+    #[arg(long = "quiet-pull")]
+    pub quiet_pull: bool,
     /// Scale SERVICE to NUM instances (overrides the `scale` setting)
     #[arg(long, value_name = "SERVICE=NUM")]
     pub scale: Vec<String>,
@@ -66,21 +75,6 @@ pub struct UpArgs {
     /// Do not attach (stream logs) to the specified services
     #[arg(long = "no-attach", value_name = "SERVICE")]
     pub no_attach: Vec<String>,
-    /// Pull image before running ("always"|"missing"|"never"|"build")
-    #[arg(long, value_enum)]
-    pub pull: Option<PullPolicy>,
-    /// Pull without printing progress information
-    #[arg(long = "quiet-pull")]
-    pub quiet_pull: bool,
-}
-
-/// `up --pull`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PullPolicy {
-    Always,
-    Missing,
-    Never,
-    Build,
 }
 
 /// `down --rmi`.
@@ -298,9 +292,19 @@ pub enum SystemCommand {
     Monitor {
         /// Container id
         id: String,
+        /// Take over a container whose monitor died instead of starting it
+        #[arg(long)]
+        adopt: bool,
     },
     /// Run the DNS server (spawned by berth itself; its directory in BERTH_RUN)
     DnsServer,
+    /// Run the userland proxy of ports published on IPv6 loopback (spawned by berth itself)
+    PortProxy {
+        /// The pidfile it locks and writes once listening
+        pidfile: std::path::PathBuf,
+        /// tcp|udp:LISTEN=TARGET, e.g. tcp:[::1]:8080=172.18.0.2:80
+        rules: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

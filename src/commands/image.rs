@@ -293,6 +293,10 @@ fn registry_domain(server: Option<&str>) -> Result<String> {
     })
 }
 
+/// `berth login`, as `docker login`: the user name and password from the
+/// flags, `--password-stdin`, or prompts on the terminal (the password
+/// without echo). With neither given, stored credentials that still work
+/// are enough.
 fn login(
     printer: &Printer,
     server: Option<String>,
@@ -301,35 +305,141 @@ fn login(
     password_stdin: bool,
 ) -> Result<()> {
     let registry = registry_domain(server.as_deref())?;
-    let Some(username) = username else {
-        bail!("--username is required");
+    let cfg = DockerConfig::from_env()?;
+    let registries = RegistryConfig::from_env()?;
+    let check = |creds: &Credentials| {
+        Client::new(
+            &registries.base_url(&registry),
+            &registry,
+            Some(creds.clone()),
+        )
+        .ping(&[])
+        .with_context(|| format!("logging in to {registry}"))
     };
     let password = match (password, password_stdin) {
         (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
-        (Some(p), false) => p,
+        (Some(p), false) => {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+            Some(p)
+        }
         (None, true) => {
+            if username.is_none() {
+                bail!("must provide --username with --password-stdin");
+            }
             let mut p = String::new();
             std::io::stdin()
                 .read_to_string(&mut p)
                 .context("reading the password from standard input")?;
-            p.trim_end_matches(['\n', '\r']).to_string()
+            Some(p.trim_end_matches(['\n', '\r']).to_string())
         }
-        (None, false) => bail!("give the password with --password-stdin (or --password)"),
+        (None, false) => None,
     };
+    let stored = cfg.get(&registry)?;
+    if username.is_none() && password.is_none() {
+        if let Some(creds) = &stored {
+            if check(creds).is_ok() {
+                eprintln!("Authenticating with existing credentials...");
+                printer.line("Login Succeeded")?;
+                return Ok(());
+            }
+        }
+    }
+    let interactive = || -> Result<()> {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "cannot perform an interactive login from a non-TTY device: \
+                 give --username and --password-stdin (or run on a terminal)"
+            );
+        }
+        Ok(())
+    };
+    let username = match username {
+        Some(u) => u,
+        None => {
+            interactive()?;
+            let default = stored.as_ref().map(|c| c.username.clone());
+            let prompt = match &default {
+                Some(d) => format!("Username ({d}): "),
+                None => "Username: ".to_string(),
+            };
+            let typed = terminal::prompt(&prompt).context("reading the user name")?;
+            match (typed.trim(), default) {
+                ("", Some(d)) => d,
+                (t, _) => t.to_string(),
+            }
+        }
+    };
+    if username.is_empty() {
+        bail!("a user name is required to log in to {registry}");
+    }
+    let password = match password {
+        Some(p) => p,
+        None => {
+            interactive()?;
+            terminal::prompt_hidden("Password: ").context("reading the password")?
+        }
+    };
+    if password.is_empty() {
+        bail!("a password is required to log in to {registry}");
+    }
     let creds = Credentials { username, password };
-    let registries = RegistryConfig::from_env()?;
-    let client = Client::new(
-        &registries.base_url(&registry),
-        &registry,
-        Some(creds.clone()),
-    );
-    client
-        .ping(&[])
-        .with_context(|| format!("logging in to {registry}"))?;
-    let cfg = DockerConfig::from_env()?;
-    cfg.store(&registry, &creds)?;
+    check(&creds)?;
+    cfg.store(&registry, &creds)
+        .with_context(|| format!("storing the credentials for {registry}"))?;
     printer.line("Login Succeeded")?;
     Ok(())
+}
+
+/// Prompts on the terminal the login reads from (stdin), written to stderr
+/// so that stdout keeps only the command's answer.
+mod terminal {
+    use std::io::{BufRead, Write};
+
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions, Termios};
+
+    pub fn prompt(text: &str) -> std::io::Result<String> {
+        let mut err = std::io::stderr();
+        err.write_all(text.as_bytes())?;
+        err.flush()?;
+        read_line()
+    }
+
+    /// Reads a line with the terminal's echo off, restored on return.
+    pub fn prompt_hidden(text: &str) -> std::io::Result<String> {
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin)?;
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        // Keep the newline echoed so the cursor moves on, as `docker login`.
+        quiet.local_modes.insert(LocalModes::ECHONL);
+        let mut err = std::io::stderr();
+        err.write_all(text.as_bytes())?;
+        err.flush()?;
+        tcsetattr(&stdin, OptionalActions::Flush, &quiet)?;
+        let restore = Restore(saved);
+        let line = read_line();
+        drop(restore);
+        line
+    }
+
+    struct Restore(Termios);
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, &self.0);
+        }
+    }
+
+    fn read_line() -> std::io::Result<String> {
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "end of input",
+            ));
+        }
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    }
 }
 
 /// Per-line progress, as `docker pull` (`id: status`) or `docker compose
@@ -936,7 +1046,7 @@ pub fn run_project(
     }
 }
 
-pub(crate) fn project_pull(
+fn project_pull(
     project: &crate::model::project::Project,
     services: &[String],
     mode: ProgressMode,

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::lifecycle::{
     CreateArgs, DownArgs, ExecArgs, KillArgs, LogsArgs, LsArgs, PortArgs, PsArgs, PsFormat,
-    PullPolicy, RemoveImages, RmArgs, RunArgs, ServicesArgs, ServicesTimeoutArgs, UpArgs,
+    RemoveImages, RmArgs, RunArgs, ServicesArgs, ServicesTimeoutArgs, UpArgs,
 };
 use crate::engine::execute::{self, ExecOptions};
 use crate::engine::state::{self, ContainerRecord, Lock, Paths, RunState, Status};
@@ -27,6 +27,8 @@ fn timeout(t: Option<u64>) -> Option<Duration> {
 /// Loads the project; `--no-deps` keeps only the named services.
 fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Project> {
     let mut p = project::load(args, services)?;
+    // Containers whose monitor died get a new one before anything else.
+    crate::monitor::adopt::adopt_orphans(&Paths::from_env());
     if no_deps && !services.is_empty() {
         let names: Vec<String> = p.services.keys().cloned().collect();
         for n in names {
@@ -74,27 +76,36 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
     if !dry_run {
         crate::engine::events::compact(&paths, &project.name);
     }
-    if let Some(policy) = up.pull {
-        if !dry_run {
-            pull_images(&project, policy, up.quiet_pull)?;
-        }
+    let exec_opts = ExecOptions {
+        timeout: timeout(up.timeout),
+        wait_timeout: up
+            .wait_timeout
+            .map_or(Duration::from_secs(600), Duration::from_secs),
+        renew_anon_volumes: up.renew_anon_volumes,
+        ..ExecOptions::default()
+    };
+    let pull_flag = up.pull.as_deref().filter(|p| *p != "policy");
+    if dry_run {
+        crate::engine::pull::check_policies(&paths, &project, pull_flag)?;
+    } else {
+        let quiet = ExecOptions {
+            quiet: up.quiet_pull,
+            ..exec_opts.clone()
+        };
+        crate::engine::pull::pull_images(&paths, &project, pull_flag, &quiet)?;
     }
-    // A container whose image changed under its tag (a pull) is recreated.
-    let mut opts = opts;
-    opts.image_digests = image_digests(&paths, &project);
+    // A container made from another image than its service's image now
+    // names (a pull brought a newer one) is recreated.
+    let opts = UpOptions {
+        image_digests: execute::image_digests(&paths, &project),
+        ..opts
+    };
     let observed = execute::observe(&paths, &project.name)?;
     let the_plan = plan(&project, &observed, &opts)?;
     if dry_run {
         print!("{the_plan}");
         return Ok(0);
     }
-    let exec_opts = ExecOptions {
-        timeout: timeout(up.timeout),
-        wait_timeout: up
-            .wait_timeout
-            .map_or(Duration::from_secs(600), Duration::from_secs),
-        ..ExecOptions::default()
-    };
     execute::execute(&paths, &project, &the_plan, &exec_opts)?;
     // A DNS server killed since the last `up` comes back.
     crate::engine::net::ensure_dns(&paths)?;
@@ -218,6 +229,7 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
     let project = load(args, &[], false)?;
     let paths = Paths::from_env();
     let _lock = Lock::acquire(&paths.project_lock(&project.name))?;
+    execute::reclaim_half_made(&paths, &project.name)?;
     let containers = state::project_containers(&paths, &project.name)?;
     // Dependents first: reverse start order, one-offs too.
     let order = project_order(&project);
@@ -237,6 +249,9 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
     for_each_level(&levels, &sorted, true, |c| {
         eprintln!(" ✔ Container {:<40} Stopping", c.name);
         execute::remove_container(&paths, &c.id, t)?;
+        if down.volumes {
+            execute::remove_anonymous_volumes(&paths, c)?;
+        }
         eprintln!(" ✔ Container {:<40} Removed", c.name);
         Ok(())
     })?;
@@ -258,6 +273,9 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
         remove_images(&paths, &project, &down.services, rmi)?;
     }
     if down.volumes && down.services.is_empty() {
+        for name in execute::remove_project_anonymous_volumes(&paths, &project.name)? {
+            eprintln!(" ✔ Volume {name:<43} Removed");
+        }
         for (key, v) in &project.volumes {
             if v.external {
                 continue;
@@ -807,6 +825,9 @@ pub fn rm(args: &ProjectArgs, a: &RmArgs) -> Result<()> {
             execute::stop_container(&paths, &c.id, None)?;
         }
         execute::remove_container(&paths, &c.id, None)?;
+        if a.volumes {
+            execute::remove_anonymous_volumes(&paths, c)?;
+        }
         eprintln!(" ✔ Container {:<40} Removed", c.name);
         any = true;
     }
@@ -816,13 +837,18 @@ pub fn rm(args: &ProjectArgs, a: &RmArgs) -> Result<()> {
     Ok(())
 }
 
-/// `berth system monitor ID`.
-pub fn monitor(id: &str) -> Result<()> {
+/// `berth system monitor [--adopt] ID`.
+pub fn monitor(id: &str, adopt: bool) -> Result<()> {
     let paths = Paths::from_env();
     if !Path::new(&paths.container(id)).exists() {
         bail!("no container {id}");
     }
-    crate::monitor::process::run(&paths, id)
+    let mode = if adopt {
+        crate::monitor::process::Mode::Adopt
+    } else {
+        crate::monitor::process::Mode::Start
+    };
+    crate::monitor::process::run(&paths, id, mode)
 }
 
 /// `berth system dns-server`: the DNS server, in the directory
@@ -830,6 +856,17 @@ pub fn monitor(id: &str) -> Result<()> {
 pub fn dns_server() -> Result<()> {
     let dir = std::env::var_os("BERTH_RUN").context("BERTH_RUN is not set")?;
     berth_network::dns::serve(Path::new(&dir))?;
+    Ok(())
+}
+
+/// `berth system port-proxy PIDFILE RULE…`: the userland proxy of ports
+/// published on IPv6 loopback, started by the network crate.
+pub fn port_proxy(pidfile: &Path, rules: &[String]) -> Result<()> {
+    let rules = rules
+        .iter()
+        .map(|r| r.parse())
+        .collect::<Result<Vec<berth_network::proxy::ProxyRule>, _>>()?;
+    berth_network::proxy::serve(pidfile, &rules)?;
     Ok(())
 }
 
@@ -1201,6 +1238,10 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             after: Vec::new(),
         }],
     };
+    // Its image as its pull_policy says (dependencies were pulled by `up`).
+    let mut only = one.clone();
+    only.services.retain(|k, _| *k == svc.name);
+    crate::engine::pull::pull_images(&paths, &only, None, &ExecOptions::default())?;
     execute::preflight(&paths, &one, &check)?;
     let (id, name) = execute::create_oneoff(&paths, &one, &svc)?;
     if a.detach {
@@ -1234,6 +1275,10 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             .map_err(Into::into)
     };
     if a.rm {
+        // As `docker run --rm`: the container's anonymous volumes go too.
+        if let Ok(record) = ContainerRecord::load(&paths, &id) {
+            execute::remove_anonymous_volumes(&paths, &record)?;
+        }
         execute::teardown(&paths, &id)?;
     } else {
         run.status = Status::Exited;
@@ -1300,40 +1345,6 @@ pub fn ls(a: &LsArgs) -> Result<()> {
     Ok(())
 }
 
-/// `up --pull`: pulls the services' images first (`always`: every one;
-/// `missing`: those not in the store; `never`: none).
-fn pull_images(project: &Project, policy: PullPolicy, quiet: bool) -> Result<()> {
-    use crate::commands::image::ProgressMode;
-    if policy == PullPolicy::Never {
-        return Ok(());
-    }
-    if policy == PullPolicy::Build {
-        if let Some((name, _)) = project.services.iter().find(|(_, s)| s.build.is_some()) {
-            bail!("--pull build: service {name:?} has a build section, and berth cannot build images yet");
-        }
-    }
-    let store = crate::image::Store::open(&Paths::from_env().root)?;
-    let missing = |image: &str| {
-        !crate::image::Reference::parse(image).is_ok_and(|r| store.resolve(&r).is_ok())
-    };
-    let services: Vec<String> = project
-        .services
-        .iter()
-        .filter(|(_, s)| !s.image.is_empty())
-        .filter(|(_, s)| policy == PullPolicy::Always || missing(&s.image))
-        .map(|(n, _)| n.clone())
-        .collect();
-    if services.is_empty() {
-        return Ok(());
-    }
-    let mode = if quiet {
-        ProgressMode::Quiet
-    } else {
-        ProgressMode::Auto
-    };
-    crate::commands::image::project_pull(project, &services, mode, true, false, true)
-}
-
 /// `down --rmi`: removes the services' images (`local`: only those without
 /// an `image:` name, i.e. built ones; `all`: every one). An image another
 /// container still uses is kept, with a warning.
@@ -1378,23 +1389,4 @@ fn remove_images(
         eprintln!(" ✔ Image {name:<44} Removed");
     }
     Ok(())
-}
-
-/// Each service's image as the store has it now (its config digest, as
-/// containers record it); services whose image is missing are left out.
-fn image_digests(paths: &Paths, project: &Project) -> BTreeMap<String, String> {
-    use crate::image::{Reference, Store};
-    let mut out = BTreeMap::new();
-    let Ok(store) = Store::open(&paths.root) else {
-        return out;
-    };
-    for (name, s) in &project.services {
-        let Ok(r) = Reference::parse(&s.image) else {
-            continue;
-        };
-        if let Some(m) = store.resolve(&r).ok().and_then(|d| store.manifest(&d).ok()) {
-            out.insert(name.clone(), m.config.digest);
-        }
-    }
-    out
 }

@@ -13,10 +13,14 @@ use super::naming;
 use super::net;
 use super::observe::{ContainerState, Observed, ObservedContainer};
 use super::plan::{Action, Plan};
-use super::spec::{container_spec, ImageDefaults, NetNs, SpecInputs};
+use super::spec::{
+    anonymous_targets, check_subpath, config_target, container_spec, host_resolv_conf,
+    secret_target, ImageDefaults, NetNs, SpecInputs,
+};
 use super::state::{
     self, alive, new_id, write_atomic, ContainerRecord, HealthSpec, Paths, RunState, Status,
 };
+pub use super::wait::wait_condition;
 use crate::image::reference::Reference;
 use crate::image::store::Store;
 use crate::model::hash::service_hash;
@@ -59,6 +63,25 @@ pub fn observe(paths: &Paths, project: &str) -> Result<Observed> {
     Ok(observed)
 }
 
+/// The image id (config digest) each service's image resolves to in the
+/// store now, for the planner's "image changed" rule; services whose image
+/// is not in the store are left out.
+pub fn image_digests(paths: &Paths, project: &Project) -> BTreeMap<String, String> {
+    let Ok(store) = Store::open(&paths.root) else {
+        return BTreeMap::new();
+    };
+    project
+        .services
+        .values()
+        .filter_map(|svc| {
+            let reference = Reference::parse(&svc.image).ok()?;
+            let desc = store.resolve(&reference).ok()?;
+            let manifest = store.manifest(&desc).ok()?;
+            Some((svc.name.clone(), manifest.config.digest.clone()))
+        })
+        .collect()
+}
+
 /// At most this many steps run at once.
 const PARALLEL: usize = 8;
 
@@ -68,6 +91,15 @@ const PARALLEL: usize = 8;
 /// stops the walk once the running steps end.
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
+    reclaim_half_made(paths, &project.name)?;
+    if plan.steps.iter().any(|s| {
+        matches!(
+            s.action,
+            Action::Start { .. } | Action::Create { .. } | Action::Recreate { .. }
+        )
+    }) {
+        net::sync_docker_user(paths)?;
+    }
     let mut done = vec![false; plan.steps.len()];
     loop {
         let ready: Vec<usize> = (0..plan.steps.len())
@@ -149,9 +181,22 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
             } => {
                 let svc = &project.services[service];
                 opts.progress(&format!("Container {name}"), "Recreate");
-                let id = create_container(paths, project, svc, *number, name)?;
+                let inherit = Inherit {
+                    old_id,
+                    renew: opts.renew_anon_volumes,
+                };
+                let id = create_in_new(paths, project, svc, *number, name, Some(&inherit))?;
+                // The old container's anonymous volumes the new one did not
+                // take (`-V`, or a mount point gone from the service) go
+                // with it: nothing could ever name them again.
+                let old = ContainerRecord::load(paths, old_id).ok();
                 remove_container(paths, old_id, opts.timeout)?;
-                let _ = id;
+                if let Some(mut old) = old {
+                    let kept = ContainerRecord::load(paths, &id)?.anonymous_volumes;
+                    old.anonymous_volumes
+                        .retain(|_, v| !kept.values().any(|k| k == v));
+                    remove_anonymous_volumes(paths, &old)?;
+                }
                 opts.progress(&format!("Container {name}"), "Recreated");
             }
             Action::Start { service, name } => {
@@ -163,6 +208,15 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                     return Ok(());
                 }
                 opts.progress(&format!("Container {name}"), "Starting");
+                start_container(paths, &id)?;
+                opts.progress(&format!("Container {name}"), "Started");
+            }
+            Action::Restart { service, name, .. } => {
+                let svc = &project.services[service];
+                wait_dependencies(paths, project, svc, opts)?;
+                let id = find_by_name(paths, &project.name, name)?;
+                opts.progress(&format!("Container {name}"), "Restarting");
+                stop_container(paths, &id, opts.timeout)?;
                 start_container(paths, &id)?;
                 opts.progress(&format!("Container {name}"), "Started");
             }
@@ -178,6 +232,19 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes what a killed `up` left of the containers it was making: their
+/// records carry the project but not yet its labels (the last thing
+/// `create_in` writes), so no plan sees them. Only under the project's
+/// lock, where no other `up` can be making one; one-offs (`run`, which
+/// takes no lock) are left alone.
+pub fn reclaim_half_made(paths: &Paths, project: &str) -> Result<()> {
+    for id in state::half_made(paths, project)? {
+        tracing::info!(container = %id, "removing a container a killed berth left half-made");
+        teardown(paths, &id)?;
     }
     Ok(())
 }
@@ -208,7 +275,7 @@ pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
             )
         })?;
         network_check(svc)?;
-        unsupported_check(svc)?;
+        unsupported_check(project, svc)?;
         if matches!(step.action, Action::Create { .. }) && !svc.ports.is_empty() {
             net::check_ports(paths, &net::port_specs(svc)?)
                 .with_context(|| format!("service {service:?}"))?;
@@ -218,21 +285,75 @@ pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
 }
 
 /// What berth cannot give a container yet is refused by name, never
-/// silently left out.
-fn unsupported_check(svc: &Service) -> Result<()> {
-    let what = if !svc.secrets.is_empty() {
-        "secrets"
-    } else if !svc.configs.is_empty() {
-        "configs"
-    } else if svc.init == Some(true) {
-        "init: true"
-    } else {
-        return Ok(());
-    };
-    bail!(
-        "service {:?}: {what} is not supported by berth yet",
-        svc.name
-    )
+/// silently left out; secrets and configs are checked here too, so a
+/// missing file fails before anything is made.
+fn unsupported_check(project: &Project, svc: &Service) -> Result<()> {
+    let blkio_devices = svc.blkio_config.as_ref().is_some_and(|b| {
+        !(b.weight_device.is_empty()
+            && b.device_read_bps.is_empty()
+            && b.device_read_iops.is_empty()
+            && b.device_write_bps.is_empty()
+            && b.device_write_iops.is_empty())
+    });
+    let refused = [
+        (!svc.devices.is_empty(), "devices"),
+        (!svc.device_cgroup_rules.is_empty(), "device_cgroup_rules"),
+        (!svc.volumes_from.is_empty(), "volumes_from"),
+        (!svc.gpus.is_empty(), "gpus"),
+        (!svc.userns_mode.is_empty(), "userns_mode"),
+        (blkio_devices, "blkio_config per-device limits"),
+        (
+            svc.cpu_rt_runtime != 0 || svc.cpu_rt_period != 0,
+            "cpu_rt_runtime/cpu_rt_period",
+        ),
+        (!svc.storage_opt.is_empty(), "storage_opt"),
+        (
+            !matches!(svc.runtime.as_str(), "" | "runc" | "berth"),
+            "runtime",
+        ),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(set, _)| *set) {
+        bail!(
+            "service {:?}: {what} is not supported by berth yet",
+            svc.name
+        );
+    }
+    for (kind, refs) in [("secret", &svc.secrets), ("config", &svc.configs)] {
+        for r in refs {
+            file_object(project, kind, &r.source)
+                .with_context(|| format!("service {:?}", svc.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// The content of a top-level secret or config, from its `file`,
+/// `environment` or inline `content`.
+fn file_object(project: &Project, kind: &str, name: &str) -> Result<Vec<u8>> {
+    let obj = match kind {
+        "secret" => project.secrets.get(name).map(|s| &s.0),
+        _ => project.configs.get(name).map(|c| &c.0),
+    }
+    .with_context(|| format!("{kind} {name:?} is not declared in the top-level {kind}s"))?;
+    if obj.external {
+        bail!("{kind} {name:?} is external: external {kind}s exist only in Docker Swarm");
+    }
+    if !obj.file.is_empty() {
+        return fs_err::read(&obj.file).with_context(|| format!("{kind} {name:?}"));
+    }
+    if !obj.environment.is_empty() {
+        if !project.environment.contains_key(&obj.environment) {
+            bail!(
+                "{kind} {name:?}: environment variable {} is not set",
+                obj.environment
+            );
+        }
+        return Ok(obj.content.clone().into_bytes());
+    }
+    if !obj.content.is_empty() || kind == "config" {
+        return Ok(obj.content.clone().into_bytes());
+    }
+    bail!("{kind} {name:?} has no file, environment or content")
 }
 
 fn network_check(svc: &Service) -> Result<()> {
@@ -255,6 +376,9 @@ pub struct ExecOptions {
     pub timeout: Option<Duration>,
     /// The longest a dependency wait may take.
     pub wait_timeout: Duration,
+    /// `up -V`: a recreated container gets new anonymous volumes instead
+    /// of its predecessor's.
+    pub renew_anon_volumes: bool,
 }
 
 impl Default for ExecOptions {
@@ -263,6 +387,7 @@ impl Default for ExecOptions {
             quiet: false,
             timeout: None,
             wait_timeout: Duration::from_secs(600),
+            renew_anon_volumes: false,
         }
     }
 }
@@ -302,6 +427,7 @@ fn image_of(
         env: c.env.clone().unwrap_or_default(),
         user: c.user.clone().unwrap_or_default(),
         working_dir: c.working_dir.clone().unwrap_or_default(),
+        volumes: c.volumes.iter().flat_map(|v| v.keys().cloned()).collect(),
     };
     let mut layers = store.unpack(&manifest, &config)?;
     layers.reverse();
@@ -316,16 +442,94 @@ pub fn create_container(
     number: u32,
     name: &str,
 ) -> Result<String> {
+    create_in_new(paths, project, svc, number, name, None)
+}
+
+/// The container a new one replaces, whose anonymous volumes it takes over
+/// (unless `renew`), as Docker Compose does at recreation.
+struct Inherit<'a> {
+    old_id: &'a str,
+    renew: bool,
+}
+
+fn create_in_new(
+    paths: &Paths,
+    project: &Project,
+    svc: &Service,
+    number: u32,
+    name: &str,
+    inherit: Option<&Inherit<'_>>,
+) -> Result<String> {
     let id = new_id()?;
     let dir = paths.container(&id);
     fs_err::create_dir_all(&dir)?;
-    let result = create_in(paths, project, svc, number, name, &id, false);
+    let result = create_in(paths, project, svc, number, name, &id, false, inherit);
     if result.is_err() {
-        let _ = teardown(paths, &id);
+        let _ = teardown_new(paths, &id);
     } else {
         super::events::emit_id(paths, &id, "create", &[]);
     }
     result.map(|()| id)
+}
+
+/// Undoes a failed create: its own anonymous volumes go too, but not ones
+/// it inherited (they still belong to the container it was to replace).
+fn teardown_new(paths: &Paths, id: &str) -> Result<()> {
+    if let Ok(record) = ContainerRecord::load(paths, id) {
+        let mut own = record.clone();
+        own.anonymous_volumes.retain(|_, v| {
+            !state::all_containers(paths)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.id != id && c.anonymous_volumes.values().any(|x| x == v))
+        });
+        let _ = remove_anonymous_volumes(paths, &own);
+    }
+    teardown(paths, id)
+}
+
+/// In an anonymous volume's directory (beside `_data`): the project,
+/// service and mount point it was made for, so `down -v` finds it even
+/// after the container that held it is gone.
+const ANONYMOUS_OWNER: &str = "anonymous.json";
+
+/// Removes the project's anonymous volumes no container holds any more
+/// (`down -v`): ones left by `down` without `-v` or `rm` without `-v`.
+/// Returns their names.
+pub fn remove_project_anonymous_volumes(paths: &Paths, project: &str) -> Result<Vec<String>> {
+    let held: Vec<String> = state::all_containers(paths)?
+        .into_iter()
+        .flat_map(|c| c.anonymous_volumes.into_values())
+        .collect();
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(paths.volumes()) else {
+        return Ok(removed);
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(owner) = std::fs::read(e.path().join(ANONYMOUS_OWNER)) else {
+            continue;
+        };
+        let owner: serde_json::Value = serde_json::from_slice(&owner).unwrap_or_default();
+        if owner["project"] == project && !held.contains(&name) {
+            fs_err::remove_dir_all(e.path())?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes a (removed) container's anonymous volumes (`rm -v`, `down -v`).
+pub fn remove_anonymous_volumes(paths: &Paths, record: &ContainerRecord) -> Result<()> {
+    for name in record.anonymous_volumes.values() {
+        let dir = paths.volumes().join(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+        }
+    }
+    Ok(())
 }
 
 /// Makes a one-off (`run`) container of `svc`, named
@@ -338,15 +542,16 @@ pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<
         svc.container_name.clone()
     };
     fs_err::create_dir_all(paths.container(&id))?;
-    let result = create_in(paths, project, svc, 1, &name, &id, true);
+    let result = create_in(paths, project, svc, 1, &name, &id, true, None);
     if result.is_err() {
-        let _ = teardown(paths, &id);
+        let _ = teardown_new(paths, &id);
     } else {
         super::events::emit_id(paths, &id, "create", &[]);
     }
     result.map(|()| (id, name))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn create_in(
     paths: &Paths,
     project: &Project,
@@ -355,6 +560,7 @@ fn create_in(
     name: &str,
     id: &str,
     oneoff: bool,
+    inherit: Option<&Inherit<'_>>,
 ) -> Result<()> {
     let dir = paths.container(id);
     let store = Store::open(&paths.root)?;
@@ -371,7 +577,6 @@ fn create_in(
     for d in ["rootfs", "upper", "work"] {
         fs_err::create_dir_all(dir.join(d))?;
     }
-    mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
     let mut record = ContainerRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -397,9 +602,13 @@ fn create_in(
         networks: Vec::new(),
         own_netns: false,
         rootfs_mounted: true,
+        anonymous_volumes: BTreeMap::new(),
     };
-    // Saved now so a failure below is cleaned up by `down`.
+    // Saved before the first kernel object, so a failure below (or a kill
+    // -9 of this process) is cleaned up: by `teardown`, or by the next
+    // `up`/`down` of the project (`reclaim_half_made`: the labels come last).
     record.save(paths)?;
+    mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
 
     // The network namespace.
     let networks = net::networks(paths);
@@ -491,7 +700,10 @@ fn create_in(
     }
     let resolv = match attached.as_ref().and_then(|a| a.nameserver) {
         Some(ns) => net::resolv_conf(svc, ns),
-        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        None => host_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            svc,
+        ),
     };
     fs_err::write(dir.join("resolv.conf"), resolv)?;
     etc_files.push(("/etc/resolv.conf", dir.join("resolv.conf")));
@@ -517,8 +729,16 @@ fn create_in(
                 let data = paths.volume_data(real);
                 fs_err::create_dir_all(&data)?;
                 let nocopy = v.volume.as_ref().is_some_and(|o| o.nocopy);
-                if !nocopy {
-                    copy_up(&rootfs.join(v.target.trim_start_matches('/')), &data)?;
+                let subpath = v.volume.as_ref().map_or("", |o| o.subpath.as_str());
+                if subpath.is_empty() {
+                    if !nocopy {
+                        copy_up(&rootfs.join(v.target.trim_start_matches('/')), &data)?;
+                    }
+                } else {
+                    // The subpath must exist in the volume when the
+                    // container starts (a dependency may make it); the
+                    // mount fails then, naming it.
+                    check_subpath(&svc.name, &v.source, subpath)?;
                 }
             }
         }
@@ -539,6 +759,88 @@ fn create_in(
         }
     }
 
+    // Anonymous volumes: the predecessor's at the same mount point, or
+    // new ones, filled from the image like a named volume.
+    let inherited = inherit
+        .filter(|i| !i.renew)
+        .and_then(|i| ContainerRecord::load(paths, i.old_id).ok())
+        .map(|r| r.anonymous_volumes)
+        .unwrap_or_default();
+    for target in anonymous_targets(svc, &image) {
+        let (vol, fresh) = match inherited.get(&target) {
+            Some(v) if paths.volume_data(v).is_dir() => (v.clone(), false),
+            _ => (new_id()?, true),
+        };
+        record.anonymous_volumes.insert(target.clone(), vol.clone());
+        // Recorded before it is made, so a failure removes it.
+        record.save(paths)?;
+        let data = paths.volume_data(&vol);
+        fs_err::create_dir_all(&data)?;
+        if fresh {
+            let owner = serde_json::json!({
+                "project": project.name, "service": svc.name, "target": target,
+            });
+            write_atomic(
+                &paths.volumes().join(&vol).join(ANONYMOUS_OWNER),
+                &serde_json::to_vec(&owner)?,
+            )?;
+        }
+        let nocopy = svc
+            .volumes
+            .iter()
+            .find(|v| v.target.trim_end_matches('/') == target)
+            .and_then(|v| v.volume.as_ref())
+            .is_some_and(|o| o.nocopy);
+        if fresh && !nocopy {
+            copy_up(&rootfs.join(target.trim_start_matches('/')), &data)?;
+        }
+    }
+
+    // Secrets and configs: the container's own copies, with the owner and
+    // mode asked (default root, 0444), bound read-only.
+    let mut files = Vec::new();
+    for (kind, dir_name, refs) in [
+        ("secret", "secrets", &svc.secrets),
+        ("config", "configs", &svc.configs),
+    ] {
+        if refs.is_empty() {
+            continue;
+        }
+        let base = dir.join(dir_name);
+        fs_err::create_dir_all(&base)?;
+        for r in refs {
+            let content = file_object(project, kind, &r.source)
+                .with_context(|| format!("service {:?}", svc.name))?;
+            let target = match kind {
+                "secret" => secret_target(r),
+                _ => config_target(r),
+            };
+            let host = base.join(&r.source);
+            write_atomic(&host, &content)?;
+            let id_of = |what: &str, v: &str| -> Result<u32> {
+                if v.is_empty() {
+                    return Ok(0);
+                }
+                v.parse().with_context(|| {
+                    format!(
+                        "service {:?}: {kind} {:?}: {what} {v:?} is not a number",
+                        svc.name, r.source
+                    )
+                })
+            };
+            let uid = id_of("uid", &r.uid)?;
+            let gid = id_of("gid", &r.gid)?;
+            std::os::unix::fs::chown(&host, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", host.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            fs_err::set_permissions(
+                &host,
+                std::fs::Permissions::from_mode(r.mode.unwrap_or(0o444) & 0o7777),
+            )?;
+            files.push((target, host));
+        }
+    }
+
     let volume_dir = |n: &str| paths.volume_data(n);
     let inputs = SpecInputs {
         container_id: id,
@@ -548,6 +850,8 @@ fn create_in(
         rootfs: Some(&rootfs),
         etc_files,
         volume_names: &volume_names,
+        anonymous: &record.anonymous_volumes,
+        files,
     };
     let spec = container_spec(svc, &inputs)?;
     record.command = spec["process"]["args"]
@@ -625,28 +929,11 @@ fn restart_on_unhealthy(svc: &Service) -> bool {
 }
 
 fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
-    use nix::mount::{mount, MsFlags};
-    let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        work.display()
-    );
-    if data.len() >= 4000 {
-        bail!(
-            "image has too many layers to stack ({}); flattening is not wired into containers yet",
-            layers.len()
-        );
-    }
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .with_context(|| format!("mounting the rootfs at {}", target.display()))
+    let upper = crate::image::overlay::Upper { upper, work };
+    let method = crate::image::overlay::mount(layers, Some(upper), target)
+        .with_context(|| format!("mounting the rootfs at {}", target.display()))?;
+    tracing::debug!(layers = layers.len(), ?method, "rootfs mounted");
+    Ok(())
 }
 
 /// Fills an empty volume from the image's content at its mount point, as
@@ -783,6 +1070,10 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
         networks.delete_netns(id)?;
     }
     let _ = std::fs::remove_file(paths.monitor_pid(id));
+    let run_dir = paths.container_run(id);
+    if run_dir.exists() {
+        fs_err::remove_dir_all(&run_dir)?;
+    }
     if dir.exists() {
         fs_err::remove_dir_all(&dir)?;
     }
@@ -809,93 +1100,4 @@ fn wait_dependencies(
         wait_condition(paths, &project.name, dep, &d.condition, d.required, opts)?;
     }
     Ok(())
-}
-
-/// Waits for `service`'s containers to meet `condition`. Reads the state
-/// the monitors write.
-pub fn wait_condition(
-    paths: &Paths,
-    project: &str,
-    service: &str,
-    condition: &str,
-    required: bool,
-    opts: &ExecOptions,
-) -> Result<()> {
-    let deadline = Instant::now() + opts.wait_timeout;
-    let mut announced = false;
-    loop {
-        let containers: Vec<_> = state::project_containers(paths, project)?
-            .into_iter()
-            .filter(|c| c.service == service && !c.oneoff)
-            .collect();
-        if containers.is_empty() {
-            if required {
-                bail!("dependency {service:?} has no container");
-            }
-            return Ok(());
-        }
-        let mut all = true;
-        for c in &containers {
-            let run = RunState::load(paths, &c.id);
-            let status = run.effective_status();
-            let ok = match condition {
-                "service_healthy" => {
-                    if c.healthcheck.is_none() {
-                        bail!("dependency failed to start: container {} has no healthcheck configured", c.name);
-                    }
-                    if run.health == "unhealthy" {
-                        bail!(
-                            "dependency failed to start: container {} is unhealthy",
-                            c.name
-                        );
-                    }
-                    status == Status::Running && run.health == "healthy"
-                }
-                "service_completed_successfully" => {
-                    if status == Status::Exited && run.monitor_pid == 0 {
-                        if run.exit_code != 0 {
-                            bail!(
-                                "service {:?} didn't complete successfully: exit {}",
-                                service,
-                                run.exit_code
-                            );
-                        }
-                        true
-                    } else {
-                        false
-                    }
-                }
-                _ => {
-                    status == Status::Running
-                        || (status == Status::Exited && run.monitor_pid == 0 && run.exit_code == 0)
-                }
-            };
-            if !ok
-                && status == Status::Exited
-                && run.monitor_pid == 0
-                && condition != "service_completed_successfully"
-            {
-                bail!(
-                    "dependency failed to start: container {} exited ({})",
-                    c.name,
-                    run.exit_code
-                );
-            }
-            all &= ok;
-        }
-        if all {
-            if announced {
-                opts.progress(&format!("Service {service}"), "Healthy");
-            }
-            return Ok(());
-        }
-        if !announced && condition == "service_healthy" {
-            opts.progress(&format!("Service {service}"), "Waiting");
-            announced = true;
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {service:?} to be {condition}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

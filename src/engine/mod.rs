@@ -9,9 +9,11 @@ pub mod naming;
 pub mod net;
 pub mod observe;
 pub mod plan;
+pub mod pull;
 pub mod spec;
 pub mod state;
 pub mod usage;
+pub mod wait;
 
 pub use observe::{ContainerState, Observed, ObservedContainer};
 pub use plan::{plan, Action, Plan, PlanError, Reason, Recreate, UpOptions};

@@ -15,9 +15,19 @@ use berth_network::Networks;
 use super::state::Paths;
 use crate::model::project::{Project, Service};
 
-/// berth's networks, rooted in `$BERTH_ROOT/networks` and `$BERTH_RUN/networks`.
+/// berth's networks, rooted in `$BERTH_ROOT/networks` and `$BERTH_RUN/networks`,
+/// with berth itself (`berth system port-proxy`) as the userland proxy of
+/// ports published on IPv6 loopback.
 pub fn networks(paths: &Paths) -> Networks {
-    Networks::new(paths.root.join("networks"), paths.run.join("networks"))
+    let nets = Networks::new(paths.root.join("networks"), paths.run.join("networks"));
+    match std::env::current_exe() {
+        Ok(exe) => nets.with_port_proxy(berth_network::proxy::ProxyCommand {
+            exe,
+            args: vec!["system".into(), "port-proxy".into()],
+        }),
+        // Publishing on ::1 is then refused with the reason.
+        Err(_) => nets,
+    }
 }
 
 /// The DNS server's run directory (it keeps its files in `dns/` there).
@@ -369,5 +379,15 @@ pub fn ensure_dns(paths: &Paths) -> Result<()> {
     let exe = std::env::current_exe().context("finding the berth binary")?;
     dns::ensure_running(&dns_dir(paths), &exe, &["system", "dns-server"])
         .context("starting the DNS server")?;
+    Ok(())
+}
+
+/// Docker started after berth's networks were made sets the FORWARD policy
+/// to DROP; give berth's bridges their `DOCKER-USER` rules again. Nearly free
+/// when Docker is absent; called before containers start.
+pub fn sync_docker_user(paths: &Paths) -> Result<()> {
+    networks(paths)
+        .sync_docker_user()
+        .context("adding berth's bridges to Docker's DOCKER-USER chain")?;
     Ok(())
 }

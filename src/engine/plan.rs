@@ -108,6 +108,13 @@ pub enum Action {
         service: String,
         name: String,
     },
+    /// Stop and start a kept container: a dependency it has
+    /// `depends_on.restart: true` on was recreated.
+    Restart {
+        service: String,
+        name: String,
+        dependency: String,
+    },
     Remove {
         service: String,
         name: String,
@@ -132,6 +139,9 @@ impl fmt::Display for Action {
                 write!(f, "container recreate {name} ({reason})")
             }
             Action::Start { name, .. } => write!(f, "container start {name}"),
+            Action::Restart {
+                name, dependency, ..
+            } => write!(f, "container restart {name} ({dependency} recreated)"),
             Action::Remove { name, reason, .. } => write!(f, "container remove {name} ({reason})"),
             Action::WarnOrphans { names } => {
                 write!(
@@ -265,6 +275,7 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
     // The step after which each service counts as up (its last start, or its
     // last create with --no-start), for its dependents to wait on.
     let mut ready: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut recreated: BTreeSet<String> = BTreeSet::new();
     for name in graph.start_order() {
         let service = &project.services[name];
         let mut after = resources.clone();
@@ -273,7 +284,56 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
         }
         after.sort_unstable();
         after.dedup();
-        let steps = plan_service(project, service, observed, opts, &after, &mut plan)?;
+        let first = plan.steps.len();
+        let mut steps = plan_service(project, service, observed, opts, &after, &mut plan)?;
+        let made: Vec<String> = plan.steps[first..]
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Recreate { name, .. } | Action::Create { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        if plan.steps[first..]
+            .iter()
+            .any(|s| matches!(s.action, Action::Recreate { .. }))
+        {
+            recreated.insert(name.to_owned());
+        }
+        // A dependency recreated (not only restarted) restarts the
+        // running containers kept here that depend on it with
+        // `restart: true`, once it is up; ones made afresh start after it
+        // anyway.
+        let restart_with = graph
+            .dependencies(name)
+            .into_iter()
+            .find(|(dep, d)| d.restart && recreated.contains(*dep))
+            .map(|(dep, _)| dep.to_owned());
+        if let (Some(dep), false) = (restart_with, opts.no_start) {
+            let mut kept: Vec<&ObservedContainer> = observed
+                .containers
+                .iter()
+                .filter(|c| !c.oneoff && c.service == *name && c.state == ContainerState::Running)
+                .filter(|c| !made.contains(&c.name))
+                .filter(|c| {
+                    !plan
+                        .steps
+                        .iter()
+                        .any(|s| matches!(&s.action, Action::Remove { id, .. } if *id == c.id))
+                })
+                .collect();
+            kept.sort_by_key(|c| c.number);
+            for c in kept {
+                let step = plan.push(
+                    Action::Restart {
+                        service: name.to_owned(),
+                        name: c.name.clone(),
+                        dependency: dep.clone(),
+                    },
+                    after.clone(),
+                );
+                steps.push(step);
+            }
+        }
         ready.insert(name.to_owned(), steps);
     }
 

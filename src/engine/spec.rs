@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::model::project::{Service, VOLUME_BIND, VOLUME_TMPFS, VOLUME_VOLUME};
+use crate::model::project::{FileReference, Service, VOLUME_BIND, VOLUME_TMPFS, VOLUME_VOLUME};
 
 /// What the image says about how to run it (the OCI image config's
 /// `config` section).
@@ -23,6 +23,9 @@ pub struct ImageDefaults {
     pub env: Vec<String>,
     pub user: String,
     pub working_dir: String,
+    /// The image's `Volumes`: mount points that get an anonymous volume
+    /// unless the service mounts something there.
+    pub volumes: Vec<String>,
 }
 
 /// Where the container's network namespace comes from.
@@ -53,6 +56,12 @@ pub struct SpecInputs<'a> {
     pub etc_files: Vec<(&'static str, PathBuf)>,
     /// The project's volumes: key in the file → real name.
     pub volume_names: &'a BTreeMap<String, String>,
+    /// Anonymous volumes: mount point in the container → volume name, for
+    /// every target of [`anonymous_targets`].
+    pub anonymous: &'a BTreeMap<String, String>,
+    /// Secrets and configs: (path in the container, the container's own
+    /// copy on the host), bound read-only.
+    pub files: Vec<(String, PathBuf)>,
 }
 
 /// A service that cannot become a container.
@@ -76,6 +85,122 @@ pub enum SpecError {
     UndeclaredVolume { service: String, volume: String },
     #[error("service {service:?}: {what} is not supported yet")]
     Unsupported { service: String, what: String },
+    #[error("service {service:?}: volume {volume:?}: subpath {subpath:?} must be a relative path inside the volume")]
+    Subpath {
+        service: String,
+        volume: String,
+        subpath: String,
+    },
+    #[error("service {service:?}: anonymous volume at {target} was not made")]
+    MissingAnonymous { service: String, target: String },
+}
+
+/// Where a secret appears in the container: `target`, under
+/// `/run/secrets/` when relative; `/run/secrets/<source>` by default.
+pub fn secret_target(r: &FileReference) -> String {
+    file_target("/run/secrets/", r)
+}
+
+/// Where a config appears in the container: `target`, under `/` when
+/// relative; `/<source>` by default (Docker Compose's rules).
+pub fn config_target(r: &FileReference) -> String {
+    file_target("/", r)
+}
+
+fn file_target(base: &str, r: &FileReference) -> String {
+    let t = if r.target.is_empty() {
+        r.source.as_str()
+    } else {
+        r.target.as_str()
+    };
+    if t.starts_with('/') {
+        t.to_owned()
+    } else {
+        format!("{base}{t}")
+    }
+}
+
+/// The mount points that get an anonymous volume: the service's volumes
+/// without a source (`- /data`), then the image's `Volumes` where the
+/// service mounts nothing (as Docker Engine does at create), each once.
+pub fn anonymous_targets(service: &Service, image: &ImageDefaults) -> Vec<String> {
+    let clean = |p: &str| {
+        let t = p.trim_end_matches('/');
+        if t.is_empty() {
+            "/".to_owned()
+        } else {
+            t.to_owned()
+        }
+    };
+    let mut out: Vec<String> = service
+        .volumes
+        .iter()
+        .filter(|v| v.r#type == VOLUME_VOLUME && v.source.is_empty())
+        .map(|v| clean(&v.target))
+        .collect();
+    let mounted: Vec<String> = service
+        .volumes
+        .iter()
+        .map(|v| clean(&v.target))
+        .chain(
+            service
+                .tmpfs
+                .iter()
+                .map(|t| clean(t.split_once(':').map_or(t.as_str(), |x| x.0))),
+        )
+        .collect();
+    for v in &image.volumes {
+        let v = clean(v);
+        if !mounted.contains(&v) && !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// The `/etc/resolv.conf` of a container berth's DNS server does not
+/// serve (`network_mode: host`, `none`, or another container's): the host's,
+/// with the service's `dns`, `dns_search` and `dns_opt` replacing its
+/// nameservers, search domains and options where given, as Docker does.
+pub fn host_resolv_conf(host: &str, service: &Service) -> String {
+    let mut out = String::new();
+    for line in host.lines() {
+        let word = line.split_whitespace().next().unwrap_or("");
+        let dropped = (word == "nameserver" && !service.dns.is_empty())
+            || ((word == "search" || word == "domain") && !service.dns_search.is_empty())
+            || (word == "options" && !service.dns_opt.is_empty());
+        if !dropped {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for ns in &service.dns {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !service.dns_search.is_empty() {
+        out.push_str(&format!("search {}\n", service.dns_search.join(" ")));
+    }
+    if !service.dns_opt.is_empty() {
+        out.push_str(&format!("options {}\n", service.dns_opt.join(" ")));
+    }
+    out
+}
+
+/// Checks a `volume.subpath`: relative, without `..`.
+pub fn check_subpath(service: &str, volume: &str, subpath: &str) -> Result<(), SpecError> {
+    let bad = subpath.starts_with('/')
+        || Path::new(subpath)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)));
+    if bad {
+        return Err(SpecError::Subpath {
+            service: service.to_owned(),
+            volume: volume.to_owned(),
+            subpath: subpath.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Every capability Linux knows, for `privileged` and `cap_add: ALL`.
@@ -366,7 +491,14 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
         spec["domainname"] = json!(service.domainname);
     }
     spec["root"]["readonly"] = json!(service.read_only);
-    let annotations: BTreeMap<&String, &String> = service.annotations.iter().collect();
+    let mut annotations: BTreeMap<&str, &str> = service
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if service.init == Some(true) {
+        annotations.insert(berth_runtime::INIT_ANNOTATION, "true");
+    }
     if !annotations.is_empty() {
         spec["annotations"] = json!(annotations);
     }
@@ -436,6 +568,13 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
         namespaces.retain(|n| n["type"] != "uts");
     }
     linux["namespaces"] = json!(namespaces);
+    if !service.cgroup_parent.is_empty() {
+        linux["cgroupsPath"] = json!(format!(
+            "/{}/{}",
+            service.cgroup_parent.trim_matches('/'),
+            inputs.container_id
+        ));
+    }
 
     // Resources.
     let limits = service
@@ -461,6 +600,17 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
     }
     if service.memswap_limit.0 != 0 {
         res["memory"]["swap"] = json!(service.memswap_limit.0);
+    }
+    if service.mem_swappiness.0 > 0 {
+        res["memory"]["swappiness"] = json!(service.mem_swappiness.0.min(100));
+    }
+    if service.oom_kill_disable {
+        res["memory"]["disableOOMKiller"] = json!(true);
+    }
+    if let Some(w) = service.blkio_config.as_ref().map(|b| b.weight) {
+        if w > 0 {
+            res["blockIO"]["weight"] = json!(w);
+        }
     }
     let cpus = if service.cpus > 0.0 {
         service.cpus
@@ -543,7 +693,15 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
             }
             VOLUME_VOLUME => {
                 let source = if v.source.is_empty() {
-                    return Err(unsupported("anonymous volumes"));
+                    let target = v.target.trim_end_matches('/');
+                    let target = if target.is_empty() { "/" } else { target };
+                    let vol = inputs.anonymous.get(target).ok_or_else(|| {
+                        SpecError::MissingAnonymous {
+                            service: name.to_owned(),
+                            target: target.to_owned(),
+                        }
+                    })?;
+                    (inputs.volume_dir)(vol)
                 } else {
                     let real = inputs.volume_names.get(&v.source).ok_or_else(|| {
                         SpecError::UndeclaredVolume {
@@ -554,6 +712,7 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
                     let mut dir = (inputs.volume_dir)(real);
                     if let Some(sub) = v.volume.as_ref().map(|x| x.subpath.as_str()) {
                         if !sub.is_empty() {
+                            check_subpath(name, &v.source, sub)?;
                             dir = dir.join(sub);
                         }
                     }
@@ -575,10 +734,39 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
                         options.push(format!("mode={:o}", t.mode));
                     }
                 }
+                if v.read_only {
+                    options.push("ro".to_owned());
+                }
                 mounts.push(json!({"destination": v.target, "type": "tmpfs", "source": "tmpfs", "options": options}));
             }
             other => return Err(unsupported(&format!("volume type {other:?}"))),
         }
+    }
+    // The image's volumes the service leaves alone: anonymous volumes.
+    let declared: Vec<&str> = service
+        .volumes
+        .iter()
+        .map(|v| v.target.trim_end_matches('/'))
+        .collect();
+    for target in anonymous_targets(service, inputs.image) {
+        if declared.contains(&target.as_str()) {
+            continue;
+        }
+        let vol = inputs
+            .anonymous
+            .get(&target)
+            .ok_or_else(|| SpecError::MissingAnonymous {
+                service: name.to_owned(),
+                target: target.clone(),
+            })?;
+        mounts.push(json!({"destination": target, "type": "bind",
+            "source": (inputs.volume_dir)(vol), "options": ["rbind", "rw", "rprivate"]}));
+    }
+    for (target, host) in &inputs.files {
+        mounts.push(
+            json!({"destination": target, "type": "bind", "source": host,
+            "options": ["rbind", "ro", "rprivate", "nosuid", "nodev", "noexec"]}),
+        );
     }
     spec["mounts"] = json!(mounts);
     Ok(spec)

@@ -15,13 +15,28 @@
 //!   upper/ work/        overlayfs upper and work dirs
 //!   <id>-json.log       the container's output (Docker's json-file)
 //!   hosts hostname resolv.conf   bind-mounted into the container
-//! $BERTH_ROOT/volumes/<name>/_data   named volumes
+//!   secrets/<name> configs/<name>  the container's own copies of its
+//!                       secrets and configs (owner and mode as asked),
+//!                       bound read-only
+//! $BERTH_ROOT/volumes/<name>/_data   named volumes, and anonymous ones
+//!                                     (64 hex digits, owned by the
+//!                                     container that lists them)
 //! $BERTH_ROOT/projects/<name>.lock    the per-project lock
 //! $BERTH_RUN/runtime/                 the OCI runtime's state
 //! $BERTH_ROOT/networks/, $BERTH_RUN/networks/   berth-network's state
 //! $BERTH_RUN/networks/netns/<id>      the container's network namespace
 //! $BERTH_RUN/dns/                     the DNS server's table, pid and locks
-//! $BERTH_RUN/monitors/<id>.pid        the monitor's pid
+//! $BERTH_RUN/monitors/<id>.pid        the monitor's pid; left behind by a
+//!                                     monitor that was killed, which is how
+//!                                     the next command finds its container
+//!                                     (`monitor::adopt`)
+//! $BERTH_RUN/containers/<id>/
+//!   stdout stderr       FIFOs: the container's output. The container holds
+//!                       them O_RDWR, so a write never meets a missing
+//!                       reader (no SIGPIPE when the monitor dies); its
+//!                       output waits in the pipe until a monitor drains it
+//!   monitor.lock        flock'd by the container's monitor for its whole
+//!                       life: never two monitors for one container
 //! ```
 //!
 //! Readers (`ps`, `logs`) take no lock: every file they read is replaced
@@ -73,6 +88,14 @@ impl Paths {
     }
     pub fn monitor_pid(&self, id: &str) -> PathBuf {
         self.run.join("monitors").join(format!("{id}.pid"))
+    }
+    pub fn monitors(&self) -> PathBuf {
+        self.run.join("monitors")
+    }
+    /// What a container needs while it runs and no longer after a reboot
+    /// (its output FIFOs, its monitor's lock).
+    pub fn container_run(&self, id: &str) -> PathBuf {
+        self.run.join("containers").join(id)
     }
     pub fn log(&self, id: &str) -> PathBuf {
         self.container(id).join(format!("{id}-json.log"))
@@ -130,6 +153,11 @@ pub struct ContainerRecord {
     pub own_netns: bool,
     /// Mount point of the rootfs (overlay), unmounted at removal.
     pub rootfs_mounted: bool,
+    /// The container's anonymous volumes: mount point → volume name (under
+    /// `$BERTH_ROOT/volumes`). A replacement inherits them; `rm -v` and
+    /// `down -v` remove them.
+    #[serde(default)]
+    pub anonymous_volumes: BTreeMap<String, String>,
 }
 
 impl ContainerRecord {
@@ -289,6 +317,18 @@ pub fn all_containers(paths: &Paths) -> Result<Vec<ContainerRecord>> {
     Ok(out)
 }
 
+/// The containers of `project` whose making was cut short (a kill -9 of
+/// the CLI): their record names the project, but the labels, written
+/// last, are missing. One-offs are never counted (see
+/// `execute::reclaim_half_made`).
+pub fn half_made(paths: &Paths, project: &str) -> Result<Vec<String>> {
+    Ok(all_containers(paths)?
+        .into_iter()
+        .filter(|c| c.project == project && !c.oneoff && c.label(naming::LABEL_PROJECT).is_empty())
+        .map(|c| c.id)
+        .collect())
+}
+
 /// A project's containers.
 pub fn project_containers(paths: &Paths, project: &str) -> Result<Vec<ContainerRecord>> {
     Ok(all_containers(paths)?
@@ -331,5 +371,23 @@ impl Lock {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .with_context(|| format!("locking {}", path.display()))?;
         Ok(Lock { _file: file })
+    }
+
+    /// The lock if nobody holds it, `None` if somebody does.
+    pub fn try_acquire(path: &Path) -> Result<Option<Lock>> {
+        if let Some(d) = path.parent() {
+            fs_err::create_dir_all(d)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
+        }
     }
 }

@@ -6,6 +6,8 @@ pub mod archive;
 pub mod credentials;
 pub mod import;
 pub mod layer;
+pub mod overlay;
+pub mod partial;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -583,9 +583,13 @@ fn fetch(
     Ok(())
 }
 
-/// Streams one blob into the store, starting over when the connection
-/// breaks mid-body. A wrong size or digest is not retried: the registry
-/// would send the same bytes again.
+/// Streams one blob into the store. When the connection breaks mid-body
+/// the bytes received stay in the store's `tmp/` with their hash state
+/// ([`PartialBlob`]) and the next attempt, here or in a later pull, asks
+/// for the rest (`Range: bytes=N-`); a registry that answers `200` sends the
+/// whole blob again and the download starts over. A wrong size or digest is
+/// not retried (the registry would send the same bytes again), except once
+/// from byte 0 when the blob was put together from several responses.
 fn download(
     store: &Store,
     client: &Client,
@@ -600,20 +604,105 @@ fn download(
             reason: "blob size over 1 TiB",
         });
     }
+    let dest = store.blob_path(&blob.digest)?;
+    let mut partial = store.partial_blob(&blob.digest, blob.size)?;
+    // Another pull may have finished it while we waited for the lock.
+    if dest.exists() {
+        return Ok(());
+    }
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 0;
+    let mut restarted_after_mismatch = false;
+    // Whether the bytes come from more than one response.
+    let mut pieced = partial.resumed();
     loop {
         attempt += 1;
-        let resp = client.blob(repo, &blob.digest)?;
-        let reader = resp.into_reader();
-        match store.put_blob_verified(reader, &blob.digest, blob.size, progress) {
+        let offset = partial.len();
+        progress(offset);
+        if offset < blob.size {
+            let resp = if offset == 0 {
+                client.blob(repo, &blob.digest)
+            } else {
+                client.blob_from(repo, &blob.digest, offset)
+            };
+            let resp = match resp {
+                Ok(r) => r,
+                // The range is past what the registry has: start over.
+                Err(e) if offset > 0 && e.status() == Some(416) => {
+                    debug!(digest = %blob.digest, offset, "range not satisfiable, starting over");
+                    partial.restart()?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if offset > 0 {
+                match resp.status() {
+                    206 => {
+                        check_content_range(&resp, offset, blob)?;
+                        pieced = true;
+                    }
+                    _ => {
+                        debug!(digest = %blob.digest, offset, status = resp.status(),
+                            "registry sent the whole blob, starting over");
+                        partial.restart()?;
+                        progress(0);
+                    }
+                }
+            }
+            match partial.fill(resp.into_reader(), progress) {
+                Ok(()) => {}
+                Err(StoreError::Io(e)) if attempt < BLOB_ATTEMPTS => {
+                    debug!(digest = %blob.digest, error = %e, attempt, bytes = partial.len(),
+                        "blob stream broke, resuming");
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            // A body that ended early without an error: ask for the rest.
+            if partial.len() < blob.size && attempt < BLOB_ATTEMPTS {
+                debug!(digest = %blob.digest, bytes = partial.len(), "blob body ended early, resuming");
+                partial.checkpoint()?;
+                continue;
+            }
+        }
+        match partial.finish(&dest) {
             Ok(()) => return Ok(()),
-            Err(StoreError::Io(e)) if attempt < BLOB_ATTEMPTS => {
-                debug!(digest = %blob.digest, error = %e, attempt, "blob stream broke, starting over");
-                std::thread::sleep(backoff);
-                backoff *= 2;
+            Err(StoreError::DigestMismatch { .. }) if pieced && !restarted_after_mismatch => {
+                // The kept bytes may be what was wrong: once more from 0.
+                debug!(digest = %blob.digest, "resumed blob failed its digest, downloading it whole");
+                restarted_after_mismatch = true;
+                pieced = false;
+                partial = store.partial_blob(&blob.digest, blob.size)?;
+                partial.restart()?;
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// A `206` must cover the blob from `offset` to its end.
+fn check_content_range(
+    resp: &ureq::Response,
+    offset: u64,
+    blob: &Descriptor,
+) -> Result<(), PullError> {
+    let range = resp.header("Content-Range").unwrap_or("");
+    let want = format!("bytes {offset}-{}/", blob.size.saturating_sub(1));
+    let total_ok = range
+        .rsplit('/')
+        .next()
+        .is_some_and(|t| t == "*" || t == blob.size.to_string());
+    if range.starts_with(&want) && total_ok {
+        Ok(())
+    } else {
+        Err(PullError::Registry(RegistryError::BadResponse {
+            url: resp.get_url().to_string(),
+            reason: format!(
+                "asked for bytes {offset}- of {} ({} bytes), got Content-Range {range:?}",
+                blob.digest, blob.size
+            ),
+        }))
     }
 }

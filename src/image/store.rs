@@ -12,7 +12,9 @@
 //!   layers/<chainid-hex>/       a layer's diff unpacked for overlayfs
 //!                               (whiteouts as 0/0 char devices), shared by
 //!                               every image whose chain reaches it
-//!   tmp/                        staging for blobs and layer dirs
+//!   tmp/                        staging for blobs and layer dirs;
+//!                               partial-<hex>[.json]: interrupted blob
+//!                               downloads and their hash state (partial.rs)
 //! ```
 //!
 //! Every write lands in `tmp/` first and is renamed into place, so a crash
@@ -22,10 +24,9 @@
 //! before the rename) and reused by the next pull or import.
 //!
 //! Many layers: [`Store::layer_dirs`] returns the absolute directories, top
-//! layer first. The runtime mounts overlayfs from inside `layers/` with
-//! relative short names (`<chainid>` is 64 bytes) when the absolute list
-//! would pass the one-page mount-option limit; past that, callers use
-//! [`Store::flatten`] to build a single rootfs.
+//! layer first; [`super::overlay::mount`] stacks any number of them
+//! (`lowerdir+`, Linux 6.8+). [`Store::flatten`] builds a single rootfs
+//! instead, for consumers that cannot stack layers.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::layer::{self, ApplyOptions, Mode};
+use super::partial::PartialBlob;
 use super::reference::Reference;
 
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -272,53 +274,16 @@ impl Store {
         Ok((digest, size))
     }
 
-    /// Streams `reader` into the blob `digest`, which must be exactly `size`
-    /// bytes; `progress` hears the running byte count. The blob becomes
-    /// visible (by rename) only once both checks pass, so an interrupted or
-    /// hostile download leaves nothing behind but a vanishing temp file.
-    pub fn put_blob_verified(
-        &self,
-        reader: impl Read,
-        digest: &str,
-        size: u64,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<(), StoreError> {
+    /// The resumable download of blob `digest` (`size` bytes) in `tmp/`,
+    /// locked for the caller; see [`PartialBlob`].
+    pub fn partial_blob(&self, digest: &str, size: u64) -> Result<PartialBlob, StoreError> {
         let dest = self.blob_path(digest)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut got = 0u64;
-        // One byte more than announced is enough to know it is too long.
-        let mut reader = reader.take(size + 1);
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])?;
-            got += n as u64;
-            progress(got);
-        }
-        if got != size {
-            return Err(StoreError::SizeMismatch {
-                digest: digest.into(),
-                expected: size,
-                actual: got,
-            });
-        }
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if actual != digest {
-            return Err(StoreError::DigestMismatch {
-                expected: digest.into(),
-                actual,
-            });
-        }
-        tmp.as_file().sync_data()?;
-        tmp.persist(&dest).map_err(|e| e.error)?;
-        Ok(())
+        let hex = dest
+            .file_name()
+            .expect("blob paths end in the hex digest")
+            .to_string_lossy()
+            .into_owned();
+        PartialBlob::open(&self.root.join("tmp"), digest, &hex, size)
     }
 
     /// Stores a manifest (schema 2 or OCI) whose config and layer blobs are

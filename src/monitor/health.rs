@@ -141,6 +141,18 @@ impl Health {
         }
     }
 
+    /// Goes on from what an earlier monitor of the same running container
+    /// had recorded (adoption after its kill -9): the status and failing
+    /// streak stay, the log starts empty.
+    pub fn resume(config: HealthConfig, status: Status, failing_streak: u32) -> Self {
+        Health {
+            config,
+            status,
+            failing_streak,
+            log: VecDeque::new(),
+        }
+    }
+
     pub fn status(&self) -> Status {
         self.status
     }
@@ -316,5 +328,20 @@ mod tests {
         );
         assert_eq!(humantime(Duration::from_millis(1500)), "1.5s");
         assert_eq!(humantime(Duration::from_secs(90)), "1m30s");
+    }
+
+    #[test]
+    fn a_resumed_health_keeps_status_and_streak() {
+        let mut config = HealthConfig::new(Probe::Shell("true".into()));
+        config.retries = 2;
+        let mut h = Health::resume(config, Status::Healthy, 1);
+        assert_eq!(h.status(), Status::Healthy);
+        let fail = ProbeResult {
+            at: Duration::from_secs(100),
+            exit_code: 1,
+            output: String::new(),
+        };
+        // One more failure reaches `retries`.
+        assert_eq!(h.record(fail), Some(Status::Unhealthy));
     }
 }

@@ -7,6 +7,7 @@
 //! [`health`] (the healthcheck state machine) — so the process around them
 //! only waits, reads and calls.
 
+pub mod adopt;
 pub mod health;
 pub mod log;
 pub mod process;

@@ -9,9 +9,19 @@
 //! then SIGKILL). Everything it observes goes to `state.json`
 //! ([`RunState`]), which `ps`, `up --wait` and `depends_on` read.
 //!
-//! The spawner learns the outcome of the first start through the monitor's
-//! stdout: one line, `ok` or `error: …`, then the monitor's stdout is
-//! replaced by `/dev/null`.
+//! A monitor may die (kill -9) while its container runs on: the container's
+//! output goes to FIFOs it holds open read-write (`state.rs` layout), so it
+//! never meets a closed pipe, and its output waits in the pipe buffer. The
+//! next berth command starts a monitor in [`Mode::Adopt`] (`adopt.rs`),
+//! which drains the FIFOs, watches the init through a pidfd (it is not its
+//! parent, so it cannot wait for it), and from then on does all a monitor
+//! does. The exit status of a process reaped by someone else is unknown:
+//! it is read from the zombie while one is there, else recorded as 255, as
+//! Docker does when it has none.
+//!
+//! The spawner learns the outcome of the first start (or of the adoption)
+//! through the monitor's stdout: one line, `ok` or `error: …`, then the
+//! monitor's stdout is replaced by `/dev/null`.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -21,10 +31,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode as FileMode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -34,8 +46,26 @@ use super::health::{self, Health, HealthConfig, Probe, ProbeResult};
 use super::log::{JsonFileWriter, Rotation, Stream};
 use super::restart::{Decision, Exit, RestartPolicy, Restarter};
 use crate::engine::events;
-use crate::engine::state::{now_millis, ContainerRecord, Paths, RunState, Status};
+use crate::engine::state::{now_millis, ContainerRecord, Lock, Paths, RunState, Status};
 use crate::engine::usage::Cgroups;
+
+/// The exit code recorded when the real one is unknown (the init was
+/// reaped by another process while no monitor watched it), as Docker.
+pub const UNKNOWN_EXIT: i32 = 255;
+
+/// The pipe buffer asked for each output FIFO: what a container can write
+/// while it has no monitor before its writes block.
+const FIFO_SIZE: i32 = 1 << 20;
+
+/// How a monitor takes its container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Create and start it: the init is our child.
+    Start,
+    /// Take over a container whose monitor died: it still runs (then we
+    /// watch it), or it ended unwatched (then its restart policy applies).
+    Adopt,
+}
 
 /// Shared between the main loop and the health thread.
 struct Shared {
@@ -54,10 +84,32 @@ impl Shared {
     }
 }
 
+/// The first round of the monitor's loop.
+enum First {
+    /// Create and start the container.
+    Start,
+    /// It runs: watch it.
+    Adopted(Running),
+    /// It ended while nobody watched.
+    Ended { code: i32, ran_for: Duration },
+}
+
 /// Runs the monitor of container `id` until the container stays exited.
-pub fn run(paths: &Paths, id: &str) -> Result<()> {
+pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
     let _ = nix::unistd::setsid();
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+    // Never two monitors for one container: the lock is ours until we exit
+    // (or are killed).
+    let Some(_lock) = Lock::try_acquire(&paths.container_run(id).join("monitor.lock"))? else {
+        if mode == Mode::Adopt {
+            // Another command adopted it first.
+            report("ok");
+            return Ok(());
+        }
+        let msg = format!("container {id} already has a monitor");
+        report(&format!("error: {msg}"));
+        bail!(msg);
+    };
     let record = ContainerRecord::load(paths, id)?;
     let pid_file = paths.monitor_pid(id);
     crate::engine::state::write_atomic(&pid_file, std::process::id().to_string().as_bytes())?;
@@ -86,12 +138,21 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
         .with_context(|| format!("opening {}", paths.log(id).display()))?;
     let policy = RestartPolicy::parse(&record.restart)?;
     let mut restarter = Restarter::new(policy);
+    let prior = RunState::load(paths, id);
+    let mut first = match mode {
+        Mode::Start => First::Start,
+        Mode::Adopt => adopt(paths, id, &prior),
+    };
     let shared = Arc::new(Shared {
         paths: paths.clone(),
         id: id.to_owned(),
-        state: Mutex::new(RunState {
-            restart_count: RunState::load(paths, id).restart_count,
-            ..RunState::default()
+        state: Mutex::new(match &first {
+            // What the dead monitor saw stays (health, start time, …).
+            First::Adopted(_) => prior.clone(),
+            _ => RunState {
+                restart_count: prior.restart_count,
+                ..RunState::default()
+            },
         }),
     });
     let stop_signal = parse_signal(&record.stop_signal).unwrap_or(Signal::SIGTERM);
@@ -101,85 +162,124 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
     let mut dependency_restarted = false;
 
     loop {
-        let _ = rt.delete(id, true);
-        let started = Instant::now();
-        let run = match start(&rt, paths, id) {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = format!("{e:#}");
-                shared.update(|s| {
-                    s.status = Status::Exited;
-                    s.exit_code = 128;
-                    s.error = msg.clone();
-                    s.pid = 0;
-                    s.monitor_pid = 0;
-                    s.finished_at = now_millis();
-                });
+        let mut unhealthy_kill = false;
+        let (code, ran_for) = match std::mem::replace(&mut first, First::Start) {
+            First::Ended { code, ran_for } => {
+                tracing::info!(container = %id, code, "adopted a container that ended unwatched");
+                events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
+                // What the runtime still holds of it (state, cgroup).
+                let _ = rt.delete(id, true);
                 if !reported {
-                    report(&format!("error: {msg}"));
+                    report("ok");
+                    reported = true;
                 }
-                let _ = std::fs::remove_file(&pid_file);
-                return Err(e);
+                (code, ran_for)
+            }
+            how => {
+                let adopted = matches!(how, First::Adopted(_));
+                let (run, started) = match how {
+                    First::Adopted(run) => {
+                        let up_for =
+                            Duration::from_millis(now_millis().saturating_sub(prior.started_at));
+                        let started = Instant::now()
+                            .checked_sub(up_for)
+                            .unwrap_or_else(Instant::now);
+                        (run, started)
+                    }
+                    _ => {
+                        let _ = rt.delete(id, true);
+                        let started = Instant::now();
+                        match start(&rt, paths, id) {
+                            Ok(r) => (r, started),
+                            Err(e) => {
+                                let msg = format!("{e:#}");
+                                shared.update(|s| {
+                                    s.status = Status::Exited;
+                                    s.exit_code = 128;
+                                    s.error = msg.clone();
+                                    s.pid = 0;
+                                    s.monitor_pid = 0;
+                                    s.finished_at = now_millis();
+                                });
+                                if !reported {
+                                    report(&format!("error: {msg}"));
+                                }
+                                let _ = std::fs::remove_file(&pid_file);
+                                return Err(e);
+                            }
+                        }
+                    }
+                };
+                let pid = run.pid;
+                if adopted {
+                    tracing::info!(container = %id, pid, "adopted a running container");
+                    shared.update(|s| s.monitor_pid = std::process::id() as i32);
+                } else {
+                    shared.update(|s| {
+                        s.status = Status::Running;
+                        s.pid = pid;
+                        s.started_at = now_millis();
+                        s.monitor_pid = std::process::id() as i32;
+                        s.stopped_by_user = false;
+                        s.error.clear();
+                        s.restart_count = restarter.restarts();
+                    });
+                }
+                if !reported {
+                    report("ok");
+                    reported = true;
+                } else {
+                    events::emit(paths, &record, "restart", &[]);
+                    notify_dependents(paths, &record);
+                }
+                if !adopted {
+                    events::emit(paths, &record, "start", &[]);
+                }
+                // Read while the container lives: its cgroup goes with it.
+                let cgroups = Cgroups::of(pid, Path::new("/sys/fs/cgroup")).ok();
+                let ooms_before = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
+                let generation = Arc::new(AtomicBool::new(true));
+                let unhealthy = Arc::new(AtomicBool::new(false));
+                if let Some(h) = &record.healthcheck {
+                    let resume = adopted.then(|| resumed_health(&prior)).flatten();
+                    spawn_health(
+                        &shared,
+                        h,
+                        HealthRun {
+                            pid,
+                            started,
+                            resume,
+                            restart_on_unhealthy: record.restart_on_unhealthy,
+                            alive: generation.clone(),
+                            unhealthy_kill: unhealthy.clone(),
+                        },
+                    );
+                }
+                let code = pump(
+                    &rt,
+                    id,
+                    run,
+                    &sfd,
+                    &mut log,
+                    stop_signal,
+                    grace,
+                    &mut user_stop,
+                    &mut dependency_restarted,
+                );
+                generation.store(false, Ordering::SeqCst);
+                if cgroups
+                    .as_ref()
+                    .is_some_and(|c| c.oom_kills() > ooms_before)
+                {
+                    events::emit(paths, &record, "oom", &[]);
+                }
+                events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
+                let _ = log.flush_partial();
+                let _ = rt.delete(id, true);
+                unhealthy_kill = unhealthy.load(Ordering::SeqCst);
+                (code, started.elapsed())
             }
         };
-        let pid = run.pid;
-        shared.update(|s| {
-            s.status = Status::Running;
-            s.pid = pid;
-            s.started_at = now_millis();
-            s.monitor_pid = std::process::id() as i32;
-            s.stopped_by_user = false;
-            s.error.clear();
-            s.restart_count = restarter.restarts();
-        });
-        if !reported {
-            report("ok");
-            reported = true;
-        } else {
-            events::emit(paths, &record, "restart", &[]);
-            notify_dependents(paths, &record);
-        }
-        events::emit(paths, &record, "start", &[]);
-        // Read while the container lives: its cgroup is gone after delete.
-        let cgroups = Cgroups::of(pid, Path::new("/sys/fs/cgroup")).ok();
-        let ooms_before = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
-        let generation = Arc::new(AtomicBool::new(true));
-        let unhealthy_kill = Arc::new(AtomicBool::new(false));
-        if let Some(h) = &record.healthcheck {
-            spawn_health(
-                &shared,
-                h,
-                paths,
-                id,
-                pid,
-                record.restart_on_unhealthy,
-                generation.clone(),
-                unhealthy_kill.clone(),
-            );
-        }
-
-        let code = pump(
-            &rt,
-            id,
-            run,
-            &sfd,
-            &mut log,
-            stop_signal,
-            grace,
-            &mut user_stop,
-            &mut dependency_restarted,
-        );
-        generation.store(false, Ordering::SeqCst);
-        if cgroups
-            .as_ref()
-            .is_some_and(|c| c.oom_kills() > ooms_before)
-        {
-            events::emit(paths, &record, "oom", &[]);
-        }
-        events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
-        let _ = log.flush_partial();
-        let _ = rt.delete(id, true);
-        let ran_for = started.elapsed();
         shared.update(|s| {
             s.status = Status::Exited;
             s.exit_code = code;
@@ -187,7 +287,7 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
             s.finished_at = now_millis();
             s.stopped_by_user = user_stop;
         });
-        let forced = (unhealthy_kill.load(Ordering::SeqCst) || dependency_restarted) && !user_stop;
+        let forced = (unhealthy_kill || dependency_restarted) && !user_stop;
         dependency_restarted = false;
         let decision = if forced {
             Decision::RestartAfter(restarter.forced(ran_for))
@@ -217,6 +317,96 @@ pub fn run(paths: &Paths, id: &str) -> Result<()> {
     shared.update(|s| s.monitor_pid = 0);
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
+}
+
+/// What became of a container whose monitor died: its init, if it still
+/// runs, or how it ended.
+fn adopt(paths: &Paths, id: &str, prior: &RunState) -> First {
+    let ran_for = Duration::from_millis(
+        prior
+            .finished_at
+            .max(now_millis())
+            .saturating_sub(prior.started_at),
+    );
+    if prior.status == Status::Restarting {
+        // Killed during the back-off: the restart it decided on is due.
+        return First::Ended {
+            code: prior.exit_code,
+            ran_for: Duration::from_millis(prior.finished_at.saturating_sub(prior.started_at)),
+        };
+    }
+    let saved = berth_runtime::state::Saved::load(&paths.runtime_root(), id).ok();
+    let Some(saved) = saved.filter(|s| s.pid > 0) else {
+        return First::Ended {
+            code: UNKNOWN_EXIT,
+            ran_for,
+        };
+    };
+    // The pidfd first, then the check that it is the same process (same
+    // start time, not a zombie): a pid reused since cannot slip in.
+    let pidfd = rustix::process::Pid::from_raw(saved.pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    let running = pidfd.is_some() && saved.alive() && crate::engine::state::alive(saved.pid);
+    if !running {
+        return First::Ended {
+            code: zombie_exit_code(saved.pid, saved.start_time).unwrap_or(UNKNOWN_EXIT),
+            ran_for,
+        };
+    }
+    let [out, err] = ["stdout", "stderr"].map(|name| {
+        let path = paths.container_run(id).join(name);
+        match open_reader(&path) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                // Started by a berth without output FIFOs: its pipes died
+                // with the monitor, and its output is lost.
+                tracing::warn!(container = %id, error = %e, "the container's output cannot be adopted");
+                None
+            }
+        }
+    });
+    First::Adopted(Running {
+        pid: saved.pid,
+        start_time: saved.start_time,
+        out,
+        err,
+        pidfd,
+    })
+}
+
+/// The exit code of `pid` read from its zombie (`/proc/<pid>/stat`, field
+/// 52, a wait status), if it is still a zombie of the process that started
+/// at `start_time`; `None` once someone has reaped it.
+pub fn zombie_exit_code(pid: i32, start_time: u64) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_zombie_exit(&stat, start_time)
+}
+
+/// [`zombie_exit_code`] on the text of a `stat` file.
+fn parse_zombie_exit(stat: &str, start_time: u64) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state).
+    if fields.first() != Some(&"Z") || fields.get(19)?.parse::<u64>().ok()? != start_time {
+        return None;
+    }
+    let status: i32 = fields.get(49)?.parse().ok()?;
+    Some(if status & 0x7f == 0 {
+        (status >> 8) & 0xff
+    } else {
+        128 + (status & 0x7f)
+    })
+}
+
+/// The health a dead monitor had recorded, to go on from.
+fn resumed_health(prior: &RunState) -> Option<(health::Status, u32)> {
+    let status = match prior.health.as_str() {
+        "healthy" => health::Status::Healthy,
+        "unhealthy" => health::Status::Unhealthy,
+        "starting" => health::Status::Starting,
+        _ => return None,
+    };
+    Some((status, prior.failing_streak))
 }
 
 /// Tells the monitors of the project's containers that depend on this
@@ -251,16 +441,76 @@ fn report(line: &str) {
     }
 }
 
-/// A started container and the read ends of its output.
+/// A running container and the read ends of its output.
 struct Running {
     pid: i32,
-    out: OwnedFd,
-    err: OwnedFd,
+    /// The init's start time, to tell its zombie from a reused pid.
+    start_time: u64,
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    /// For an adopted init (not our child): readable when it exits.
+    pidfd: Option<OwnedFd>,
+}
+
+/// Our end of an output FIFO: read-only and non-blocking, so opening it
+/// never waits for a writer.
+fn open_reader(path: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(f.into())
+}
+
+/// The container's output FIFOs in its run directory, made if missing:
+/// the container's ends (read-write: the container itself is always a
+/// reader, so its writes never fail with EPIPE while no monitor runs; on
+/// Linux opening a FIFO read-write never blocks, fifo(7)) and ours.
+fn open_output(paths: &Paths, id: &str) -> Result<([OwnedFd; 2], [OwnedFd; 2])> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = paths.container_run(id);
+    fs_err::create_dir_all(&dir)?;
+    let mut theirs = Vec::new();
+    let mut ours = Vec::new();
+    for name in ["stdout", "stderr"] {
+        let path = dir.join(name);
+        match nix::unistd::mkfifo(&path, FileMode::from_bits_truncate(0o600)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).with_context(|| format!("mkfifo {}", path.display())),
+        }
+        let reader = open_reader(&path)?;
+        // A bigger buffer: what the container can write while it has no
+        // monitor before its writes block. Best effort (pipe-max-size).
+        let _ = nix::fcntl::fcntl(
+            reader.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(FIFO_SIZE),
+        );
+        let writer = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // The container writes blocking, as to any pipe.
+        nix::fcntl::fcntl(
+            writer.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()),
+        )
+        .with_context(|| format!("fcntl {}", path.display()))?;
+        theirs.push(OwnedFd::from(writer));
+        ours.push(reader);
+    }
+    let two = |v: Vec<OwnedFd>| -> [OwnedFd; 2] {
+        let mut it = v.into_iter();
+        [it.next().expect("two"), it.next().expect("two")]
+    };
+    Ok((two(theirs), two(ours)))
 }
 
 fn start(rt: &Runtime, paths: &Paths, id: &str) -> Result<Running> {
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let ([out_w, err_w], [out_r, err_r]) = open_output(paths, id)?;
     let null: OwnedFd = std::fs::File::open("/dev/null")?.into();
     let opts = CreateOptions {
         stdio: [Some(null), Some(out_w), Some(err_w)],
@@ -274,8 +524,10 @@ fn start(rt: &Runtime, paths: &Paths, id: &str) -> Result<Running> {
         .with_context(|| format!("starting container {id}"))?;
     Ok(Running {
         pid: saved.pid,
-        out: out_r,
-        err: err_r,
+        start_time: saved.start_time,
+        out: Some(out_r),
+        err: Some(err_r),
+        pidfd: None,
     })
 }
 
@@ -293,7 +545,8 @@ fn pump(
     user_stop: &mut bool,
     dependency_restarted: &mut bool,
 ) -> i32 {
-    let mut open = [Some(run.out), Some(run.err)];
+    let mut open = [run.out, run.err];
+    let mut pidfd = run.pidfd;
     let mut code: Option<i32> = None;
     let mut kill_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
@@ -315,8 +568,12 @@ fn pump(
                 timeout_ms.min(ms)
             };
         }
-        let (ready_out, ready_err, ready_sig) = {
+        let (ready_out, ready_err, ready_sig, ready_exit) = {
             let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(p) = &pidfd {
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            }
+            let first = fds.len();
             let mut which = Vec::new();
             for (i, f) in open.iter().enumerate() {
                 if let Some(f) = f {
@@ -341,12 +598,18 @@ fn pump(
                 })
             };
             let sig = ready(&fds[0]);
+            let exited = first == 2 && ready(&fds[1]);
             let mut r = [false, false];
             for (k, i) in which.iter().enumerate() {
-                r[*i] = ready(&fds[k + 1]);
+                r[*i] = ready(&fds[k + first]);
             }
-            (r[0], r[1], sig)
+            (r[0], r[1], sig, exited)
         };
+        if ready_exit {
+            // An adopted init exited; its parent (not us) reaps it.
+            pidfd = None;
+            code = Some(zombie_exit_code(run.pid, run.start_time).unwrap_or(UNKNOWN_EXIT));
+        }
         for (i, ready) in [ready_out, ready_err].into_iter().enumerate() {
             if !ready {
                 continue;
@@ -406,7 +669,7 @@ fn pump(
             kill_at = None;
         }
     }
-    code.unwrap_or(255)
+    code.unwrap_or(UNKNOWN_EXIT)
 }
 
 /// Health probes in flight: their statuses belong to the health thread,
@@ -500,17 +763,22 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
     name.parse().ok()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn_health(
-    shared: &Arc<Shared>,
-    spec: &crate::engine::state::HealthSpec,
-    paths: &Paths,
-    id: &str,
+/// What the health thread of one run of the container needs.
+struct HealthRun {
+    /// The init, killed when `restart_on_unhealthy` and it turns unhealthy.
     pid: i32,
+    /// When the container started (before now for an adopted one).
+    started: Instant,
+    /// The status and failing streak to go on from (adoption).
+    resume: Option<(health::Status, u32)>,
     restart_on_unhealthy: bool,
+    /// Cleared when this run of the container ends.
     alive: Arc<AtomicBool>,
+    /// Set when the thread killed the container for being unhealthy.
     unhealthy_kill: Arc<AtomicBool>,
-) {
+}
+
+fn spawn_health(shared: &Arc<Shared>, spec: &crate::engine::state::HealthSpec, run: HealthRun) {
     let Ok(Some(probe)) = Probe::from_test(&spec.test) else {
         return;
     };
@@ -524,15 +792,27 @@ fn spawn_health(
         config.retries = spec.retries;
     }
     let shared = shared.clone();
-    let paths = paths.clone();
-    let id = id.to_owned();
-    shared.update(|s| {
-        s.health = health::Status::Starting.to_string();
-        s.failing_streak = 0;
-    });
+    let paths = shared.paths.clone();
+    let id = shared.id.clone();
+    let HealthRun {
+        pid,
+        started,
+        resume,
+        restart_on_unhealthy,
+        alive,
+        unhealthy_kill,
+    } = run;
+    if resume.is_none() {
+        shared.update(|s| {
+            s.health = health::Status::Starting.to_string();
+            s.failing_streak = 0;
+        });
+    }
     std::thread::spawn(move || {
-        let started = Instant::now();
-        let mut h = Health::new(config);
+        let mut h = match resume {
+            Some((status, streak)) => Health::resume(config, status, streak),
+            None => Health::new(config),
+        };
         while alive.load(Ordering::SeqCst) {
             std::thread::sleep(h.next_probe_in(started.elapsed()));
             if !alive.load(Ordering::SeqCst) {
@@ -561,7 +841,7 @@ fn spawn_health(
                 s.health_log = log;
             });
             if let Some(new) = changed {
-                crate::engine::events::emit_id(&paths, &id, &format!("health_status: {new}"), &[]);
+                events::emit_id(&paths, &id, &format!("health_status: {new}"), &[]);
             }
             if restart_on_unhealthy && changed == Some(health::Status::Unhealthy) {
                 unhealthy_kill.store(true, Ordering::SeqCst);
@@ -650,5 +930,45 @@ fn wait_probe(child: &mut std::process::Child, timeout: Duration, begun: Duratio
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
             Err(e) => return probe_result(-1, format!("waiting for the probe: {e}"), begun),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `stat` line of a zombie: fields 3 (state), 22 (start time) and 52
+    /// (exit code) are what matter.
+    fn stat(state: &str, start: u64, exit: i32) -> String {
+        let mut f: Vec<String> = (4..=52).map(|i| i.to_string()).collect();
+        f[22 - 4] = start.to_string();
+        f[52 - 4] = exit.to_string();
+        format!("1234 (sh) x) {state} {}\n", f.join(" "))
+    }
+
+    #[test]
+    fn a_zombies_exit_code_is_read_from_its_stat() {
+        assert_eq!(parse_zombie_exit(&stat("Z", 77, 3 << 8), 77), Some(3));
+        assert_eq!(parse_zombie_exit(&stat("Z", 77, 9), 77), Some(137));
+        assert_eq!(parse_zombie_exit(&stat("Z", 77, 0), 77), Some(0));
+    }
+
+    #[test]
+    fn a_live_process_or_a_reused_pid_gives_no_exit_code() {
+        assert_eq!(parse_zombie_exit(&stat("S", 77, 3 << 8), 77), None);
+        assert_eq!(parse_zombie_exit(&stat("Z", 78, 3 << 8), 77), None);
+        assert_eq!(parse_zombie_exit("garbage", 77), None);
+    }
+
+    #[test]
+    fn a_dead_monitors_health_is_resumed() {
+        let mut prior = RunState {
+            health: "healthy".into(),
+            failing_streak: 1,
+            ..RunState::default()
+        };
+        assert_eq!(resumed_health(&prior), Some((health::Status::Healthy, 1)));
+        prior.health.clear();
+        assert_eq!(resumed_health(&prior), None);
     }
 }

@@ -259,3 +259,27 @@ pub fn host_address(ifname: &str, cidr: &str) {
     sh_ok("ip", &["link", "set", ifname, "up"]);
     sh_ok("ip", &["link", "set", &peer, "up"]);
 }
+
+/// An IPv6 address on the calling thread's namespace (as [`host_address`],
+/// without DAD), returned once the kernel routes it locally: its local route
+/// is added by a kernel worker some time after the address itself.
+pub fn host_address6(ifname: &str, cidr: &str) {
+    let peer = format!("{ifname}p");
+    sh_ok(
+        "ip",
+        &["link", "add", ifname, "type", "veth", "peer", "name", &peer],
+    );
+    sh_ok("ip", &["link", "set", ifname, "up"]);
+    sh_ok("ip", &["link", "set", &peer, "up"]);
+    sh_ok("ip", &["addr", "add", cidr, "dev", ifname, "nodad"]);
+    let ip: std::net::IpAddr = cidr.split('/').next().unwrap().parse().unwrap();
+    let mut nl = berth_network::netlink::Netlink::open().unwrap();
+    let start = std::time::Instant::now();
+    while !nl.routes_locally(ip).unwrap() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(3),
+            "{cidr} on {ifname} never got its local route"
+        );
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}

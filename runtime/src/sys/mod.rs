@@ -700,6 +700,21 @@ pub(crate) fn cloexec_from(first: RawFd) -> io::Result<()> {
     .map(drop)
 }
 
+/// Closes every fd from `first` up (`close_range(2)`): for a process that
+/// goes on without exec (the container's own init, `init: true`).
+pub(crate) fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: integer arguments.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    })
+    .map(drop)
+}
+
 /// Opens the peer (slave) of a pty master with `TIOCGPTPEER`, so the slave is
 /// the one of this very master, never a path someone swapped.
 pub(crate) fn pty_peer(master: RawFd) -> io::Result<OwnedFd> {
@@ -798,6 +813,52 @@ pub(crate) fn block_signals(signals: &[libc::c_int]) -> io::Result<libc::sigset_
         }
         Ok(old)
     }
+}
+
+/// Blocks every signal for the calling thread; returns the old mask.
+pub(crate) fn block_all_signals() -> io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t manipulation through libc on local values.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        let ret = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        if ret != 0 {
+            return Err(io::Error::from_raw_os_error(ret));
+        }
+        Ok(old)
+    }
+}
+
+/// Waits for any signal (all of them blocked by [`block_all_signals`]) and
+/// returns its number (`sigwaitinfo(2)`), retrying on EINTR.
+pub(crate) fn wait_any_signal() -> io::Result<libc::c_int> {
+    loop {
+        // SAFETY: a filled local sigset_t; a NULL siginfo is allowed.
+        let ret = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut set);
+            libc::sigwaitinfo(&set, std::ptr::null_mut())
+        };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(ret);
+    }
+}
+
+/// Puts the caller in a new process group and makes that group the
+/// foreground of the terminal on fd 0 (`setpgid(2)`, `tcsetpgrp(3)`; the
+/// caller blocks SIGTTOU, which a background group would get).
+pub(crate) fn foreground_own_group() -> io::Result<()> {
+    // SAFETY: integer arguments.
+    check_int(unsafe { libc::setpgid(0, 0) })?;
+    // SAFETY: integer arguments.
+    check_int(unsafe { libc::tcsetpgrp(0, libc::getpgrp()) }).map(drop)
 }
 
 /// Restores a signal mask returned by [`block_signals`].

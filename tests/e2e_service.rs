@@ -1,0 +1,690 @@
+//! End to end, the service features of issue 6 a user notices: secrets and
+//! configs in the container with their owner and mode, anonymous volumes
+//! kept across recreation and removed by `down -v`, `init: true` (zombies
+//! reaped, signals forwarded, exit code kept), tmpfs size and mode,
+//! `pull_policy` against a registry on loopback, a recreated dependency
+//! restarting its `restart: true` dependents, and `depends_on` waits that
+//! fail at once when a dependency dies. Needs root; run it in a network
+//! namespace of its own (`unshare -n`), as every berth end-to-end test.
+
+mod image_support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use berth::image::import::import;
+use berth::image::{Reference, Store};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    tmp: PathBuf,
+    root: PathBuf,
+    run: PathBuf,
+    dir: PathBuf,
+    project: String,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Env {
+    /// A project named after the test, with `bb:latest` imported: Debian's
+    /// busybox-static, `VOLUME /vol` holding `/vol/seed`.
+    fn new(tag: &str, compose: &str) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().to_path_buf();
+        let root = base.join("root");
+        let run = base.join("run");
+        let dir = base.join("proj");
+        std::fs::create_dir_all(&dir).unwrap();
+        let project = format!("svc{tag}{}", std::process::id());
+        let env = Env {
+            _tmp: tmp,
+            tmp: base,
+            root,
+            run,
+            dir,
+            project,
+            extra_env: Vec::new(),
+        };
+        env.write(compose);
+        let rootfs = env.tmp.join("bb");
+        let st = Command::new("sh")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/bench/busybox-rootfs.sh"
+            ))
+            .arg(&rootfs)
+            .status()
+            .expect("precondition: sh and ../shared/bench/busybox-rootfs.sh");
+        assert!(st.success(), "busybox-rootfs.sh failed");
+        std::fs::create_dir_all(rootfs.join("vol")).unwrap();
+        std::fs::write(rootfs.join("vol/seed"), "from the image\n").unwrap();
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("precondition: tar");
+        assert!(tar.status.success());
+        let store = Store::open(&env.root).unwrap();
+        import(
+            &store,
+            &tar.stdout[..],
+            &Reference::parse("bb:latest").unwrap(),
+            &["CMD [\"sh\"]".into(), "VOLUME /vol".into()],
+        )
+        .unwrap();
+        env
+    }
+
+    fn write(&self, compose: &str) {
+        std::fs::write(
+            self.dir.join("compose.yaml"),
+            format!("name: {}\n{compose}", self.project),
+        )
+        .unwrap();
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("BERTH_ROOT", &self.root)
+            .env("BERTH_RUN", &self.run);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ps_json(&self) -> Vec<serde_json::Value> {
+        self.ok(&["ps", "-a", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn container(&self, service: &str) -> serde_json::Value {
+        let ps = self.ps_json();
+        ps.iter()
+            .find(|c| c["Service"] == service)
+            .unwrap_or_else(|| panic!("no {service} in {ps:#?}"))
+            .clone()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + timeout;
+        while !f() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the service's log holds `text`; returns the log.
+    fn log_with(&self, service: &str, text: &str) -> String {
+        let mut log = String::new();
+        self.wait_for(
+            &format!("{text:?} in the log of {service}"),
+            Duration::from_secs(20),
+            || {
+                log = self.ok(&["logs", "--no-log-prefix", service]);
+                log.contains(text)
+            },
+        );
+        log
+    }
+
+    /// The volume directories under `$BERTH_ROOT/volumes`.
+    fn volumes(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.root.join("volumes"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The container's init pid, from the monitor's state file.
+    fn init_pid(&self, service: &str) -> i32 {
+        let id = self.container(service)["ID"].as_str().unwrap().to_owned();
+        let dir = std::fs::read_dir(self.root.join("containers"))
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(&id))
+            .expect("the container's directory");
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
+        state["pid"].as_i64().unwrap() as i32
+    }
+
+    /// Mounts naming this env's state: none may be left after `down`.
+    fn leftover_mounts(&self) -> Vec<String> {
+        let root = self.root.display().to_string();
+        let run = self.run.display().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root) || l.contains(&run))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Whatever happened, take the stack down.
+        let _ = self.berth(&["down", "-v", "-t", "0"]);
+    }
+}
+
+/// The processes in the pid namespace of `pid`, with their state letter.
+fn namespace_processes(pid: i32) -> Vec<(i32, char, String)> {
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).expect("the init's pid namespace");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{p}/ns/pid"))
+            .ok()
+            .as_ref()
+            != Some(&ns)
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let comm = stat
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .map_or("", |(c, _)| c)
+            .to_owned();
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, r)| r.chars().next())
+            .unwrap_or('?');
+        out.push((p, state, comm));
+    }
+    out
+}
+
+#[test]
+fn secrets_and_configs_are_files_with_their_owner_and_mode() {
+    let env = Env::new(
+        "sec",
+        r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    secrets:
+      - token
+      - source: from_env
+        target: env_secret
+        uid: "65534"
+        gid: "65534"
+        mode: 0400
+    configs:
+      - inline
+      - source: file_conf
+        target: /etc/app/app.conf
+        mode: 0640
+    command:
+      - sh
+      - -c
+      - |
+        for f in /run/secrets/token /run/secrets/env_secret /inline /etc/app/app.conf; do
+          echo "$$f $$(stat -c '%u:%g %a' $$f) $$(cat $$f)"
+        done
+        echo x > /run/secrets/token 2>/dev/null && echo WRITABLE || echo read-only
+        echo done
+        exec sleep 1000
+secrets:
+  token:
+    file: ./token.txt
+  from_env:
+    environment: APP_SECRET
+configs:
+  inline:
+    content: "inline content"
+  file_conf:
+    file: ./app.conf
+"#,
+    );
+    std::fs::write(env.dir.join("token.txt"), "s3cret").unwrap();
+    std::fs::write(env.dir.join("app.conf"), "key=value").unwrap();
+    std::fs::write(env.dir.join(".env"), "APP_SECRET=from-the-environment\n").unwrap();
+    env.ok(&["up", "-d"]);
+    let log = env.log_with("app", "done");
+    for want in [
+        "/run/secrets/token 0:0 444 s3cret",
+        "/run/secrets/env_secret 65534:65534 400 from-the-environment",
+        "/inline 0:0 444 inline content",
+        "/etc/app/app.conf 0:0 640 key=value",
+        "read-only",
+    ] {
+        assert!(log.contains(want), "{want:?} not in:\n{log}");
+    }
+    // The host file is not what the container sees: its own copy is.
+    assert_eq!(
+        std::fs::read_to_string(env.dir.join("token.txt")).unwrap(),
+        "s3cret"
+    );
+    env.ok(&["down", "-t", "0"]);
+    assert!(
+        env.leftover_mounts().is_empty(),
+        "{:?}",
+        env.leftover_mounts()
+    );
+
+    // A secret whose file is missing fails before anything is made.
+    std::fs::remove_file(env.dir.join("token.txt")).unwrap();
+    let out = env.berth(&["up", "-d"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("token.txt"), "{err}");
+    assert!(env.ps_json().is_empty(), "nothing is made");
+}
+
+const ANON: &str = r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    environment: {GENERATION: "@GEN@"}
+    volumes: ["/data"]
+    command:
+      - sh
+      - -c
+      - |
+        echo "gen $$GENERATION data: $$(cat /data/mark 2>/dev/null) vol: $$(cat /vol/mark 2>/dev/null) seed: $$(cat /vol/seed)"
+        echo "$$GENERATION" > /data/mark; echo "$$GENERATION" > /vol/mark
+        exec sleep 1000
+"#;
+
+#[test]
+fn anonymous_volumes_follow_recreation_and_go_with_down_v() {
+    let env = Env::new("anon", &ANON.replace("@GEN@", "one"));
+    env.ok(&["up", "-d"]);
+    let log = env.log_with("app", "gen one");
+    // `- /data` and the image's `VOLUME /vol` are fresh anonymous volumes;
+    // /vol was filled from the image.
+    assert!(
+        log.contains("gen one data:  vol:  seed: from the image"),
+        "{log}"
+    );
+    let first = env.volumes();
+    assert_eq!(first.len(), 2, "two anonymous volumes: {first:?}");
+
+    // A changed service: the new container takes over both volumes.
+    env.write(&ANON.replace("@GEN@", "two"));
+    let out = env.ok(&["up", "-d"]);
+    let _ = out;
+    let log = env.log_with("app", "gen two");
+    assert!(log.contains("gen two data: one vol: one"), "{log}");
+    assert_eq!(env.volumes(), first, "the same volumes");
+
+    // `-V`: new ones; the old ones are gone with the old container.
+    env.write(&ANON.replace("@GEN@", "three"));
+    env.ok(&["up", "-d", "-V"]);
+    let log = env.log_with("app", "gen three");
+    assert!(
+        log.contains("gen three data:  vol:  seed: from the image"),
+        "{log}"
+    );
+    let renewed = env.volumes();
+    assert_eq!(renewed.len(), 2, "{renewed:?}");
+    assert!(renewed.iter().all(|v| !first.contains(v)), "{renewed:?}");
+
+    // `down` keeps them; a new container gets new ones (as Docker's);
+    // `down -v` removes the project's anonymous volumes, held or not.
+    env.ok(&["down", "-t", "0"]);
+    assert_eq!(env.volumes(), renewed);
+    env.ok(&["up", "-d"]);
+    env.log_with("app", "gen three");
+    assert_eq!(env.volumes().len(), 4, "{:?}", env.volumes());
+    env.ok(&["down", "-v", "-t", "0"]);
+    assert!(env.volumes().is_empty(), "{:?}", env.volumes());
+    assert!(
+        env.leftover_mounts().is_empty(),
+        "{:?}",
+        env.leftover_mounts()
+    );
+}
+
+#[test]
+fn rm_v_removes_a_containers_anonymous_volumes() {
+    let env = Env::new("rmv", &ANON.replace("@GEN@", "one"));
+    env.ok(&["up", "-d"]);
+    env.log_with("app", "gen one");
+    assert_eq!(env.volumes().len(), 2);
+    env.ok(&["stop", "-t", "0"]);
+    env.ok(&["rm", "-f"]);
+    assert_eq!(env.volumes().len(), 2, "rm without -v keeps them");
+    env.ok(&["up", "-d"]);
+    env.log_with("app", "gen one");
+    env.ok(&["stop", "-t", "0"]);
+    env.ok(&["rm", "-f", "-v"]);
+    assert_eq!(env.volumes().len(), 2, "only the new container's went");
+    env.ok(&["down", "-v"]);
+}
+
+#[test]
+fn init_true_reaps_zombies_forwards_signals_and_keeps_the_exit_code() {
+    // An orphan re-parented to PID 1 that then exits: the init reaps it;
+    // without one, `sleep` as PID 1 never does.
+    let env = Env::new(
+        "init",
+        r#"
+services:
+  with:
+    image: bb:latest
+    network_mode: none
+    init: true
+    command: ["sh", "-c", "sh -c 'sleep 0.2 &'; trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done"]
+  without:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "sh -c 'sleep 0.2 &'; exec sleep 1000"]
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    env.log_with("with", "ready");
+    let with = env.init_pid("with");
+    let without = env.init_pid("without");
+    std::thread::sleep(Duration::from_millis(800));
+    let zombies = |pid| -> Vec<_> {
+        namespace_processes(pid)
+            .into_iter()
+            .filter(|p| p.1 == 'Z')
+            .collect()
+    };
+    assert!(
+        !zombies(without).is_empty(),
+        "control: without an init the orphan stays a zombie: {:?}",
+        namespace_processes(without)
+    );
+    assert!(
+        zombies(with).is_empty(),
+        "the init reaps: {:?}",
+        namespace_processes(with)
+    );
+    // PID 1 is the init, the service its child.
+    let procs = namespace_processes(with);
+    assert!(
+        procs.iter().any(|p| p.2 == "sh" && p.0 != with),
+        "{procs:?}"
+    );
+    // `stop` sends SIGTERM to PID 1; it reaches the service, whose exit
+    // code is the container's.
+    env.ok(&["stop", "with"]);
+    let log = env.log_with("with", "got TERM");
+    assert!(log.contains("got TERM"), "{log}");
+    let c = env.container("with");
+    assert_eq!(c["ExitCode"], 7, "{c:#}");
+    env.ok(&["down", "-t", "0"]);
+    assert!(env.leftover_mounts().is_empty());
+}
+
+#[test]
+fn tmpfs_size_and_mode() {
+    let env = Env::new(
+        "tmpfs",
+        r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    tmpfs: ["/short:size=2m,mode=700"]
+    volumes:
+      - type: tmpfs
+        target: /long
+        tmpfs: {size: 1m, mode: 01777}
+    command:
+      - sh
+      - -c
+      - |
+        for d in /short /long; do echo "$$d $$(stat -c %a $$d) $$(df -k $$d | tail -1 | awk '{print $$2}')"; done
+        echo done
+        exec sleep 1000
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    let log = env.log_with("app", "done");
+    assert!(log.contains("/short 700 2048"), "{log}");
+    assert!(log.contains("/long 1777 1024"), "{log}");
+}
+
+#[test]
+fn a_recreated_dependency_restarts_its_restart_true_dependents() {
+    let stack = |marker: &str| {
+        format!(
+            r#"
+services:
+  dep:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "echo dep {marker}; exec sleep 1000"]
+  web:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    depends_on:
+      dep: {{condition: service_started, restart: true}}
+    command: ["sh", "-c", "echo web started; exec sleep 1000"]
+  other:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    depends_on: [dep]
+    command: ["sh", "-c", "echo other started; exec sleep 1000"]
+"#
+        )
+    };
+    let env = Env::new("rdep", &stack("one"));
+    env.ok(&["up", "-d"]);
+    env.log_with("web", "web started");
+    env.write(&stack("two"));
+    env.ok(&["up", "-d"]);
+    env.log_with("dep", "dep two");
+    env.wait_for("web restarted", Duration::from_secs(20), || {
+        env.ok(&["logs", "web"]).matches("web started").count() >= 2
+    });
+    let web = env.ok(&["logs", "web"]);
+    assert_eq!(web.matches("web started").count(), 2, "{web}");
+    let other = env.ok(&["logs", "other"]);
+    assert_eq!(other.matches("other started").count(), 1, "{other}");
+    assert_eq!(env.container("web")["State"], "running");
+}
+
+#[test]
+fn a_dependency_that_dies_fails_the_wait_and_one_that_recovers_does_not() {
+    let env = Env::new(
+        "wait",
+        r#"
+services:
+  dies:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "sleep 0.3; exit 3"]
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 1h
+      start_period: 1h
+  web:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    depends_on:
+      dies: {condition: service_healthy}
+    command: ["sleep", "1000"]
+"#,
+    );
+    let start = Instant::now();
+    let out = env.berth(&["up", "-d"]);
+    let took = start.elapsed();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dependency failed to start: container") && err.contains("exited (3)"),
+        "{err}"
+    );
+    // Not the healthcheck's hour, nor the wait's ten minutes: the exit
+    // itself ended the wait.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    env.ok(&["down", "-t", "0"]);
+
+    // A dependency whose restart policy brings it back healthy is waited
+    // for: its first run fails, the second (a mark in its volume) passes.
+    env.write(
+        r#"
+services:
+  flaky:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    restart: on-failure
+    volumes: ["state:/state"]
+    command: ["sh", "-c", "if [ -e /state/second ]; then touch /tmp/ok; exec sleep 1000; fi; touch /state/second; exit 1"]
+    healthcheck:
+      test: ["CMD", "test", "-e", "/tmp/ok"]
+      interval: 200ms
+      start_interval: 100ms
+      start_period: 10s
+  web:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    depends_on:
+      flaky: {condition: service_healthy}
+    command: ["sh", "-c", "echo web up; exec sleep 1000"]
+volumes:
+  state: {}
+"#,
+    );
+    env.ok(&["up", "-d", "--remove-orphans"]);
+    env.log_with("web", "web up");
+    let flaky = env.container("flaky");
+    assert_eq!(flaky["Health"], "healthy", "{flaky:#}");
+}
+
+#[test]
+fn pull_policy_pulls_from_a_registry_and_never_refuses_a_missing_image() {
+    use image_support::*;
+    need("docker-registry");
+    need("skopeo");
+    let reg = Registry::start(None);
+    let host = reg.host();
+    let mut env = Env::new(
+        "pull",
+        &format!(
+            r#"
+services:
+  app:
+    image: {host}/pulled/bb:1
+    network_mode: none
+    pull_policy: never
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "echo pulled image runs; exec sleep 1000"]
+"#
+        ),
+    );
+    env.extra_env = vec![
+        (
+            "DOCKER_CONFIG".into(),
+            env.tmp.join("docker").display().to_string(),
+        ),
+        (
+            "BERTH_REGISTRIES_CONFIG".into(),
+            env.tmp.join("none.json").display().to_string(),
+        ),
+    ];
+    let layout = env.tmp.join("layout");
+    oci_image(&layout, "t", &[(busybox_layer(), Compression::Gzip)]);
+    skopeo_copy(
+        &format!("oci:{}:t", layout.display()),
+        &format!("docker://{host}/pulled/bb:1"),
+    );
+    // never: the store lacks it, so nothing is made.
+    let out = env.berth(&["up", "-d"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pull_policy is \"never\""), "{err}");
+    assert!(env.ps_json().is_empty());
+    // --pull missing overrides the policy: pulled, then run.
+    env.ok(&["up", "-d", "--pull", "missing"]);
+    env.log_with("app", "pulled image runs");
+    // Now present: never is satisfied from the store.
+    env.ok(&["down", "-t", "0"]);
+    drop(reg);
+    env.ok(&["up", "-d"]);
+    env.log_with("app", "pulled image runs");
+    // always must reach the registry, which is gone.
+    let out = env.berth(&["up", "-d", "--pull", "always"]);
+    assert!(!out.status.success(), "always pulls");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pulling"), "{err}");
+}
+
+#[test]
+fn volume_nocopy_and_subpath() {
+    let env = Env::new(
+        "vopt",
+        r#"
+services:
+  maker:
+    image: bb:latest
+    network_mode: none
+    volumes: ["data:/d"]
+    command: ["sh", "-c", "mkdir -p /d/sub && echo in-sub > /d/sub/f"]
+  app:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    depends_on:
+      maker: {condition: service_completed_successfully}
+    volumes:
+      - {type: volume, source: data, target: /s, volume: {subpath: sub}}
+      - {type: volume, source: empty, target: /vol, volume: {nocopy: true}}
+      - {type: volume, source: filled, target: /copy}
+    command: ["sh", "-c", "echo \"sub: $(cat /s/f) nocopy: $(ls /vol | wc -l)\"; echo done; exec sleep 1000"]
+  control:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    volumes: ["filled:/vol"]
+    command: ["sh", "-c", "echo \"copied: $(cat /vol/seed)\"; exec sleep 1000"]
+volumes:
+  data: {}
+  empty: {}
+  filled: {}
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    let log = env.log_with("app", "done");
+    assert!(log.contains("sub: in-sub nocopy: 0"), "{log}");
+    // Without nocopy an empty named volume is filled from the image.
+    env.log_with("control", "copied: from the image");
+    env.ok(&["down", "-v", "-t", "0"]);
+    assert!(env.volumes().is_empty(), "{:?}", env.volumes());
+}
