@@ -540,6 +540,19 @@ services:
         "{text}"
     );
     assert!(!env.berth(&["up", "--attach", "nope"]).status.success());
+    // The monitors of the exited containers end just after recording the
+    // exit (and hold their lock until then): let them go before starting
+    // the containers again (a known race, reported).
+    let ids: Vec<String> = env
+        .ps_json()
+        .iter()
+        .map(|c| c["ID"].as_str().unwrap().to_owned())
+        .collect();
+    env.wait_for("the monitors to end", Duration::from_secs(5), || {
+        env.leftovers(&ids)
+            .iter()
+            .all(|l| !l.starts_with("process"))
+    });
     // --pull never: nothing is pulled (no registry here), up works.
     env.ok(&["up", "-d", "--pull", "never"]);
     // wait --down-project: the first exit takes the project down.
