@@ -166,7 +166,6 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
         let (code, ran_for) = match std::mem::replace(&mut first, First::Start) {
             First::Ended { code, ran_for } => {
                 tracing::info!(container = %id, code, "adopted a container that ended unwatched");
-                events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
                 // What the runtime still holds of it (state, cgroup).
                 let _ = rt.delete(id, true);
                 if !reported {
@@ -273,7 +272,6 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                 {
                     events::emit(paths, &record, "oom", &[]);
                 }
-                events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
                 let _ = log.flush_partial();
                 let _ = rt.delete(id, true);
                 unhealthy_kill = unhealthy.load(Ordering::SeqCst);
@@ -287,6 +285,8 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
             s.finished_at = now_millis();
             s.stopped_by_user = user_stop;
         });
+        // After the state: whoever the event wakes reads the exit.
+        events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
         let forced = (unhealthy_kill || dependency_restarted) && !user_stop;
         dependency_restarted = false;
         let decision = if forced {
