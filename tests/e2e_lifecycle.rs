@@ -680,6 +680,22 @@ services:
         ps_table.contains(&format!("::1:{p1}->80/tcp")),
         "{ps_table}"
     );
+    // A kill -9 of the proxy: the next `up` starts it again.
+    let pidfile = env
+        .run
+        .join("networks/proxy")
+        .join(format!("{}_default", env.project))
+        .join(format!("{}.pid", ids[0]));
+    let proxy = berth_network::proxy::running(&pidfile)
+        .unwrap()
+        .expect("a port proxy runs");
+    nix::sys::signal::kill(proxy, nix::sys::signal::Signal::SIGKILL).unwrap();
+    env.ok(&["up", "-d"]);
+    let again = berth_network::proxy::running(&pidfile)
+        .unwrap()
+        .expect("up starts the killed port proxy again");
+    assert_ne!(again, proxy);
+    assert!(get(&format!("[::1]:{p1}")).contains("hello from web"));
     env.ok(&["down", "-t", "1"]);
     assert!(std::net::TcpStream::connect(format!("[::1]:{p1}")).is_err());
     let left = env.leftovers(&ids);

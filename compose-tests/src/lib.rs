@@ -7,6 +7,11 @@
 //! harness runs the cases on a few threads, compares JSON with key order
 //! aside, and checks the mismatches against the known-differences file, so an
 //! unexplained mismatch fails and so does a listed case that now matches.
+//!
+//! [`scenario`] runs Docker Compose's end-to-end scenarios the same way:
+//! berth in place of `docker compose`, a list of the ones that do not pass.
+
+pub mod scenario;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,7 +114,7 @@ impl Scratch {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");

@@ -37,6 +37,7 @@ pub mod dns;
 pub mod error;
 pub mod firewall;
 pub mod ipam;
+mod liveness;
 pub mod netlink;
 pub mod ports;
 pub mod proxy;
@@ -155,9 +156,41 @@ impl Networks {
         r
     }
 
-    fn start_proxy(&self, a: &Attachment) -> Result<(), NetworkError> {
+    /// Start the port proxy of every attachment that needs one and has none
+    /// running (it was killed, or the host rebooted); the number started.
+    pub fn ensure_port_proxies(&self) -> Result<usize, NetworkError> {
+        if self.proxy.is_none() {
+            return Ok(0);
+        }
+        let _lock = self.store.lock()?;
+        let mut started = 0;
+        for s in self.store.all()? {
+            if s.network.internal {
+                continue;
+            }
+            for a in s.leases.values() {
+                if proxy::rules_for(a).is_empty() {
+                    continue;
+                }
+                let pidfile = self.proxy_pidfile(&s.network.name, &a.container_id);
+                let alive = proxy::running(&pidfile).map_err(|source| NetworkError::Proxy {
+                    container: a.container_id.clone(),
+                    network: s.network.name.clone(),
+                    source,
+                })?;
+                if alive.is_none() {
+                    self.start_proxy(a, false)?;
+                    started += 1;
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Ports of internal networks are not published at all, on ::1 neither.
+    fn start_proxy(&self, a: &Attachment, internal: bool) -> Result<(), NetworkError> {
         let rules = proxy::rules_for(a);
-        if rules.is_empty() {
+        if rules.is_empty() || internal {
             return Ok(());
         }
         let Some(cmd) = &self.proxy else {
@@ -822,7 +855,7 @@ impl Networks {
                 Ok(())
             } else {
                 self.sync_locked(false)?;
-                self.start_proxy(&attachment)
+                self.start_proxy(&attachment, net.internal)
             }
         });
         if let Err(e) = made {

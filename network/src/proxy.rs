@@ -281,12 +281,13 @@ pub fn stop(pidfile: &Path) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Whether a proxy holds `pidfile` now.
+/// The pid of the proxy that holds `pidfile` now: a live process, not being
+/// killed, with the file open (one killed a moment ago still holds its lock).
 pub fn running(pidfile: &Path) -> Result<Option<Pid>, ProxyError> {
     if !pidfile.exists() || try_lock(pidfile)?.is_some() {
         return Ok(None);
     }
-    Ok(read_pid(pidfile))
+    Ok(read_pid(pidfile).filter(|pid| crate::liveness::holds_open(*pid, pidfile)))
 }
 
 /// The proxy process: `berth system port-proxy PIDFILE RULE…` calls this.

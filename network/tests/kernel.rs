@@ -778,6 +778,16 @@ fn ipv6_loopback_published_ports_answer_through_the_proxy() {
         let (n, _) = u.recv_from(&mut b).expect("udp on [::1] answers");
         assert_eq!(&b[..n], b"ping-udp6");
         echo.join().unwrap();
+        // A proxy killed with -9 is started again by the next
+        // `ensure_port_proxies` (every `up`), even right after the kill.
+        let pidfile = nets.proxy_pidfile("four", "c1");
+        let killed = berth_network::proxy::running(&pidfile).unwrap().unwrap();
+        assert_eq!(nets.ensure_port_proxies().unwrap(), 0, "all are running");
+        nix::sys::signal::kill(killed, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert_eq!(nets.ensure_port_proxies().unwrap(), 1);
+        let again = berth_network::proxy::running(&pidfile).unwrap().unwrap();
+        assert_ne!(again, killed);
+        assert_eq!(http_get("[::1]:8081").as_deref(), Some("four"));
         // The proxy's port is berth's: another attach asking for it is told
         // which container holds it.
         match nets.check_ports(&[on("::1", Protocol::Tcp, 8081, 80)]) {
@@ -799,6 +809,24 @@ fn ipv6_loopback_published_ports_answer_through_the_proxy() {
         });
         assert!(gone, "proxy {pid} outlived its port");
         assert_eq!(http_get("[::1]:8081"), None);
+        // An internal network publishes nothing, on ::1 neither.
+        nets.ensure(&NetworkConfig {
+            internal: true,
+            ..net("int")
+        })
+        .unwrap();
+        nets.attach(&AttachConfig {
+            network: "int".into(),
+            container_id: "c1".into(),
+            netns_path: c1.path(),
+            ports: vec![on("::1", Protocol::Tcp, 8085, 80)],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!nets.proxy_pidfile("int", "c1").exists());
+        assert_eq!(http_get("[::1]:8085"), None);
+        assert_eq!(nets.ensure_port_proxies().unwrap(), 0);
+        nets.remove("int").unwrap();
         // Removing the network stops its containers' proxies.
         let pid2 = berth_network::proxy::running(&nets.proxy_pidfile("six", "c2"))
             .unwrap()

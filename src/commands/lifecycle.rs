@@ -107,8 +107,9 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
         return Ok(0);
     }
     execute::execute(&paths, &project, &the_plan, &exec_opts)?;
-    // A DNS server killed since the last `up` comes back.
+    // A DNS server or port proxy killed since the last `up` comes back.
     crate::engine::net::ensure_dns(&paths)?;
+    crate::engine::net::ensure_port_proxies(&paths)?;
     if up.wait {
         for (name, svc) in &project.services {
             let condition = if svc

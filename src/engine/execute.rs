@@ -82,13 +82,14 @@ pub fn image_digests(paths: &Paths, project: &Project) -> BTreeMap<String, Strin
         .collect()
 }
 
-/// At most this many steps run at once.
-const PARALLEL: usize = 8;
+/// At most this many steps run at once. Steps mostly wait (for a monitor to
+/// start its container, for the kernel), so this is above the core count.
+const PARALLEL: usize = 16;
 
-/// Runs the steps of `plan` as a bounded-parallel walk of its graph: every
-/// step whose predecessors are done runs, up to [`PARALLEL`] at once;
-/// starts also wait for their `depends_on` conditions. The first error
-/// stops the walk once the running steps end.
+/// Runs the steps of `plan` as a bounded-parallel walk of its graph: a step
+/// starts as soon as its predecessors are done and a worker is free (up to
+/// [`PARALLEL`] at once); starts also wait for their `depends_on`
+/// conditions. The first error stops the walk once the running steps end.
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
     reclaim_half_made(paths, &project.name)?;
@@ -100,39 +101,69 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
     }) {
         net::sync_docker_user(paths)?;
     }
-    let mut done = vec![false; plan.steps.len()];
-    loop {
-        let ready: Vec<usize> = (0..plan.steps.len())
-            .filter(|&i| !done[i] && plan.steps[i].after.iter().all(|&a| done[a]))
-            .collect();
-        if ready.is_empty() {
-            break;
-        }
-        for chunk in ready.chunks(PARALLEL) {
-            let results: Vec<Result<()>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|&i| {
-                        s.spawn(move || run_step(paths, project, &plan.steps[i].action, opts))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a step panicked")))
-                    })
-                    .collect()
-            });
-            for r in results {
-                r?;
-            }
-            for &i in chunk {
-                done[i] = true;
-            }
-        }
+    let n = plan.steps.len();
+    if n == 0 {
+        return Ok(());
     }
-    if done.iter().any(|d| !d) {
+    struct Walk {
+        started: Vec<bool>,
+        done: Vec<bool>,
+        running: usize,
+        error: Option<anyhow::Error>,
+    }
+    let walk = std::sync::Mutex::new(Walk {
+        started: vec![false; n],
+        done: vec![false; n],
+        running: 0,
+        error: None,
+    });
+    let changed = std::sync::Condvar::new();
+    let worker = || loop {
+        let mut w = walk.lock().unwrap_or_else(|e| e.into_inner());
+        let next = loop {
+            if w.error.is_some() {
+                break None;
+            }
+            let ready =
+                (0..n).find(|&i| !w.started[i] && plan.steps[i].after.iter().all(|&a| w.done[a]));
+            match ready {
+                Some(i) => break Some(i),
+                // Nothing can start now: done when nothing runs either.
+                None if w.running == 0 => break None,
+                None => w = changed.wait(w).unwrap_or_else(|e| e.into_inner()),
+            }
+        };
+        let Some(i) = next else {
+            changed.notify_all();
+            return;
+        };
+        w.started[i] = true;
+        w.running += 1;
+        drop(w);
+        let step =
+            std::panic::AssertUnwindSafe(|| run_step(paths, project, &plan.steps[i].action, opts));
+        let result = std::panic::catch_unwind(step)
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a step panicked")));
+        let mut w = walk.lock().unwrap_or_else(|e| e.into_inner());
+        w.running -= 1;
+        match result {
+            Ok(()) => w.done[i] = true,
+            Err(e) => {
+                w.error.get_or_insert(e);
+            }
+        }
+        changed.notify_all();
+    };
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL.min(n) {
+            s.spawn(worker);
+        }
+    });
+    let w = walk.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = w.error {
+        return Err(e);
+    }
+    if w.done.iter().any(|d| !d) {
         bail!("the plan has a cycle");
     }
     Ok(())
@@ -960,10 +991,10 @@ fn copy_up(src: &Path, dst: &Path) -> Result<()> {
 /// Spawns the container's monitor and waits until it reports the start.
 pub fn start_container(paths: &Paths, id: &str) -> Result<()> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let exe = std::env::current_exe().context("finding the berth binary")?;
     let errlog = fs_err::File::create(paths.container(id).join("monitor.log"))?;
-    let mut child = std::process::Command::new(exe)
-        .args(["system", "monitor", id])
+    let mut command = crate::monitor::process::monitor_command(false)?;
+    let mut child = command
+        .arg(id)
         .env("BERTH_ROOT", &paths.root)
         .env("BERTH_RUN", &paths.run)
         .stdin(std::process::Stdio::null())
@@ -971,6 +1002,9 @@ pub fn start_container(paths: &Paths, id: &str) -> Result<()> {
         .stderr(std::process::Stdio::from(errlog.into_parts().0))
         .spawn()
         .context("spawning the monitor")?;
+    // The command holds the pipe's write end: close it, or the read below
+    // never sees the end.
+    drop(command);
     let mut line = String::new();
     let _ = std::fs::File::from(r).read_to_string(&mut line);
     // The monitor lives on detached; reap it if it already ended.
@@ -1003,21 +1037,27 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
             crate::monitor::process::parse_signal(&record.stop_signal).map_or(15, |s| s as i32);
         super::events::emit(paths, &record, "kill", &[("signal", signal.to_string())]);
         let pid = nix::unistd::Pid::from_raw(run.monitor_pid);
+        if let Some(t) = timeout {
+            // The monitor's own grace is the container's: tell it ours.
+            state::write_atomic(
+                &paths.monitor_stop(id),
+                t.as_millis().to_string().as_bytes(),
+            )?;
+        }
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + grace + Duration::from_secs(5);
-        let mut second = false;
-        while alive(run.monitor_pid) {
-            if !second && Instant::now() > deadline - Duration::from_secs(5) && timeout.is_some() {
-                // `-t` shorter than the container's grace: ask again (the
-                // monitor kills on a second request).
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-                second = true;
-            }
-            if Instant::now() > deadline {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        // The monitor signals the container, kills it after the grace
+        // period and exits: wait for that (a pidfd, no polling). A `-t`
+        // shorter than the container's own grace asks again at its end (the
+        // monitor kills on a second request); a monitor that hangs is killed.
+        let mut gone = wait_gone(run.monitor_pid, grace + Duration::from_millis(500));
+        if !gone && timeout.is_some() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        if !gone {
+            gone = wait_gone(run.monitor_pid, Duration::from_secs(5));
+        }
+        if !gone {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
     // No monitor (it was killed): the runtime's container may remain.
@@ -1039,6 +1079,45 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
         super::events::emit(paths, &record, "stop", &[]);
     }
     Ok(())
+}
+
+/// Waits up to `d` for process `pid` (not our child) to end; true if it
+/// has. Sleeps on a pidfd, which becomes readable when the process exits.
+fn wait_gone(pid: i32, d: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return true;
+    };
+    let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else {
+        return !alive(pid);
+    };
+    let deadline = Instant::now() + d;
+    loop {
+        if !alive(pid) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN)) =>
+            {
+                return true
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return !alive(pid),
+        }
+    }
 }
 
 /// Stops and removes a container and everything it holds.

@@ -391,3 +391,15 @@ pub fn sync_docker_user(paths: &Paths) -> Result<()> {
         .context("adding berth's bridges to Docker's DOCKER-USER chain")?;
     Ok(())
 }
+
+/// Starts again the userland port proxies (ports published on IPv6
+/// loopback) that were killed, as [`ensure_dns`] does for the DNS server.
+pub fn ensure_port_proxies(paths: &Paths) -> Result<()> {
+    let started = networks(paths)
+        .ensure_port_proxies()
+        .context("starting port proxies")?;
+    if started > 0 {
+        tracing::info!(started, "port proxies restarted");
+    }
+    Ok(())
+}

@@ -37,6 +37,8 @@
 //!                       output waits in the pipe until a monitor drains it
 //!   monitor.lock        flock'd by the container's monitor for its whole
 //!                       life: never two monitors for one container
+//!   stop                a stop's grace period in ms (`-t`), written before
+//!                       the monitor gets its SIGTERM
 //! ```
 //!
 //! Readers (`ps`, `logs`) take no lock: every file they read is replaced
@@ -96,6 +98,12 @@ impl Paths {
     /// (its output FIFOs, its monitor's lock).
     pub fn container_run(&self, id: &str) -> PathBuf {
         self.run.join("containers").join(id)
+    }
+
+    /// The grace period (ms) of a stop asked for with `-t`, for the
+    /// monitor to read when its SIGTERM arrives.
+    pub fn monitor_stop(&self, id: &str) -> PathBuf {
+        self.container_run(id).join("stop")
     }
     pub fn log(&self, id: &str) -> PathBuf {
         self.container(id).join(format!("{id}-json.log"))

@@ -15,7 +15,6 @@
 //! This module never kills or changes a container itself.
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
@@ -68,18 +67,11 @@ pub fn adopt_orphans(paths: &Paths) -> Vec<String> {
     if ids.is_empty() {
         return ids;
     }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(error = %e, "finding the berth binary to adopt containers");
-            return Vec::new();
-        }
-    };
     // All spawned first, then all awaited: adoption of many is one round.
     let spawned: Vec<(String, Result<std::fs::File>)> = ids
         .into_iter()
         .map(|id| {
-            let r = spawn(paths, &exe, &id);
+            let r = spawn(paths, &id);
             (id, r)
         })
         .collect();
@@ -107,17 +99,17 @@ pub fn adopt_orphans(paths: &Paths) -> Vec<String> {
     adopted
 }
 
-/// Spawns `berth system monitor --adopt ID`; returns the read end of its
+/// Spawns a monitor for `ID` in adopt mode; returns the read end of its
 /// report.
-fn spawn(paths: &Paths, exe: &PathBuf, id: &str) -> Result<std::fs::File> {
+fn spawn(paths: &Paths, id: &str) -> Result<std::fs::File> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let errlog = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(paths.container(id).join("monitor.log"))
         .with_context(|| format!("opening the monitor log of {id}"))?;
-    let mut child = std::process::Command::new(exe)
-        .args(["system", "monitor", "--adopt", id])
+    let mut child = super::process::monitor_command(true)?
+        .arg(id)
         .env("BERTH_ROOT", &paths.root)
         .env("BERTH_RUN", &paths.run)
         .stdin(std::process::Stdio::null())

@@ -227,6 +227,8 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                 if !reported {
                     report("ok");
                     reported = true;
+                    // The setup's allocations (the spec, seccomp) are done with.
+                    berth_runtime::sys::trim_heap();
                 } else {
                     events::emit(paths, &record, "restart", &[]);
                     notify_dependents(paths, &record);
@@ -255,6 +257,7 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                     );
                 }
                 let code = pump(
+                    paths,
                     &rt,
                     id,
                     run,
@@ -535,6 +538,7 @@ fn start(rt: &Runtime, paths: &Paths, id: &str) -> Result<Running> {
 /// output is drained; handles stop requests. Returns the exit code.
 #[allow(clippy::too_many_arguments)]
 fn pump(
+    paths: &Paths,
     rt: &Runtime,
     id: &str,
     run: Running,
@@ -646,6 +650,7 @@ fn pump(
                     Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) => {
                         if !*user_stop {
                             *user_stop = true;
+                            let grace = asked_grace(paths, id).unwrap_or(grace);
                             let _ = rt.kill(id, stop_signal as i32, false);
                             kill_at = Some(Instant::now() + grace);
                         } else {
@@ -670,6 +675,15 @@ fn pump(
         }
     }
     code.unwrap_or(UNKNOWN_EXIT)
+}
+
+/// The grace period a stop with `-t` asked for (written by the stopping
+/// command just before our SIGTERM); consumed.
+fn asked_grace(paths: &Paths, id: &str) -> Option<Duration> {
+    let file = paths.monitor_stop(id);
+    let ms = std::fs::read_to_string(&file).ok()?.trim().parse().ok()?;
+    let _ = std::fs::remove_file(&file);
+    Some(Duration::from_millis(ms))
 }
 
 /// Health probes in flight: their statuses belong to the health thread,
@@ -869,7 +883,7 @@ fn probe_once(
     container_started: Instant,
 ) -> ProbeResult {
     let begun = container_started.elapsed();
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let exe = berth_binary();
     let mut probes = PROBES.lock().unwrap_or_else(|e| e.into_inner());
     let child = std::process::Command::new(exe)
         .arg("runtime")
@@ -895,6 +909,36 @@ fn probe_once(
         .unwrap_or_else(|e| e.into_inner())
         .remove(&pid);
     result
+}
+
+/// The command that runs a monitor, its container id still to add: the
+/// small `berth-monitor` beside the `berth` binary, else `berth system
+/// monitor`; with `adopt`, for a container whose monitor died.
+pub fn monitor_command(adopt: bool) -> Result<std::process::Command> {
+    let exe = berth_binary();
+    let small = exe.with_file_name("berth-monitor");
+    let mut c = if small.is_file() {
+        std::process::Command::new(small)
+    } else {
+        let mut c = std::process::Command::new(&exe);
+        c.args(["system", "monitor"]);
+        c
+    };
+    if adopt {
+        c.arg("--adopt");
+    }
+    Ok(c)
+}
+
+/// The `berth` binary, which runs probes through `berth runtime exec`: our
+/// own executable, or its sibling when we are the small `berth-monitor`.
+fn berth_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    if exe.file_name().is_some_and(|n| n == "berth-monitor") {
+        exe.with_file_name("berth")
+    } else {
+        exe
+    }
 }
 
 fn wait_probe(child: &mut std::process::Child, timeout: Duration, begun: Duration) -> ProbeResult {

@@ -8,7 +8,7 @@
 //!   held lock alone is not trusted either: a process killed a moment ago
 //!   still holds it until its files are closed, and another berth command may
 //!   be probing it, so the pidfile's process must also be alive, have no
-//!   SIGKILL pending and have `server.lock` open (`is_live_server`).
+//!   SIGKILL pending and have `server.lock` open (`liveness::holds_open`).
 //! - `server.pid` — the server's pid, written (temp + rename) once its
 //!   sockets are bound; `ensure_running` waits for it as the readiness signal.
 //! - `spawn.lock` — taken by `ensure_running` around check-and-spawn, so two
@@ -66,52 +66,6 @@ fn write_pidfile(dir: &Path, pid: u32) -> Result<(), DnsError> {
     Ok(())
 }
 
-/// Whether `pid` is a live process, not exiting nor with a SIGKILL pending,
-/// that has `lock_path` open (so a recycled pid or a dying server is not
-/// mistaken for the server).
-fn is_live_server(pid: Pid, lock_path: &Path) -> bool {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) else {
-        return false;
-    };
-    if !process_is_live(&status) {
-        return false;
-    }
-    let Ok(lock) = std::fs::metadata(lock_path) else {
-        return false;
-    };
-    let Ok(fds) = std::fs::read_dir(proc_dir.join("fd")) else {
-        return false;
-    };
-    use std::os::unix::fs::MetadataExt as _;
-    fds.flatten().any(|fd| {
-        std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == lock.dev() && m.ino() == lock.ino())
-    })
-}
-
-/// From `/proc/PID/status`: not a zombie or dead, and no SIGKILL pending
-/// for the thread or the process (a killed process keeps running kernel
-/// code, holding its files and locks, for a moment after kill(2) returns).
-fn process_is_live(status: &str) -> bool {
-    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
-    for line in status.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match key {
-            "State" if value.starts_with(['Z', 'X', 'x']) => return false,
-            "SigPnd" | "ShdPnd"
-                if u64::from_str_radix(value, 16).is_ok_and(|m| m & SIGKILL_BIT != 0) =>
-            {
-                return false;
-            }
-            _ => {}
-        }
-    }
-    true
-}
-
 /// The pid of the running server, or `None` if none holds `server.lock`.
 pub fn running(run_dir: &Path) -> Result<Option<Pid>, DnsError> {
     let dir = dns_dir(run_dir);
@@ -128,7 +82,7 @@ pub fn running(run_dir: &Path) -> Result<Option<Pid>, DnsError> {
         // probing the lock. Only a pidfile naming a live process that is not
         // being killed and has this very lock file open is taken as the server.
         if let Some(pid) = read_pidfile(&dir) {
-            if is_live_server(pid, &lock_path) {
+            if crate::liveness::holds_open(pid, &lock_path) {
                 return Ok(Some(pid));
             }
         }
@@ -313,38 +267,4 @@ pub fn serve_with(mut config: ServerConfig) -> Result<(), DnsError> {
 /// The default path of the log of a server started by [`ensure_running`].
 pub fn log_path(run_dir: &Path) -> PathBuf {
     dns_dir(run_dir).join("server.log")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dying_and_dead_processes_are_not_live() {
-        let running = "Name:\tberth\nState:\tS (sleeping)\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n";
-        assert!(process_is_live(running));
-        assert!(!process_is_live(
-            &running.replace("S (sleeping)", "Z (zombie)")
-        ));
-        assert!(!process_is_live(
-            &running.replace("S (sleeping)", "X (dead)")
-        ));
-        // SIGKILL is signal 9: bit 8 of the mask.
-        assert!(!process_is_live(&running.replacen(
-            "SigPnd:\t0000000000000000",
-            "SigPnd:\t0000000000000100",
-            1
-        )));
-        assert!(!process_is_live(&running.replacen(
-            "ShdPnd:\t0000000000000000",
-            "ShdPnd:\t0000000000000100",
-            1
-        )));
-        // Another pending signal (SIGTERM, bit 14) is no sign of death yet.
-        assert!(process_is_live(&running.replacen(
-            "SigPnd:\t0000000000000000",
-            "SigPnd:\t0000000000004000",
-            1
-        )));
-    }
 }
