@@ -168,7 +168,6 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
         let (code, ran_for) = match std::mem::replace(&mut first, First::Start) {
             First::Ended { code, ran_for } => {
                 tracing::info!(container = %id, code, "adopted a container that ended unwatched");
-                events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
                 // What the runtime still holds of it (state, cgroup).
                 let _ = rt.delete(id, true);
                 if !reported {
@@ -239,7 +238,7 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                 if !adopted {
                     events::emit(paths, &record, "start", &[]);
                 }
-                // Read while the container lives: its cgroup is gone after delete.
+                // Read while the container lives: its cgroup goes with it.
                 let cgroups = Cgroups::of(pid, Path::new("/sys/fs/cgroup")).ok();
                 let ooms_before = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
                 let generation = Arc::new(AtomicBool::new(true));
@@ -278,7 +277,6 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                 {
                     events::emit(paths, &record, "oom", &[]);
                 }
-                events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
                 let _ = log.flush_partial();
                 let _ = rt.delete(id, true);
                 unhealthy_kill = unhealthy.load(Ordering::SeqCst);
@@ -292,6 +290,8 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
             s.finished_at = now_millis();
             s.stopped_by_user = user_stop;
         });
+        // After the state: whoever the event wakes reads the exit.
+        events::emit(paths, &record, "die", &[("exitCode", code.to_string())]);
         let forced = (unhealthy_kill || dependency_restarted) && !user_stop;
         dependency_restarted = false;
         let decision = if forced {
@@ -897,7 +897,7 @@ fn spawn_health(shared: &Arc<Shared>, spec: &crate::engine::state::HealthSpec, r
                 s.health_log = log;
             });
             if let Some(new) = changed {
-                crate::engine::events::emit_id(&paths, &id, &format!("health_status: {new}"), &[]);
+                events::emit_id(&paths, &id, &format!("health_status: {new}"), &[]);
             }
             if restart_on_unhealthy && changed == Some(health::Status::Unhealthy) {
                 unhealthy_kill.store(true, Ordering::SeqCst);
