@@ -913,40 +913,20 @@ pub fn exec(args: &ProjectArgs, a: &ExecArgs) -> Result<u8> {
         bail!("container {} is not running", c.name);
     }
     let rt = berth_runtime::Runtime::new(paths.runtime_root());
-    let spec = berth_runtime::spec::load(&paths.container(&c.id))?;
-    let base = spec
-        .process()
-        .clone()
-        .context("the container's config.json has no process")?;
     let tty = !a.no_tty && !a.detach && std::io::stdin().is_terminal();
-    let mut v = serde_json::to_value(&base)?;
-    v["args"] = serde_json::json!(a.command);
-    v["terminal"] = serde_json::json!(tty);
-    if let Some(w) = &a.workdir {
-        v["cwd"] = serde_json::json!(w);
-    }
-    let mut env: Vec<String> = base.env().clone().unwrap_or_default();
-    for e in &a.env {
-        let key = e.split_once('=').map_or(e.as_str(), |x| x.0);
-        env.retain(|x| x.split_once('=').map_or(x.as_str(), |y| y.0) != key);
-        if e.contains('=') {
-            env.push(e.clone());
-        } else if let Ok(val) = std::env::var(e) {
-            env.push(format!("{e}={val}"));
-        }
-    }
-    v["env"] = serde_json::json!(env);
-    if let Some(user) = &a.user {
-        let rootfs = paths.container(&c.id).join("rootfs");
-        let (uid, gid, extra) = crate::engine::spec::resolve_user(&c.service, user, Some(&rootfs))?;
-        v["user"] = serde_json::json!({"uid": uid, "gid": gid, "additionalGids": extra});
-    }
-    if a.privileged {
-        let all = berth_runtime::caps::all_names();
-        v["capabilities"] =
-            serde_json::json!({"bounding": all, "effective": all, "permitted": all});
-    }
-    let process: berth_runtime::Process = serde_json::from_value(v)?;
+    let process = execute::exec_process(
+        &paths,
+        &c.id,
+        &c.service,
+        &a.command,
+        &execute::ExecOverrides {
+            tty,
+            workdir: a.workdir.as_deref(),
+            env: &a.env,
+            user: a.user.as_deref(),
+            privileged: a.privileged,
+        },
+    )?;
     if !tty {
         let code = rt.exec(
             &c.id,
