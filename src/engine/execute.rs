@@ -220,16 +220,27 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
             } => {
                 let svc = &project.services[service];
                 opts.progress(&format!("Container {name}"), "Recreate");
+                let old = ContainerRecord::load(paths, old_id).ok();
                 let inherit = Inherit {
-                    old_id,
+                    old: old.as_ref(),
                     renew: opts.renew_anon_volumes,
                 };
+                // Published ports are taken when a container is made (its
+                // network attachment), so the old container must let go of
+                // them first, as Docker stops it before starting the new
+                // one; otherwise the new one is made first, and a failure
+                // leaves the old one as it was.
+                let ports_first = !svc.ports.is_empty();
+                if ports_first {
+                    remove_container(paths, old_id, opts.timeout)?;
+                }
                 let id = create_in_new(paths, project, svc, *number, name, Some(&inherit))?;
                 // The old container's anonymous volumes the new one did not
                 // take (`-V`, or a mount point gone from the service) go
                 // with it: nothing could ever name them again.
-                let old = ContainerRecord::load(paths, old_id).ok();
-                remove_container(paths, old_id, opts.timeout)?;
+                if !ports_first {
+                    remove_container(paths, old_id, opts.timeout)?;
+                }
                 if let Some(mut old) = old {
                     let kept = ContainerRecord::load(paths, &id)?.anonymous_volumes;
                     old.anonymous_volumes
@@ -508,7 +519,8 @@ pub fn create_container(
 /// The container a new one replaces, whose anonymous volumes it takes over
 /// (unless `renew`), as Docker Compose does at recreation.
 struct Inherit<'a> {
-    old_id: &'a str,
+    /// The container replaced (its record, read before it may be removed).
+    old: Option<&'a ContainerRecord>,
     renew: bool,
 }
 
@@ -525,7 +537,7 @@ fn create_in_new(
     fs_err::create_dir_all(&dir)?;
     let result = create_in(paths, project, svc, number, name, &id, false, inherit);
     if result.is_err() {
-        let _ = teardown_new(paths, &id);
+        let _ = teardown_new(paths, &id, inherit.and_then(|i| i.old));
     } else {
         super::events::emit_id(paths, &id, "create", &[]);
     }
@@ -534,14 +546,15 @@ fn create_in_new(
 
 /// Undoes a failed create: its own anonymous volumes go too, but not ones
 /// it inherited (they still belong to the container it was to replace).
-fn teardown_new(paths: &Paths, id: &str) -> Result<()> {
+fn teardown_new(paths: &Paths, id: &str, replaced: Option<&ContainerRecord>) -> Result<()> {
     if let Ok(record) = ContainerRecord::load(paths, id) {
         let mut own = record.clone();
         own.anonymous_volumes.retain(|_, v| {
-            !state::all_containers(paths)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.id != id && c.anonymous_volumes.values().any(|x| x == v))
+            !replaced.is_some_and(|r| r.anonymous_volumes.values().any(|x| x == v))
+                && !state::all_containers(paths)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.id != id && c.anonymous_volumes.values().any(|x| x == v))
         });
         let _ = remove_anonymous_volumes(paths, &own);
     }
@@ -604,7 +617,7 @@ pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<
     fs_err::create_dir_all(paths.container(&id))?;
     let result = create_in(paths, project, svc, 1, &name, &id, true, None);
     if result.is_err() {
-        let _ = teardown_new(paths, &id);
+        let _ = teardown_new(paths, &id, None);
     } else {
         super::events::emit_id(paths, &id, "create", &[]);
     }
@@ -827,8 +840,8 @@ fn create_in(
     // new ones, filled from the image like a named volume.
     let inherited = inherit
         .filter(|i| !i.renew)
-        .and_then(|i| ContainerRecord::load(paths, i.old_id).ok())
-        .map(|r| r.anonymous_volumes)
+        .and_then(|i| i.old)
+        .map(|r| r.anonymous_volumes.clone())
         .unwrap_or_default();
     for target in anonymous_targets(svc, &image) {
         let (vol, fresh) = match inherited.get(&target) {
