@@ -6,6 +6,7 @@ pub mod events;
 pub mod image;
 pub mod lifecycle;
 pub mod project;
+pub mod publish;
 pub mod runtime;
 pub mod scale;
 pub mod stats;
