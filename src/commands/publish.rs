@@ -1001,9 +1001,12 @@ mod tests {
     #[test]
     fn manifest_shapes() {
         let layer = Layer::compose_file("compose.yaml", b"services: {}\n".to_vec());
-        let v11: serde_json::Value =
-            serde_json::from_slice(&manifest_bytes(&[layer.clone()], OciVersion::V1_1, "T"))
-                .unwrap();
+        let v11: serde_json::Value = serde_json::from_slice(&manifest_bytes(
+            std::slice::from_ref(&layer),
+            OciVersion::V1_1,
+            "T",
+        ))
+        .unwrap();
         assert_eq!(v11["schemaVersion"], 2);
         assert_eq!(v11["mediaType"], MEDIA_OCI_MANIFEST);
         assert_eq!(v11["artifactType"], ARTIFACT_TYPE);
