@@ -511,7 +511,11 @@ services:
     assert!(code == 137 || code == 255, "exit code {code}");
     let ps = env.ok(&["ps", "-a", "--format", "json"]);
     assert!(ps.contains("never"), "{ps}");
-    assert_eq!(env.logs("always").matches("started").count(), 2);
+    env.wait_for(
+        "the restarted container's output",
+        Duration::from_secs(5),
+        || env.logs("always").matches("started").count() == 2,
+    );
 
     let ids: BTreeSet<String> = env.containers().into_iter().map(|(_, id)| id).collect();
     env.ok(&["down", "-t", "0"]);
@@ -646,6 +650,58 @@ fn a_cli_killed_in_the_middle_of_up_loses_nothing_and_the_next_up_converges() {
     let left = env.leftovers(&all);
     assert!(left.is_empty(), "left behind: {left:#?}");
     assert!(!env.root.join("volumes").join(format!("{p}_data")).exists());
+}
+
+#[test]
+fn a_cli_killed_at_any_point_of_up_is_repaired_by_the_next_up_and_down() {
+    let mut compose = String::from("services:\n");
+    for i in 1..=8 {
+        compose.push_str(&format!(
+            "  s{i}:\n    image: bb:latest\n    stop_signal: SIGKILL\n    command: [\"sleep\", \"1000\"]\n"
+        ));
+        if i % 4 == 0 {
+            compose.push_str("    network_mode: none\n");
+        }
+    }
+    let env = Env::new(&compose);
+    let mut all = BTreeSet::new();
+    // Kills spread over the whole `up`: before, during and after the
+    // containers are made and started (a full `up -d` of this stack takes
+    // a few hundred milliseconds here).
+    for (round, delay_ms) in [0u64, 40, 80, 120, 160, 240, 320, 480]
+        .into_iter()
+        .enumerate()
+    {
+        let mut up = env.spawn(&["up", "-d"]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = up.kill();
+        let _ = up.wait();
+        all.extend(env.containers().into_iter().map(|(_, id)| id));
+        let out = env.berth(&["up", "-d"]);
+        assert!(
+            out.status.success(),
+            "round {round}: the next up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let names: Vec<String> = env.containers().into_iter().map(|(n, _)| n).collect();
+        let want: Vec<String> = (1..=8).map(|i| format!("{}-s{i}-1", env.project)).collect();
+        let mut sorted_want = want.clone();
+        sorted_want.sort();
+        assert_eq!(
+            names, sorted_want,
+            "round {round} (kill after {delay_ms} ms)"
+        );
+        for (name, id) in env.containers() {
+            all.insert(id.clone());
+            assert_eq!(env.state(&id)["status"], "running", "round {round}: {name}");
+        }
+        env.ok(&["down", "-t", "0"]);
+        let left = env.leftovers(&all);
+        assert!(
+            left.is_empty(),
+            "round {round} (kill after {delay_ms} ms) left behind: {left:#?}"
+        );
+    }
 }
 
 #[test]

@@ -191,8 +191,9 @@ impl Drop for Env {
     }
 }
 
-/// The processes in the pid namespace of `pid`, with their state letter.
-fn namespace_processes(pid: i32) -> Vec<(i32, char, String)> {
+/// The processes in the pid namespace of `pid`: (pid, state letter, parent
+/// pid, command name), all as the host sees them.
+fn namespace_processes(pid: i32) -> Vec<(i32, char, i32, String)> {
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).expect("the init's pid namespace");
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -214,13 +215,24 @@ fn namespace_processes(pid: i32) -> Vec<(i32, char, String)> {
             .and_then(|(_, r)| r.rsplit_once(')'))
             .map_or("", |(c, _)| c)
             .to_owned();
-        let state = stat
+        let rest: Vec<&str> = stat
             .rsplit_once(") ")
-            .and_then(|(_, r)| r.chars().next())
-            .unwrap_or('?');
-        out.push((p, state, comm));
+            .map_or(Vec::new(), |(_, r)| r.split_whitespace().collect());
+        let state = rest.first().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = rest.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.push((p, state, ppid, comm));
     }
     out
+}
+
+/// Zombies whose parent is the namespace's PID 1 (`pid`): orphans PID 1
+/// did not reap. (A shell's own children are briefly zombies until it
+/// waits for them; those are not PID 1's.)
+fn unreaped_orphans(pid: i32) -> Vec<(i32, char, i32, String)> {
+    namespace_processes(pid)
+        .into_iter()
+        .filter(|p| p.1 == 'Z' && p.2 == pid)
+        .collect()
 }
 
 #[test]
@@ -410,27 +422,28 @@ services:
     env.log_with("with", "ready");
     let with = env.init_pid("with");
     let without = env.init_pid("without");
-    std::thread::sleep(Duration::from_millis(800));
-    let zombies = |pid| -> Vec<_> {
-        namespace_processes(pid)
-            .into_iter()
-            .filter(|p| p.1 == 'Z')
-            .collect()
-    };
-    assert!(
-        !zombies(without).is_empty(),
-        "control: without an init the orphan stays a zombie: {:?}",
-        namespace_processes(without)
+    env.wait_for(
+        "control: without an init the orphan stays a zombie",
+        Duration::from_secs(10),
+        || !unreaped_orphans(without).is_empty(),
     );
-    assert!(
-        zombies(with).is_empty(),
-        "the init reaps: {:?}",
+    // The orphan under the init (made before "ready") ends and is reaped:
+    // then the service's shell is PID 1's only child.
+    env.wait_for("the init to reap", Duration::from_secs(10), || {
         namespace_processes(with)
+            .iter()
+            .all(|p| p.2 != with || p.3 == "sh")
+    });
+    assert!(unreaped_orphans(with).is_empty());
+    assert!(
+        !unreaped_orphans(without).is_empty(),
+        "the control's zombie stays: {:?}",
+        namespace_processes(without)
     );
     // PID 1 is the init, the service its child.
     let procs = namespace_processes(with);
     assert!(
-        procs.iter().any(|p| p.2 == "sh" && p.0 != with),
+        procs.iter().any(|p| p.3 == "sh" && p.2 == with),
         "{procs:?}"
     );
     // `stop` sends SIGTERM to PID 1; it reaches the service, whose exit
@@ -514,6 +527,14 @@ services:
     assert_eq!(web.matches("web started").count(), 2, "{web}");
     let other = env.ok(&["logs", "other"]);
     assert_eq!(other.matches("other started").count(), 1, "{other}");
+    assert_eq!(env.container("web")["State"], "running");
+    // `up -d dep` alone: web, outside this up, follows all the same.
+    env.write(&stack("three"));
+    env.ok(&["up", "-d", "dep"]);
+    env.log_with("dep", "dep three");
+    env.wait_for("web restarted again", Duration::from_secs(20), || {
+        env.ok(&["logs", "web"]).matches("web started").count() >= 3
+    });
     assert_eq!(env.container("web")["State"], "running");
 }
 

@@ -310,6 +310,15 @@ fn events_wait_cp_stats_scale_logs_and_images() {
         !rows[0]["MemUsage"].as_str().unwrap().starts_with("0B "),
         "{stats}"
     );
+    // Streaming: a new frame each second.
+    let mut stream = spawn_events(&env, &["stats"]);
+    std::thread::sleep(Duration::from_millis(2800));
+    let _ = stream.kill();
+    let out = stream.wait_with_output().unwrap();
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .matches("CONTAINER ID")
+        .count();
+    assert!((2..=4).contains(&frames), "{frames} frames in 2.8 s");
     let table = env.ok(&["stats", "--no-stream", "-a"]);
     assert!(table.starts_with("CONTAINER ID   NAME"), "{table}");
     assert!(
@@ -372,6 +381,14 @@ fn events_wait_cp_stats_scale_logs_and_images() {
         .berth(&["cp", "app:/nonexistent", back.to_str().unwrap()])
         .status
         .success());
+    // -L follows a symlink named as the source.
+    let followed = env.dir.join("followed");
+    env.ok(&["cp", "-L", "app:/tmp/d/link", followed.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&followed).unwrap(), "deep\n");
+    assert!(!std::fs::symlink_metadata(&followed)
+        .unwrap()
+        .file_type()
+        .is_symlink());
 
     // cp with a stopped container: its rootfs, and its volume.
     env.ok(&["stop", "app"]);
@@ -523,8 +540,30 @@ services:
         "{text}"
     );
     assert!(!env.berth(&["up", "--attach", "nope"]).status.success());
+    // The monitors of the exited containers end just after recording the
+    // exit (and hold their lock until then): let them go before starting
+    // the containers again (a known race, reported).
+    let ids: Vec<String> = env
+        .ps_json()
+        .iter()
+        .map(|c| c["ID"].as_str().unwrap().to_owned())
+        .collect();
+    env.wait_for("the monitors to end", Duration::from_secs(5), || {
+        env.leftovers(&ids)
+            .iter()
+            .all(|l| !l.starts_with("process"))
+    });
     // --pull never: nothing is pulled (no registry here), up works.
     env.ok(&["up", "-d", "--pull", "never"]);
+    // wait --down-project: the first exit takes the project down.
+    let out = env.berth(&["wait", "--down-project", "a"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("exited with status code 0"),
+        "{out:?}"
+    );
+    assert!(env.ps_json().is_empty(), "the project is down");
+    env.ok(&["up", "-d"]);
     // down --rmi all removes the image the services used.
     env.ok(&["down", "--rmi", "all"]);
     let ls = env.ok(&["image", "ls"]);

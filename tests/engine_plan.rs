@@ -290,6 +290,27 @@ services:
  1. container start demo-db-1
 "
     );
+    // `up db` alone: web is outside the project, and still follows db.
+    let mut only_db = p.clone();
+    for s in ["web", "worker"] {
+        let svc = only_db.services.remove(s).unwrap();
+        only_db.disabled_services.insert(s.to_owned(), svc);
+    }
+    let mut db = existing(&p, "db", 1);
+    db.config_hash = "stale".into();
+    let o = Observed {
+        containers: vec![db, existing(&p, "web", 1), existing(&p, "worker", 1)],
+        networks: ["demo_default".to_owned()].into(),
+        volumes: Default::default(),
+    };
+    assert_eq!(
+        text(&only_db, &o, &UpOptions::default()),
+        "
+ 1. container recreate demo-db-1 (config changed)
+ 2. container start demo-db-1  [after 1]
+ 3. container restart demo-web-1 (db recreated)  [after 2]
+"
+    );
     // With the dependent recreated too, it is not restarted on top.
     let mut db = existing(&p, "db", 1);
     db.config_hash = "stale".into();

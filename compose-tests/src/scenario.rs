@@ -36,13 +36,6 @@ const NON_NATIVE_PLATFORM: &str = "linux/arm64";
 /// a foreground `up` that never returns must not stall the suite.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// `BERTH_SCENARIO_DROP_INIT=1`: a diagnostic run with every `init: true`
-/// line removed from the scenarios' compose files, to see what fails behind
-/// berth's refusal of `init`. Such a run never counts as a pass.
-pub fn drop_init() -> bool {
-    std::env::var_os("BERTH_SCENARIO_DROP_INIT").is_some_and(|v| v == "1")
-}
-
 /// One scenario of `scenarios.json`.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -541,23 +534,6 @@ impl<'w> Run<'w> {
             ));
         }
         crate::copy_dir(&sc.testdata, &dir);
-        if drop_init() {
-            // Diagnostic only (see `drop_init`): what fails once `init` is
-            // out of the way.
-            for f in std::fs::read_dir(&dir)
-                .map_err(|e| format!("harness: {e}"))?
-                .flatten()
-            {
-                let p = f.path();
-                if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                    let text = std::fs::read_to_string(&p).map_err(|e| format!("harness: {e}"))?;
-                    let kept: Vec<&str> =
-                        text.lines().filter(|l| l.trim() != "init: true").collect();
-                    std::fs::write(&p, kept.join("\n") + "\n")
-                        .map_err(|e| format!("harness: {e}"))?;
-                }
-            }
-        }
         let mut vars = BTreeMap::new();
         vars.insert("project".to_owned(), project.clone());
         vars.insert("dir".to_owned(), dir.display().to_string());

@@ -504,3 +504,33 @@ fn a_new_time_namespace_where_asked() {
     let err = env.run(&id2, &bundle2).unwrap_err().to_string();
     assert!(err.contains("timeOffsets"), "{err}");
 }
+
+#[test]
+fn init_annotation_puts_a_reaping_pid_one_under_the_process() {
+    let env = Env::new();
+    let id = unique("init");
+    // The orphaned `sleep` is re-parented to PID 1 and must not stay a
+    // zombie; the process's exit code is the container's.
+    let script = "echo pid=$$; sh -c 'sleep 0.1 &'; sleep 0.5; \
+                  echo zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l); \
+                  echo one=$(tr '\\0' ' ' < /proc/1/cmdline | cut -c1-9); exit 5";
+    let mut spec = sh(script);
+    spec.set_annotations(Some(
+        [(berth_runtime::INIT_ANNOTATION.to_owned(), "true".to_owned())].into(),
+    ));
+    let (code, out, err) = env.run(&id, &env.bundle(&id, spec)).unwrap();
+    assert_eq!(code, 5, "stdout: {out}; stderr: {err}");
+    assert!(
+        out.contains("pid=2\n"),
+        "the process is PID 1's child: {out}"
+    );
+    assert!(out.contains("zombies=0\n"), "{out}");
+    assert!(!out.contains("one=sh"), "PID 1 is not the shell: {out}");
+
+    // Control: without the annotation the shell is PID 1.
+    let id = unique("noinit");
+    let (code, out, _) = env
+        .run(&id, &env.bundle(&id, sh("echo pid=$$; exit 4")))
+        .unwrap();
+    assert_eq!((code, out.as_str()), (4, "pid=1\n"));
+}

@@ -1046,7 +1046,7 @@ pub fn run_project(
     }
 }
 
-pub(crate) fn project_pull(
+fn project_pull(
     project: &crate::model::project::Project,
     services: &[String],
     mode: ProgressMode,

@@ -1,6 +1,7 @@
 //! Executing a plan on the host: container bundles (overlay rootfs,
-//! `config.json`, `/etc` files), network namespaces, named volumes, the
-//! per-container monitor, and the waits of `depends_on`.
+//! `config.json`, `/etc` files, copies of secrets and configs), network
+//! namespaces, named and anonymous volumes, the per-container monitor, and
+//! the waits of `depends_on` (`super::wait`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -50,8 +51,15 @@ pub fn observe(paths: &Paths, project: &str) -> Result<Observed> {
             created: c.created,
         });
     }
+    // A network counts as made once its DNS table entry is there too: an
+    // `up` killed between the two leaves it to the next `up` to finish
+    // (`ensure_network` is idempotent).
+    let dns =
+        berth_network::dns::DnsTable::load(&berth_network::dns::table_path(&net::dns_dir(paths)))?;
     for n in net::networks(paths).list()? {
-        observed.networks.insert(n.name);
+        if dns.networks.iter().any(|d| d.name == n.name) {
+            observed.networks.insert(n.name);
+        }
     }
     if let Ok(entries) = std::fs::read_dir(paths.volumes()) {
         for e in entries.flatten() {
@@ -242,9 +250,22 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 start_container(paths, &id)?;
                 opts.progress(&format!("Container {name}"), "Started");
             }
-            Action::Restart { service, name, .. } => {
-                let svc = &project.services[service];
-                wait_dependencies(paths, project, svc, opts)?;
+            Action::Restart {
+                service,
+                name,
+                dependency,
+            } => {
+                if let Some(svc) = project.services.get(service) {
+                    wait_dependencies(paths, project, svc, opts)?;
+                } else if let Some(d) = project
+                    .disabled_services
+                    .get(service)
+                    .and_then(|s| s.depends_on.get(dependency))
+                {
+                    // A service outside this `up`: only the recreated
+                    // dependency is ours to wait for.
+                    wait_condition(paths, &project.name, dependency, &d.condition, true, opts)?;
+                }
                 let id = find_by_name(paths, &project.name, name)?;
                 opts.progress(&format!("Container {name}"), "Restarting");
                 stop_container(paths, &id, opts.timeout)?;
@@ -269,12 +290,17 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
 
 /// Removes what a killed `up` left of the containers it was making: their
 /// records carry the project but not yet its labels (the last thing
-/// `create_in` writes), so no plan sees them. Only under the project's
+/// `create_in` writes), so no plan sees them; and directories a kill left
+/// before their record was written (see `state::recordless`). Only under the project's
 /// lock, where no other `up` can be making one; one-offs (`run`, which
 /// takes no lock) are left alone.
 pub fn reclaim_half_made(paths: &Paths, project: &str) -> Result<()> {
     for id in state::half_made(paths, project)? {
         tracing::info!(container = %id, "removing a container a killed berth left half-made");
+        teardown(paths, &id)?;
+    }
+    for id in state::recordless(paths, Duration::from_secs(10)) {
+        tracing::info!(container = %id, "removing a container directory without a record");
         teardown(paths, &id)?;
     }
     Ok(())
@@ -594,20 +620,6 @@ fn create_in(
     inherit: Option<&Inherit<'_>>,
 ) -> Result<()> {
     let dir = paths.container(id);
-    let store = Store::open(&paths.root)?;
-    if svc.image.is_empty() {
-        bail!(
-            "service {:?} has no image (building images is not supported yet)",
-            svc.name
-        );
-    }
-    let (image, image_id, layers, _reference) = image_of(&store, &svc.image)?;
-
-    // The rootfs: overlayfs over the image's layers.
-    let rootfs = dir.join("rootfs");
-    for d in ["rootfs", "upper", "work"] {
-        fs_err::create_dir_all(dir.join(d))?;
-    }
     let mut record = ContainerRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -617,7 +629,7 @@ fn create_in(
         oneoff,
         labels: BTreeMap::new(),
         image: svc.image.clone(),
-        image_id: image_id.clone(),
+        image_id: String::new(),
         created: state::now_millis() / 1000,
         command: Vec::new(),
         restart: restart_policy(svc),
@@ -635,9 +647,26 @@ fn create_in(
         rootfs_mounted: true,
         anonymous_volumes: BTreeMap::new(),
     };
-    // Saved before the first kernel object, so a failure below (or a kill
-    // -9 of this process) is cleaned up: by `teardown`, or by the next
-    // `up`/`down` of the project (`reclaim_half_made`: the labels come last).
+    // Saved first, before the image is read and before any kernel object,
+    // so a failure below (or a kill -9 of this process) is cleaned up: by
+    // `teardown`, or by the next `up`/`down` of the project
+    // (`reclaim_half_made`: the labels come last).
+    record.save(paths)?;
+    let store = Store::open(&paths.root)?;
+    if svc.image.is_empty() {
+        bail!(
+            "service {:?} has no image (building images is not supported yet)",
+            svc.name
+        );
+    }
+    let (image, image_id, layers, _reference) = image_of(&store, &svc.image)?;
+    record.image_id = image_id.clone();
+
+    // The rootfs: overlayfs over the image's layers.
+    let rootfs = dir.join("rootfs");
+    for d in ["rootfs", "upper", "work"] {
+        fs_err::create_dir_all(dir.join(d))?;
+    }
     record.save(paths)?;
     mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
 
@@ -1029,7 +1058,21 @@ pub fn start_container(paths: &Paths, id: &str) -> Result<()> {
 /// and kills it after the grace period); returns when the monitor is gone.
 pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Result<()> {
     let record = ContainerRecord::load(paths, id)?;
-    let run = RunState::load(paths, id);
+    let mut run = RunState::load(paths, id);
+    if run.monitor_pid <= 0 {
+        // A monitor still starting the container (spawned by an `up` that
+        // was killed) has written its pid file but not yet its state.
+        // Only if that pid is still a monitor of this container (a stale
+        // pid file may name a reused pid).
+        run.monitor_pid = std::fs::read_to_string(paths.monitor_pid(id))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+            })
+            .unwrap_or(0);
+    }
     let grace = timeout.unwrap_or(Duration::from_millis(record.stop_grace_ms));
     let was_up = (run.monitor_pid > 0 && alive(run.monitor_pid)) || (run.pid > 0 && alive(run.pid));
     if run.monitor_pid > 0 && alive(run.monitor_pid) {

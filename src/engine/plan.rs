@@ -309,32 +309,31 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
             .find(|(dep, d)| d.restart && recreated.contains(*dep))
             .map(|(dep, _)| dep.to_owned());
         if let (Some(dep), false) = (restart_with, opts.no_start) {
-            let mut kept: Vec<&ObservedContainer> = observed
-                .containers
-                .iter()
-                .filter(|c| !c.oneoff && c.service == *name && c.state == ContainerState::Running)
-                .filter(|c| !made.contains(&c.name))
-                .filter(|c| {
-                    !plan
-                        .steps
-                        .iter()
-                        .any(|s| matches!(&s.action, Action::Remove { id, .. } if *id == c.id))
-                })
-                .collect();
-            kept.sort_by_key(|c| c.number);
-            for c in kept {
-                let step = plan.push(
-                    Action::Restart {
-                        service: name.to_owned(),
-                        name: c.name.clone(),
-                        dependency: dep.clone(),
-                    },
-                    after.clone(),
-                );
-                steps.push(step);
-            }
+            steps.extend(plan_restarts(
+                observed,
+                name,
+                &dep,
+                &made,
+                after.clone(),
+                &mut plan,
+            ));
         }
         ready.insert(name.to_owned(), steps);
+    }
+    // Services left out of this `up` (`up SERVICE`, profiles) follow a
+    // recreated dependency too, when they say `restart: true`.
+    if !opts.no_start {
+        for (name, svc) in &project.disabled_services {
+            let restart_with = svc
+                .depends_on
+                .iter()
+                .find(|(dep, d)| d.restart && recreated.contains(*dep))
+                .map(|(dep, _)| dep.clone());
+            if let Some(dep) = restart_with {
+                let after = ready.get(&dep).cloned().unwrap_or_default();
+                plan_restarts(observed, name, &dep, &[], after, &mut plan);
+            }
+        }
     }
 
     let orphans: Vec<&ObservedContainer> = observed
@@ -363,6 +362,43 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
         }
     }
     Ok(plan)
+}
+
+/// Restarts the running containers of `service` that this plan neither
+/// makes (`made`) nor removes, once `after` is done.
+fn plan_restarts(
+    observed: &Observed,
+    service: &str,
+    dependency: &str,
+    made: &[String],
+    after: Vec<usize>,
+    plan: &mut Plan,
+) -> Vec<usize> {
+    let mut kept: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| !c.oneoff && c.service == service && c.state == ContainerState::Running)
+        .filter(|c| !made.contains(&c.name))
+        .filter(|c| {
+            !plan
+                .steps
+                .iter()
+                .any(|s| matches!(&s.action, Action::Remove { id, .. } if *id == c.id))
+        })
+        .collect();
+    kept.sort_by_key(|c| c.number);
+    kept.into_iter()
+        .map(|c| {
+            plan.push(
+                Action::Restart {
+                    service: service.to_owned(),
+                    name: c.name.clone(),
+                    dependency: dependency.to_owned(),
+                },
+                after.clone(),
+            )
+        })
+        .collect()
 }
 
 fn must_recreate(

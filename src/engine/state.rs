@@ -19,8 +19,10 @@
 //!                       secrets and configs (owner and mode as asked),
 //!                       bound read-only
 //! $BERTH_ROOT/volumes/<name>/_data   named volumes, and anonymous ones
-//!                                     (64 hex digits, owned by the
+//!                                     (64 hex digits, held by the
 //!                                     container that lists them)
+//! $BERTH_ROOT/volumes/<name>/anonymous.json   an anonymous volume's
+//!                                     project, service and mount point
 //! $BERTH_ROOT/projects/<name>.lock    the per-project lock
 //! $BERTH_RUN/runtime/                 the OCI runtime's state
 //! $BERTH_ROOT/networks/, $BERTH_RUN/networks/   berth-network's state
@@ -246,11 +248,14 @@ impl RunState {
             .unwrap_or_default()
     }
 
+    /// Fails when the container's directory is gone: a monitor that
+    /// outlives its container's removal must not make it again.
     pub fn save(&self, paths: &Paths, id: &str) -> Result<()> {
-        write_atomic(
-            &paths.container(id).join("state.json"),
-            &serde_json::to_vec(self)?,
-        )
+        let dir = paths.container(id);
+        if !dir.is_dir() {
+            anyhow::bail!("container {id} was removed ({} is gone)", dir.display());
+        }
+        write_atomic(&dir.join("state.json"), &serde_json::to_vec(self)?)
     }
 
     /// The status, corrected for a monitor that died without saying so (a
@@ -335,6 +340,29 @@ pub fn half_made(paths: &Paths, project: &str) -> Result<Vec<String>> {
         .filter(|c| c.project == project && !c.oneoff && c.label(naming::LABEL_PROJECT).is_empty())
         .map(|c| c.id)
         .collect())
+}
+
+/// Container directories without a record, older than `age`: what a berth
+/// killed between making the directory and writing the record (the first
+/// thing it writes) left. Whose they were is unknown; the age keeps a
+/// creation in progress, which writes its record within microseconds, out.
+pub fn recordless(paths: &Paths, age: std::time::Duration) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(paths.containers()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| !e.path().join("container.json").exists())
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|d| d > age)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// A project's containers.

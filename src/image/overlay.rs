@@ -10,7 +10,8 @@
 //!    the colon-separated list), `upperdir`, `workdir`, `FSCONFIG_CMD_CREATE`,
 //!    `fsmount`, `move_mount` onto the target;
 //! 2. if the kernel has no new mount API or no `lowerdir+`, `mount(2)` with a
-//!    single option string when it fits in a page;
+//!    single option string when it fits in a page, with short relative
+//!    layer names when the absolute paths do not (about 900 layers);
 //! 3. otherwise a clear error naming the layer count and the limit.
 //!
 //! A string value of `fsconfig(2)` is limited to 255 bytes
@@ -32,6 +33,9 @@ use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags,
 };
 
+/// The most lower layers overlayfs stacks (`OVL_MAX_STACK`, fs/overlayfs).
+pub const MAX_LAYERS: usize = 500;
+
 /// The longest string `fsconfig(FSCONFIG_SET_STRING)` accepts, without NUL.
 const FSCONFIG_STRING_MAX: usize = 255;
 
@@ -39,6 +43,8 @@ const FSCONFIG_STRING_MAX: usize = 255;
 pub enum OverlayError {
     #[error("overlay on {target}: no lower layers")]
     NoLayers { target: PathBuf },
+    #[error("overlay on {target}: {layers} layers, but overlayfs stacks at most {MAX_LAYERS}")]
+    OverStack { target: PathBuf, layers: usize },
     #[error("overlay on {target}: {step}: {errno}{}", kernel_log(.log))]
     MountApi {
         target: PathBuf,
@@ -49,10 +55,16 @@ pub enum OverlayError {
     },
     #[error("overlay on {target}: mount(2): {errno}")]
     Mount { target: PathBuf, errno: Errno },
+    #[error("short layer names in {dir}")]
+    Links {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
-        "overlay on {target}: {layers} layers need {bytes} bytes of mount options, more than \
-         the kernel's one-page limit ({limit}); stacking this many layers needs Linux 6.8 or \
-         later (overlayfs `lowerdir+`)"
+        "overlay on {target}: {layers} layers need {bytes} bytes of mount options even with \
+         short names, more than the kernel's one-page limit ({limit}); stacking this many \
+         layers needs Linux 6.8 or later (overlayfs `lowerdir+`)"
     )]
     TooManyLayers {
         target: PathBuf,
@@ -102,6 +114,12 @@ pub fn mount(
             target: target.into(),
         });
     }
+    if lowers.len() > MAX_LAYERS {
+        return Err(OverlayError::OverStack {
+            target: target.into(),
+            layers: lowers.len(),
+        });
+    }
     match mount_with_api(lowers, upper, target)? {
         Some(method) => Ok(method),
         None => mount_with_data(lowers, upper, target).map(|()| OverlayMethod::MountData),
@@ -135,33 +153,43 @@ fn mount_with_api(
         errno,
         log: read_log(fs),
     };
-    for (i, layer) in lowers.iter().enumerate() {
-        let result = if layer.as_os_str().len() <= FSCONFIG_STRING_MAX {
-            fsconfig_set_string(&fs, "lowerdir+", layer.as_os_str())
-        } else {
-            let dir = rustix::fs::open(
-                layer,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| fail(&fs, format!("opening layer {}", layer.display()), e))?;
-            fsconfig_set_fd(&fs, "lowerdir+", dir.as_fd())
-        };
-        match result {
-            Ok(()) => {}
-            // The first `lowerdir+` refused as an unknown key: before 6.8.
-            Err(Errno::INVAL) if i == 0 && !knows_lowerdir_plus(&read_log(&fs)) => {
-                tracing::debug!("overlayfs has no lowerdir+; mounting with mount(2)");
-                return Ok(None);
-            }
-            Err(e) => return Err(fail(&fs, format!("lowerdir+ {}", layer.display()), e)),
+    // A path too long for a string value goes as an open directory.
+    let set_path = |fs: &OwnedFd, key: &str, path: &Path| -> Result<(), OverlayError> {
+        if path.as_os_str().len() <= FSCONFIG_STRING_MAX {
+            return fsconfig_set_string(fs, key, path.as_os_str())
+                .map_err(|e| fail(fs, format!("{key} {}", path.display()), e));
         }
+        let dir = rustix::fs::open(
+            path,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| fail(fs, format!("opening {}", path.display()), e))?;
+        fsconfig_set_fd(fs, key, dir.as_fd()).map_err(|e| {
+            fail(
+                fs,
+                format!("{key} {} (as a file descriptor)", path.display()),
+                e,
+            )
+        })
+    };
+    for (i, layer) in lowers.iter().enumerate() {
+        if i == 0 && layer.as_os_str().len() <= FSCONFIG_STRING_MAX {
+            match fsconfig_set_string(&fs, "lowerdir+", layer.as_os_str()) {
+                Ok(()) => continue,
+                // Refused as an unknown key: a kernel before 6.8.
+                Err(Errno::INVAL) if !knows_lowerdir_plus(&read_log(&fs)) => {
+                    tracing::debug!("overlayfs has no lowerdir+; mounting with mount(2)");
+                    return Ok(None);
+                }
+                Err(e) => return Err(fail(&fs, format!("lowerdir+ {}", layer.display()), e)),
+            }
+        }
+        set_path(&fs, "lowerdir+", layer)?;
     }
     if let Some(u) = upper {
-        fsconfig_set_string(&fs, "upperdir", u.upper.as_os_str())
-            .map_err(|e| fail(&fs, format!("upperdir {}", u.upper.display()), e))?;
-        fsconfig_set_string(&fs, "workdir", u.work.as_os_str())
-            .map_err(|e| fail(&fs, format!("workdir {}", u.work.display()), e))?;
+        set_path(&fs, "upperdir", u.upper)?;
+        set_path(&fs, "workdir", u.work)?;
     }
     if let Err(errno) = fsconfig_create(&fs) {
         let err = fail(&fs, "creating the superblock".into(), errno);
@@ -208,53 +236,108 @@ fn read_log(fs: &OwnedFd) -> Vec<String> {
     out
 }
 
-/// `mount(2)` with `lowerdir=a:b,upperdir=…,workdir=…` when it fits.
+/// `mount(2)` with `lowerdir=a:b,upperdir=…,workdir=…`. When the absolute
+/// paths do not fit in a page, the layers are named by short relative
+/// symlinks (`0`, `1`, …) in a scratch directory next to the target, and
+/// the mount is made from a thread whose working directory is that
+/// directory (`unshare(CLONE_FS)` gives the thread its own, so the rest of
+/// the process is not affected): about four bytes per layer instead of a
+/// hundred, as Docker's overlay2 driver does with its `l/` links. The
+/// kernel resolves the names at mount time; the links are removed after.
 fn mount_with_data(
     lowers: &[PathBuf],
     upper: Option<Upper<'_>>,
     target: &Path,
 ) -> Result<(), OverlayError> {
-    let mut paths: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+    let mut tail = Vec::new();
     if let Some(u) = upper {
-        paths.push(u.upper);
-        paths.push(u.work);
-    }
-    for p in &paths {
-        if p.as_os_str()
-            .as_bytes()
-            .iter()
-            .any(|b| matches!(b, b':' | b',' | b'\\' | 0))
-        {
-            return Err(OverlayError::UnsafePath {
-                target: target.into(),
-                path: p.to_path_buf(),
-            });
+        for p in [u.upper, u.work] {
+            check_option_path(p, target)?;
         }
-    }
-    let mut data = b"lowerdir=".to_vec();
-    for (i, l) in lowers.iter().enumerate() {
-        if i > 0 {
-            data.push(b':');
-        }
-        data.extend_from_slice(l.as_os_str().as_bytes());
-    }
-    if let Some(u) = upper {
-        data.extend_from_slice(b",upperdir=");
-        data.extend_from_slice(u.upper.as_os_str().as_bytes());
-        data.extend_from_slice(b",workdir=");
-        data.extend_from_slice(u.work.as_os_str().as_bytes());
+        tail.extend_from_slice(b",upperdir=");
+        tail.extend_from_slice(u.upper.as_os_str().as_bytes());
+        tail.extend_from_slice(b",workdir=");
+        tail.extend_from_slice(u.work.as_os_str().as_bytes());
     }
     let limit = rustix::param::page_size();
+    let options = |names: &mut dyn Iterator<Item = &[u8]>| {
+        let mut data = b"lowerdir=".to_vec();
+        for (i, n) in names.enumerate() {
+            if i > 0 {
+                data.push(b':');
+            }
+            data.extend_from_slice(n);
+        }
+        data.extend_from_slice(&tail);
+        data
+    };
+    let absolute = options(&mut lowers.iter().map(|l| l.as_os_str().as_bytes()));
     // The kernel copies one page, NUL included.
-    if data.len() + 1 > limit {
+    if absolute.len() < limit {
+        for l in lowers {
+            check_option_path(l, target)?;
+        }
+        return mount_data(&absolute, target);
+    }
+    let names: Vec<String> = (0..lowers.len()).map(|i| i.to_string()).collect();
+    let short = options(&mut names.iter().map(|n| n.as_bytes()));
+    if short.len() >= limit {
         return Err(OverlayError::TooManyLayers {
             target: target.into(),
             layers: lowers.len(),
-            bytes: data.len() + 1,
+            bytes: short.len() + 1,
             limit,
         });
     }
-    let data = CString::new(data).expect("NUL bytes were refused above");
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let links = tempfile::Builder::new()
+        .prefix(".lowers-")
+        .tempdir_in(parent)
+        .map_err(|source| OverlayError::Links {
+            dir: parent.into(),
+            source,
+        })?;
+    for (name, layer) in names.iter().zip(lowers) {
+        let link = links.path().join(name);
+        std::os::unix::fs::symlink(layer, &link)
+            .map_err(|source| OverlayError::Links { dir: link, source })?;
+    }
+    let dir = links.path().to_path_buf();
+    let target_abs = std::path::absolute(target).map_err(|source| OverlayError::Links {
+        dir: target.into(),
+        source,
+    })?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<(), OverlayError> {
+            let fail = |source: nix::Error| OverlayError::Links {
+                dir: dir.clone(),
+                source: source.into(),
+            };
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(fail)?;
+            nix::unistd::chdir(&dir).map_err(fail)?;
+            mount_data(&short, &target_abs)
+        })
+        .join()
+        .expect("the mount thread does not panic")
+    })
+}
+
+fn check_option_path(p: &Path, target: &Path) -> Result<(), OverlayError> {
+    if p.as_os_str()
+        .as_bytes()
+        .iter()
+        .any(|b| matches!(b, b':' | b',' | b'\\' | 0))
+    {
+        return Err(OverlayError::UnsafePath {
+            target: target.into(),
+            path: p.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn mount_data(data: &[u8], target: &Path) -> Result<(), OverlayError> {
+    let data = CString::new(data).expect("NUL bytes were refused before");
     rustix::mount::mount(
         "overlay",
         target,
@@ -278,6 +361,12 @@ pub fn mount_legacy(
     if lowers.is_empty() {
         return Err(OverlayError::NoLayers {
             target: target.into(),
+        });
+    }
+    if lowers.len() > MAX_LAYERS {
+        return Err(OverlayError::OverStack {
+            target: target.into(),
+            layers: lowers.len(),
         });
     }
     mount_with_data(lowers, upper, target)

@@ -147,23 +147,47 @@ pub struct PartialBlob {
 impl PartialBlob {
     /// Opens (locking; waiting while another download holds it) the partial
     /// file of `digest` in `tmp`, picking up what an earlier attempt left.
+    /// `None` when the blob is at `dest` already: another download finished
+    /// it while this one waited.
     pub(crate) fn open(
         tmp: &std::path::Path,
+        dest: &std::path::Path,
         digest: &str,
         hex: &str,
         size: u64,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Option<Self>, StoreError> {
         let data_path = tmp.join(format!("partial-{hex}"));
         let state_path = tmp.join(format!("partial-{hex}.json"));
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&data_path)?;
-        let file = file.into_parts().0;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_at(&data_path, e.into()))?;
+        // The lock is on the inode: one that a finished download renamed
+        // into `blobs/` (or a failed one removed) while we waited for it is
+        // no longer the partial file, so open the path again.
+        let file = loop {
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&data_path)?
+                .into_parts()
+                .0;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+                .map_err(|e| io_at(&data_path, e.into()))?;
+            let locked = rustix::fs::fstat(&file).map_err(|e| io_at(&data_path, e.into()))?;
+            match rustix::fs::stat(&data_path) {
+                Ok(now) if now.st_ino == locked.st_ino && now.st_dev == locked.st_dev => {
+                    break file
+                }
+                Ok(_) => continue,
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(io_at(&data_path, e.into())),
+            }
+        };
+        if dest.exists() {
+            // Finished elsewhere; what is here is a leftover (we hold the lock).
+            let _ = std::fs::remove_file(&state_path);
+            let _ = std::fs::remove_file(&data_path);
+            return Ok(None);
+        }
         let mut p = PartialBlob {
             file,
             data_path,
@@ -195,7 +219,7 @@ impl PartialBlob {
             }
             _ => p.restart()?,
         }
-        Ok(p)
+        Ok(Some(p))
     }
 
     fn load_state(&self) -> Option<ResumableSha256> {
@@ -396,18 +420,23 @@ mod tests {
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
         let hex = &digest[7..];
+        let dest = dir.path().join("blob");
+        let open = || {
+            PartialBlob::open(dir.path(), &dest, &digest, hex, 5000)
+                .unwrap()
+                .unwrap()
+        };
         {
-            let mut p = PartialBlob::open(dir.path(), &digest, hex, 5000).unwrap();
+            let mut p = open();
             p.fill(&data[..3001], &mut |_| {}).unwrap();
             p.checkpoint().unwrap();
             // Bytes after the checkpoint are kept and hashed again on resume.
             p.fill(&data[3001..4000], &mut |_| {}).unwrap();
         }
-        let mut p = PartialBlob::open(dir.path(), &digest, hex, 5000).unwrap();
+        let mut p = open();
         assert_eq!(p.len(), 4000);
         assert!(p.resumed());
         p.fill(&data[4000..], &mut |_| {}).unwrap();
-        let dest = dir.path().join("blob");
         p.finish(&dest).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -419,8 +448,42 @@ mod tests {
             r#"{"digest":"sha256:00","size":5000,"hashed":0,"state":"","tail":""}"#,
         )
         .unwrap();
-        let p = PartialBlob::open(dir.path(), &digest, hex, 5000).unwrap();
+        std::fs::remove_file(&dest).unwrap();
+        let p = open();
         assert_eq!(p.len(), 0);
         assert!(!p.resumed());
+        drop(p);
+        // Once the blob is in place there is nothing to download, and the
+        // leftover partial file goes.
+        std::fs::write(&dest, &data).unwrap();
+        assert!(PartialBlob::open(dir.path(), &dest, &digest, hex, 5000)
+            .unwrap()
+            .is_none());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_download_waiting_for_the_lock_sees_the_finished_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; 100_000];
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+        let hex = &digest[7..];
+        let dest = dir.path().join("blob");
+        let mut first = PartialBlob::open(dir.path(), &dest, &digest, hex, 100_000)
+            .unwrap()
+            .unwrap();
+        std::thread::scope(|s| {
+            let second = s.spawn(|| {
+                PartialBlob::open(dir.path(), &dest, &digest, hex, 100_000)
+                    .unwrap()
+                    .is_none()
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            first.fill(&data[..], &mut |_| {}).unwrap();
+            first.finish(&dest).unwrap();
+            assert!(second.join().unwrap(), "the second download found the blob");
+        });
+        assert_eq!(std::fs::read(&dest).unwrap(), data, "and left it intact");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

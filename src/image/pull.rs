@@ -605,11 +605,10 @@ fn download(
         });
     }
     let dest = store.blob_path(&blob.digest)?;
-    let mut partial = store.partial_blob(&blob.digest, blob.size)?;
-    // Another pull may have finished it while we waited for the lock.
-    if dest.exists() {
+    // None: another pull finished it while we waited for the lock.
+    let Some(mut partial) = store.partial_blob(&blob.digest, blob.size)? else {
         return Ok(());
-    }
+    };
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 0;
     let mut restarted_after_mismatch = false;
@@ -674,7 +673,10 @@ fn download(
                 debug!(digest = %blob.digest, "resumed blob failed its digest, downloading it whole");
                 restarted_after_mismatch = true;
                 pieced = false;
-                partial = store.partial_blob(&blob.digest, blob.size)?;
+                let Some(again) = store.partial_blob(&blob.digest, blob.size)? else {
+                    return Ok(());
+                };
+                partial = again;
                 partial.restart()?;
             }
             Err(e) => return Err(e.into()),

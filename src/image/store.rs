@@ -275,15 +275,16 @@ impl Store {
     }
 
     /// The resumable download of blob `digest` (`size` bytes) in `tmp/`,
-    /// locked for the caller; see [`PartialBlob`].
-    pub fn partial_blob(&self, digest: &str, size: u64) -> Result<PartialBlob, StoreError> {
+    /// locked for the caller; see [`PartialBlob`]. `None` when the blob is
+    /// in the store (perhaps put there by a download this one waited for).
+    pub fn partial_blob(&self, digest: &str, size: u64) -> Result<Option<PartialBlob>, StoreError> {
         let dest = self.blob_path(digest)?;
         let hex = dest
             .file_name()
             .expect("blob paths end in the hex digest")
             .to_string_lossy()
             .into_owned();
-        PartialBlob::open(&self.root.join("tmp"), digest, &hex, size)
+        PartialBlob::open(&self.root.join("tmp"), &dest, digest, &hex, size)
     }
 
     /// Stores a manifest (schema 2 or OCI) whose config and layer blobs are
