@@ -229,3 +229,73 @@ fn dry_run_needs_no_registry() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains(&format!("{target} published")), "{all}");
 }
+
+#[test]
+fn app_copies_the_images_and_ties_them_with_an_index() {
+    need("tar");
+    let reg = Registry::start(None);
+    let fx = Fixture::new();
+    let image = format!("{}/lib/tiny:1", reg.host());
+    std::fs::write(
+        fx.dir.path().join("compose.yaml"),
+        format!("services:\n  web:\n    image: {image}\n"),
+    )
+    .unwrap();
+    let rootfs = tempfile::tempdir().unwrap();
+    std::fs::write(rootfs.path().join("hello"), "hi\n").unwrap();
+    let tar = fx.state.path().join("tiny.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(rootfs.path())
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = fx.berth(&["image", "import", tar.to_str().unwrap(), &image], "");
+    assert!(out.status.success(), "{}", text(&out));
+    // The image must be on its registry for its digest to be resolved.
+    let out = fx.berth(&["push"], "");
+    assert!(out.status.success(), "{}", text(&out));
+
+    let target = format!("{}/acme/full:v1", reg.host());
+    let out = fx.berth(&["publish", &target, "--app", "-y"], "");
+    assert!(out.status.success(), "{}", text(&out));
+
+    let c = client(&reg);
+    let pushed_image = c.manifest("lib/tiny", "1").unwrap();
+    let compose = c.manifest("acme/full", "v1").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&compose.bytes).unwrap();
+    // --app implies --resolve-image-digests: the last layer pins the image.
+    let last = v["layers"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["annotations"]["com.docker.compose.file"],
+        "image-digests.yaml"
+    );
+    let pins = String::from_utf8(blob(&c, "acme/full", last["digest"].as_str().unwrap())).unwrap();
+    assert!(pins.contains(&pushed_image.digest), "{pins}");
+
+    // The image is in the artifact's repository too, by digest.
+    let copied = c.manifest("acme/full", &pushed_image.digest).unwrap();
+    assert_eq!(copied.bytes, pushed_image.bytes);
+
+    // The index (pushed by digest, untagged): found among the revisions.
+    let revs = reg
+        .dir
+        .path()
+        .join("data/docker/registry/v2/repositories/acme/full/_manifests/revisions/sha256");
+    let mut index = None;
+    for e in std::fs::read_dir(&revs).unwrap() {
+        let d = format!("sha256:{}", e.unwrap().file_name().to_string_lossy());
+        let m = c.manifest("acme/full", &d).unwrap();
+        if m.media_type == "application/vnd.oci.image.index.v1+json" {
+            index = Some(m);
+        }
+    }
+    let index = index.expect("an image index in the repository");
+    let iv: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+    assert_eq!(iv["subject"]["digest"], compose.digest.as_str());
+    assert_eq!(iv["subject"]["artifactType"], ARTIFACT);
+    assert_eq!(iv["manifests"][0]["digest"], pushed_image.digest.as_str());
+}
