@@ -194,7 +194,11 @@ pub fn publish(args: &ProjectArgs, opts: &PublishOptions) -> Result<u8> {
     if !pre_checks(&project, &opts, &mut prompt)? {
         return Ok(EXIT_CANCELED);
     }
-    let registries = RegistryConfig::from_env()?;
+    let mut registries = RegistryConfig::from_env()?;
+    if opts.insecure_registry {
+        // `--insecure-registry`: plain HTTP to the artifact's registry.
+        registries.insecure.push(repository.domain.clone());
+    }
     let auth = DockerConfig::from_env()?;
     let mut layers = create_layers(&project, opts.with_env)?;
     if opts.resolve_image_digests {
