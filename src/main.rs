@@ -62,6 +62,8 @@ fn main() -> ExitCode {
         }
         Command::Ls(args) => commands::lifecycle::ls(&args),
         Command::Cp(args) => commands::cp::cp(&(&cli.global).into(), &args),
+        Command::Export(args) => commands::export::export(&(&cli.global).into(), &args),
+        Command::Commit(args) => commands::export::commit(&(&cli.global).into(), &args),
         Command::Events(args) => commands::events::events(&(&cli.global).into(), &args),
         Command::Scale(args) => commands::scale::scale(&(&cli.global).into(), &args),
         Command::Stats(args) => commands::stats::stats(&(&cli.global).into(), &args),

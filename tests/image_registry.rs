@@ -296,6 +296,7 @@ fn push_then_skopeo_inspect_and_chunked_upload() {
     // The same image under another tag in a fresh repository, sent in 64 KiB
     // PATCH chunks (no mount source: a new blob must really be uploaded).
     let cfg = berth::image::store::ImageConfig {
+        author: None,
         config: berth::image::store::ContainerConfig {
             cmd: Some(vec!["true".into()]),
             ..Default::default()

@@ -214,6 +214,44 @@ pub struct CpArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The service whose container is exported
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// Index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long)]
+    pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The service whose container is committed
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// The new image's name, REPOSITORY[:TAG] (default: an untagged image)
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short = 'c', long = "change")]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: bool,
+    /// Index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+}
+
+#[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Service (default: all)
     #[arg(value_name = "SERVICE")]

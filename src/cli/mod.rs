@@ -106,6 +106,10 @@ pub enum Command {
     Cp(lifecycle::CpArgs),
     /// Receive real time events from containers
     Events(lifecycle::EventsArgs),
+    /// Export a service container's filesystem as a tar archive
+    Export(lifecycle::ExportArgs),
+    /// Create a new image from a service container's changes
+    Commit(lifecycle::CommitArgs),
     /// Scale services
     Scale(lifecycle::ScaleArgs),
     /// Display a live stream of container(s) resource usage statistics

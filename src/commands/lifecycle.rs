@@ -38,6 +38,12 @@ fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Projec
                 }
             }
         }
+        // As compose-go's IgnoreDependencies: the selected services no
+        // longer depend on what was left out.
+        let kept: Vec<String> = p.services.keys().cloned().collect();
+        for s in p.services.values_mut() {
+            s.depends_on.retain(|d, _| kept.contains(d));
+        }
     }
     Ok(p)
 }
@@ -379,6 +385,24 @@ fn project_order(project: &Project) -> BTreeMap<String, usize> {
         }
     }
     order
+}
+
+/// `services` and, transitively, every service they depend on (none
+/// named: none, which `select` reads as all).
+fn with_dependencies(project: &Project, services: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = services.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        if let Some(s) = project.services.get(&out[i]) {
+            for d in s.depends_on.keys() {
+                if !out.contains(d) {
+                    out.push(d.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 fn select<'a>(
@@ -744,9 +768,15 @@ fn project_records(
 }
 
 pub fn start(args: &ProjectArgs, a: &ServicesArgs) -> Result<()> {
-    let (paths, project, records) = project_records(args, &a.services)?;
+    let (paths, project, all) = project_records(args, &[])?;
+    // The services named and what they depend on, as Docker Compose starts
+    // them; never one-off containers.
+    let wanted = with_dependencies(&project, &a.services);
+    let mut records: Vec<ContainerRecord> = select(&all, &wanted)
+        .filter(|c| !c.oneoff)
+        .cloned()
+        .collect();
     let order = project_order(&project);
-    let mut records = records;
     records.sort_by_key(|c| order.get(&c.service).copied().unwrap_or(usize::MAX));
     for c in &records {
         if RunState::load(&paths, &c.id).effective_status() == Status::Running {
@@ -762,7 +792,8 @@ pub fn start(args: &ProjectArgs, a: &ServicesArgs) -> Result<()> {
 pub fn stop(args: &ProjectArgs, a: &ServicesTimeoutArgs) -> Result<()> {
     let (paths, project, records) = project_records(args, &a.services)?;
     let levels = project_levels(&project);
-    let refs: Vec<&ContainerRecord> = records.iter().collect();
+    // One-off containers are left alone, as Docker Compose does.
+    let refs: Vec<&ContainerRecord> = records.iter().filter(|c| !c.oneoff).collect();
     let t = timeout(a.timeout);
     // Dependents first, level by level; each level in parallel.
     for_each_level(&levels, &refs, true, |c| {
@@ -913,40 +944,20 @@ pub fn exec(args: &ProjectArgs, a: &ExecArgs) -> Result<u8> {
         bail!("container {} is not running", c.name);
     }
     let rt = berth_runtime::Runtime::new(paths.runtime_root());
-    let spec = berth_runtime::spec::load(&paths.container(&c.id))?;
-    let base = spec
-        .process()
-        .clone()
-        .context("the container's config.json has no process")?;
     let tty = !a.no_tty && !a.detach && std::io::stdin().is_terminal();
-    let mut v = serde_json::to_value(&base)?;
-    v["args"] = serde_json::json!(a.command);
-    v["terminal"] = serde_json::json!(tty);
-    if let Some(w) = &a.workdir {
-        v["cwd"] = serde_json::json!(w);
-    }
-    let mut env: Vec<String> = base.env().clone().unwrap_or_default();
-    for e in &a.env {
-        let key = e.split_once('=').map_or(e.as_str(), |x| x.0);
-        env.retain(|x| x.split_once('=').map_or(x.as_str(), |y| y.0) != key);
-        if e.contains('=') {
-            env.push(e.clone());
-        } else if let Ok(val) = std::env::var(e) {
-            env.push(format!("{e}={val}"));
-        }
-    }
-    v["env"] = serde_json::json!(env);
-    if let Some(user) = &a.user {
-        let rootfs = paths.container(&c.id).join("rootfs");
-        let (uid, gid, extra) = crate::engine::spec::resolve_user(&c.service, user, Some(&rootfs))?;
-        v["user"] = serde_json::json!({"uid": uid, "gid": gid, "additionalGids": extra});
-    }
-    if a.privileged {
-        let all = berth_runtime::caps::all_names();
-        v["capabilities"] =
-            serde_json::json!({"bounding": all, "effective": all, "permitted": all});
-    }
-    let process: berth_runtime::Process = serde_json::from_value(v)?;
+    let process = execute::exec_process(
+        &paths,
+        &c.id,
+        &c.service,
+        &a.command,
+        &execute::ExecOverrides {
+            tty,
+            workdir: a.workdir.as_deref(),
+            env: &a.env,
+            user: a.user.as_deref(),
+            privileged: a.privileged,
+        },
+    )?;
     if !tty {
         let code = rt.exec(
             &c.id,
@@ -1071,6 +1082,12 @@ pub fn pause(args: &ProjectArgs, a: &ServicesArgs, freeze: bool) -> Result<()> {
             (Status::Paused, Status::Running, "Unpaused")
         };
         if status != from {
+            if freeze && status == Status::Paused {
+                bail!("container {} is already paused", c.name);
+            }
+            if !freeze && status == Status::Running {
+                bail!("container {} is not paused", c.name);
+            }
             continue;
         }
         if freeze {

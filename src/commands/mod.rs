@@ -3,6 +3,7 @@
 pub mod config;
 pub mod cp;
 pub mod events;
+pub mod export;
 pub mod image;
 pub mod lifecycle;
 pub mod project;

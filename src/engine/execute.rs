@@ -248,6 +248,9 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 }
                 opts.progress(&format!("Container {name}"), "Starting");
                 start_container(paths, &id)?;
+                for hook in &svc.post_start {
+                    run_hook(paths, &id, &svc.name, hook)?;
+                }
                 opts.progress(&format!("Container {name}"), "Started");
             }
             Action::Restart {
@@ -646,6 +649,7 @@ fn create_in(
         own_netns: false,
         rootfs_mounted: true,
         anonymous_volumes: BTreeMap::new(),
+        pre_stop: svc.pre_stop.clone(),
     };
     // Saved first, before the image is read and before any kernel object,
     // so a failure below (or a kill -9 of this process) is cleaned up: by
@@ -1056,9 +1060,119 @@ pub fn start_container(paths: &Paths, id: &str) -> Result<()> {
 
 /// Stops a container: its monitor gets SIGTERM (it signals the container
 /// and kills it after the grace period); returns when the monitor is gone.
+/// The process of an `exec` in container `id`: its own process (env, cwd,
+/// user, capabilities) with `command` and the overrides given.
+pub fn exec_process(
+    paths: &Paths,
+    id: &str,
+    service: &str,
+    command: &[String],
+    over: &ExecOverrides<'_>,
+) -> Result<berth_runtime::Process> {
+    let spec = berth_runtime::spec::load(&paths.container(id))?;
+    let base = spec
+        .process()
+        .clone()
+        .context("the container's config.json has no process")?;
+    let mut v = serde_json::to_value(&base)?;
+    v["args"] = serde_json::json!(command);
+    v["terminal"] = serde_json::json!(over.tty);
+    if let Some(w) = over.workdir.filter(|w| !w.is_empty()) {
+        v["cwd"] = serde_json::json!(w);
+    }
+    let mut env: Vec<String> = base.env().clone().unwrap_or_default();
+    for e in over.env {
+        let key = e.split_once('=').map_or(e.as_str(), |x| x.0);
+        env.retain(|x| x.split_once('=').map_or(x.as_str(), |y| y.0) != key);
+        if e.contains('=') {
+            env.push(e.clone());
+        } else if let Ok(val) = std::env::var(e) {
+            env.push(format!("{e}={val}"));
+        }
+    }
+    v["env"] = serde_json::json!(env);
+    if let Some(user) = over.user.filter(|u| !u.is_empty()) {
+        let rootfs = paths.container(id).join("rootfs");
+        let (uid, gid, extra) = super::spec::resolve_user(service, user, Some(&rootfs))?;
+        v["user"] = serde_json::json!({"uid": uid, "gid": gid, "additionalGids": extra});
+    }
+    if over.privileged {
+        let all = berth_runtime::caps::all_names();
+        v["capabilities"] =
+            serde_json::json!({"bounding": all, "effective": all, "permitted": all});
+    }
+    Ok(serde_json::from_value(v)?)
+}
+
+/// What `exec` and hooks change of a container's process.
+#[derive(Default)]
+pub struct ExecOverrides<'a> {
+    pub tty: bool,
+    pub workdir: Option<&'a str>,
+    /// `KEY=VALUE`, or `KEY` to take our own value.
+    pub env: &'a [String],
+    pub user: Option<&'a str>,
+    pub privileged: bool,
+}
+
+/// Runs a `post_start` or `pre_stop` hook in the running container `id`,
+/// as `exec` would; a non-zero exit is an error naming the service.
+pub fn run_hook(
+    paths: &Paths,
+    id: &str,
+    service: &str,
+    hook: &crate::model::project::ServiceHook,
+) -> Result<()> {
+    let Some(command) = hook.command.as_ref().filter(|c| !c.is_empty()) else {
+        return Ok(());
+    };
+    let env: Vec<String> = hook
+        .environment
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.clone(),
+        })
+        .collect();
+    let process = exec_process(
+        paths,
+        id,
+        service,
+        command,
+        &ExecOverrides {
+            workdir: Some(hook.working_dir.as_str()),
+            env: &env,
+            user: Some(hook.user.as_str()),
+            privileged: hook.privileged,
+            ..ExecOverrides::default()
+        },
+    )?;
+    let rt = berth_runtime::Runtime::new(paths.runtime_root());
+    let code = match rt.exec(id, &process, &berth_runtime::ExecOptions::default()) {
+        Ok(code) => code,
+        Err(berth_runtime::RuntimeError::CommandNotFound { .. }) => 127,
+        Err(e) => return Err(e).with_context(|| format!("running a {service} hook")),
+    };
+    if code != 0 {
+        bail!("{service} hook exited with status {code}");
+    }
+    Ok(())
+}
+
 pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Result<()> {
     let record = ContainerRecord::load(paths, id)?;
     let mut run = RunState::load(paths, id);
+    // `pre_stop` hooks run in the container first; a failing one fails the
+    // stop once the container is stopped, as Docker Compose does.
+    let mut hook_error = None;
+    if run.effective_status() == Status::Running {
+        for hook in &record.pre_stop {
+            if let Err(e) = run_hook(paths, id, &record.service, hook) {
+                hook_error = Some(e);
+                break;
+            }
+        }
+    }
     if run.monitor_pid <= 0 {
         // A monitor still starting the container (spawned by an `up` that
         // was killed) has written its pid file but not yet its state.
@@ -1121,7 +1235,7 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
     if was_up {
         super::events::emit(paths, &record, "stop", &[]);
     }
-    Ok(())
+    hook_error.map_or(Ok(()), Err)
 }
 
 /// Waits up to `d` for process `pid` (not our child) to end; true if it

@@ -168,6 +168,9 @@ pub struct ContainerRecord {
     /// `down -v` remove them.
     #[serde(default)]
     pub anonymous_volumes: BTreeMap<String, String>,
+    /// The service's `pre_stop` hooks, run in the container before a stop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<crate::model::project::ServiceHook>,
 }
 
 impl ContainerRecord {

@@ -58,6 +58,7 @@ pub fn import(
         format!("sha256:{}", hex::encode(hasher.finalize()))
     };
     let image = ImageConfig {
+        author: None,
         created: None,
         architecture: host_arch().into(),
         os: "linux".into(),

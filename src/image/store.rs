@@ -168,6 +168,8 @@ pub struct ContainerConfig {
 pub struct ImageConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     pub architecture: String,
     pub os: String,
     #[serde(default)]

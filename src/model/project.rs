@@ -707,7 +707,7 @@ pub struct WatchTrigger {
 }
 
 /// A lifecycle hook (`pre_start`, `post_start`, `pre_stop`, `develop.watch.exec`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServiceHook {
     #[serde(deserialize_with = "lenient::shell_command")]

@@ -345,6 +345,9 @@ fn take_lock(paths: &Paths, id: &str, mode: Mode) -> Result<Option<Lock>> {
                 report("ok");
                 return Ok(None);
             }
+            // The holder is a monitor finishing its exit (it clears its pid
+            // last): wait for its lock.
+            Status::Exited | Status::Dead if s.monitor_pid == 0 => {}
             Status::Exited | Status::Dead if !s.error.is_empty() => {
                 report(&format!("error: {}", s.error));
                 bail!("{}", s.error);
