@@ -95,6 +95,17 @@ fn main() -> ExitCode {
         Command::Logout(args) => image(args.into_action()),
         Command::Pull(args) => project_image(args.into_action()),
         Command::Push(args) => project_image(args.into_action()),
+        Command::Publish(args) => {
+            let project = settings::ProjectArgs::from(&cli.global);
+            let opts = match publish_options(args, cli.global.dry_run) {
+                Ok(o) => o,
+                Err(err) => return report(&err),
+            };
+            return match commands::publish::publish(&project, &opts) {
+                Ok(code) => ExitCode::from(code),
+                Err(err) => report(&err),
+            };
+        }
         Command::Images(args) => project_image(args.into_action()),
         Command::Runtime(args) => return commands::runtime::main((*args).into_invocation()),
         Command::Version(args) => commands::version::version(&printer, args.format, args.short),
@@ -103,6 +114,26 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(&err),
     }
+}
+
+fn publish_options(
+    args: berth::cli::lifecycle::PublishArgs,
+    global_dry_run: bool,
+) -> anyhow::Result<commands::publish::PublishOptions> {
+    let oci_version = match args.oci_version.as_deref() {
+        None | Some("") => None,
+        Some(v) => Some(v.parse().map_err(anyhow::Error::msg)?),
+    };
+    Ok(commands::publish::PublishOptions {
+        repository: args.repository,
+        app: args.app,
+        oci_version,
+        resolve_image_digests: args.resolve_image_digests,
+        with_env: args.with_env,
+        yes: args.yes,
+        dry_run: args.dry_run || global_dry_run,
+        insecure_registry: args.insecure_registry,
+    })
 }
 
 fn image_progress(p: berth::cli::Progress) -> commands::image::ProgressMode {

@@ -471,3 +471,31 @@ pub struct LsArgs {
     #[arg(long, value_enum, default_value_t = PsFormat::Table)]
     pub format: PsFormat,
 }
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Repository (and tag) to publish to: REPOSITORY[:TAG]
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub repository: String,
+    /// Published compose application (includes referenced images)
+    #[arg(long)]
+    pub app: bool,
+    /// Use insecure registry
+    #[arg(long)]
+    pub insecure_registry: bool,
+    /// OCI image/artifact specification version (automatically determined by default)
+    #[arg(long, value_name = "VERSION")]
+    pub oci_version: Option<String>,
+    /// Pin image tags to digests
+    #[arg(long)]
+    pub resolve_image_digests: bool,
+    /// Include environment variables in the published OCI artifact
+    #[arg(long)]
+    pub with_env: bool,
+    /// Assume "yes" as answer to all prompts
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Execute command in dry run mode
+    #[arg(long)]
+    pub dry_run: bool,
+}

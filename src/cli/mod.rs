@@ -131,6 +131,8 @@ pub enum Command {
     Pull(image::PullArgs),
     /// Push service images
     Push(image::PushArgs),
+    /// Publish compose application
+    Publish(lifecycle::PublishArgs),
     /// Run OCI containers (a runc-compatible runtime)
     Runtime(Box<runtime::RuntimeArgs>),
     /// Show the Docker Compose version information

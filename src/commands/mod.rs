@@ -7,6 +7,7 @@ pub mod export;
 pub mod image;
 pub mod lifecycle;
 pub mod project;
+pub mod publish;
 pub mod runtime;
 pub mod scale;
 pub mod stats;
