@@ -379,6 +379,12 @@ fn unsupported_check(project: &Project, svc: &Service) -> Result<()> {
         ),
         (!svc.storage_opt.is_empty(), "storage_opt"),
         (
+            svc.logging
+                .as_ref()
+                .is_some_and(|l| !matches!(l.driver.as_str(), "" | "json-file")),
+            "a logging driver other than json-file",
+        ),
+        (
             !matches!(svc.runtime.as_str(), "" | "runc" | "berth"),
             "runtime",
         ),
