@@ -974,7 +974,7 @@ impl Networks {
         container_id: &str,
         netns_path: Option<&Path>,
     ) -> Result<(), NetworkError> {
-        let _lock = self.store.lock()?;
+        let lock = self.store.lock()?;
         let Some(mut state) = self.store.load(network)? else {
             return Ok(());
         };
@@ -982,6 +982,16 @@ impl Networks {
             return Ok(());
         };
         self.stop_proxy(network, container_id)?;
+        self.store.save(&mut state)?;
+        if !lease.ports.is_empty() {
+            self.sync_locked(false)?;
+        }
+        // The veth goes after the lock: deleting a link waits for an RCU
+        // grace period (15-50 ms), and the kernel overlaps those waits of
+        // links deleted at once, so containers stopped together are
+        // detached together instead of one after another. The lease is
+        // released already; the pair's names are the container's own.
+        drop(lock);
         let mut nl = host_netlink()?;
         let host_gone = nl
             .link_by_name(&lease.host_ifname)
@@ -997,10 +1007,6 @@ impl Networks {
                     }
                 }
             }
-        }
-        self.store.save(&mut state)?;
-        if !lease.ports.is_empty() {
-            self.sync_locked(false)?;
         }
         Ok(())
     }
