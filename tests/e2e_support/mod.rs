@@ -20,12 +20,15 @@ use berth::image::{Reference, Store};
 
 static NEXT_NS: AtomicU32 = AtomicU32::new(0);
 
+/// Writes more files into a rootfs before it is imported.
+pub type Seed = Box<dyn FnOnce(&Path)>;
+
 /// How an [`Env`] is made; [`Env::new`] is the common case.
 pub struct Setup {
     project: String,
     compose: String,
     image_config: Vec<String>,
-    seed: Option<Box<dyn FnOnce(&Path)>>,
+    seed: Option<Seed>,
     netns: bool,
     poll: Duration,
 }
@@ -116,12 +119,7 @@ impl Setup {
 /// Debian's busybox-static as a rootfs in `rootfs` (made by
 /// `shared/bench/busybox-rootfs.sh`, then `seed`), imported into the store
 /// at `root` as `bb:latest` with the `--change` lines `config`.
-pub fn import_busybox(
-    root: &Path,
-    rootfs: &Path,
-    config: &[&str],
-    seed: Option<Box<dyn FnOnce(&Path)>>,
-) {
+pub fn import_busybox(root: &Path, rootfs: &Path, config: &[&str], seed: Option<Seed>) {
     let st = Command::new("sh")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
