@@ -292,13 +292,7 @@ networks:
         "{o:?}"
     );
     // A kill -9 of the DNS server: the next `up` starts it again.
-    let dns = berth_network::dns::running(&env.run)
-        .unwrap()
-        .expect("a DNS server runs");
-    nix::sys::signal::kill(dns, nix::sys::signal::Signal::SIGKILL).unwrap();
-    env.wait_for("the DNS server to die", Duration::from_secs(5), || {
-        berth_network::dns::running(&env.run).unwrap().is_none()
-    });
+    env.kill_dns();
     env.ok(&["up", "-d"]);
     let o = exec("client", "timeout 5 wget -q -O - http://web/");
     assert!(

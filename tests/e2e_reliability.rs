@@ -329,13 +329,7 @@ fn a_cli_killed_in_the_middle_of_up_loses_nothing_and_the_next_up_converges() {
     let writer_pid = env.state(&writer)["pid"].as_i64().unwrap();
 
     // And the DNS server, while we are at it.
-    let dns = berth_network::dns::running(&env.run)
-        .unwrap()
-        .expect("a DNS server runs");
-    nix::sys::signal::kill(dns, nix::sys::signal::Signal::SIGKILL).unwrap();
-    env.wait_for("the DNS server to die", Duration::from_secs(5), || {
-        berth_network::dns::running(&env.run).unwrap().is_none()
-    });
+    env.kill_dns();
 
     env.ok(&["up", "-d"]);
     let names: Vec<String> = env.containers().into_iter().map(|(n, _)| n).collect();

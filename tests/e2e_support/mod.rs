@@ -335,6 +335,17 @@ impl Env {
         log
     }
 
+    /// A kill -9 of the env's DNS server; returns once it is gone.
+    pub fn kill_dns(&self) {
+        let dns = berth_network::dns::running(&self.run)
+            .unwrap()
+            .expect("a DNS server runs");
+        nix::sys::signal::kill(dns, nix::sys::signal::Signal::SIGKILL).unwrap();
+        self.wait_for("the DNS server to die", Duration::from_secs(5), || {
+            berth_network::dns::running(&self.run).unwrap().is_none()
+        });
+    }
+
     /// Mounts naming this env's state.
     pub fn mounts(&self) -> Vec<String> {
         let root = self.root.display().to_string();
