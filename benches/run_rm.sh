@@ -11,6 +11,8 @@
 #
 #   benches/run_rm.sh [HYPERFINE ARGS...]     (default: --warmup 3 --runs 40)
 #   BERTH=path/to/berth                       (default: target/release/berth)
+#   RUN_RM_DIR=/dev/shm                       where BERTH_ROOT/BERTH_RUN go (default
+#                                             /tmp; a tmpfs shows what the disk costs)
 set -eu
 cd "$(dirname "$0")/.."
 if [ -z "${RUN_RM_IN_NETNS:-}" ]; then
@@ -22,7 +24,7 @@ BERTH=$(realpath "${BERTH:-${CARGO_TARGET_DIR:-target}/release/berth}")
 [ -x "$BERTH" ] || { echo "run_rm.sh: no berth at $BERTH (cargo build --release -p berth)" >&2; exit 1; }
 ip link set lo up
 
-tmp=$(mktemp -d /tmp/berth-run-rm.XXXXXX)
+tmp=$(mktemp -d "${RUN_RM_DIR:-/tmp}/berth-run-rm.XXXXXX")
 export BERTH_ROOT="$tmp/root" BERTH_RUN="$tmp/run"
 cleanup() {
     for p in none bridge; do
