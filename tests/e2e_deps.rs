@@ -424,6 +424,10 @@ services:
     let out = env.berth(&["up", "--abort-on-container-failure", "-t", "1"]);
     let text = both(&out);
     assert_eq!(out.status.code(), Some(111), "{text}");
+    assert!(
+        text.contains("Attaching to exit-1, fail-1, running-1\n"),
+        "{text}"
+    );
     assert!(text.contains("exit-1 exited with code 0"), "{text}");
     assert!(text.contains("fail-1 exited with code 111"), "{text}");
     assert!(

@@ -627,6 +627,8 @@ fn follow_logs(
     let containers = state::project_containers(paths, project)?;
     let selected: Vec<&ContainerRecord> = select(&containers, &logs.services)
         .filter(|c| logs.index.is_none_or(|i| c.number == i && !c.oneoff))
+        // Foreground `up` attaches to the service containers only.
+        .filter(|c| exits_since.is_none() || !c.oneoff)
         .collect();
     let now = std::time::SystemTime::now();
     let bound = |b: &Option<String>, flag: &str| -> Result<Option<String>> {
@@ -647,6 +649,16 @@ fn follow_logs(
         .map(|c| crate::engine::naming::short_name(project, &c.service, c.number, &c.name))
         .collect();
     let width = shown.iter().map(|n| n.len()).max().unwrap_or(0) + 1;
+    if exits_since.is_some() && !selected.is_empty() {
+        let mut names: Vec<(&str, &str)> = selected
+            .iter()
+            .zip(&shown)
+            .map(|(c, s)| (c.name.as_str(), *s))
+            .collect();
+        names.sort();
+        let names: Vec<&str> = names.into_iter().map(|(_, s)| s).collect();
+        println!("Attaching to {}", names.join(", "));
+    }
     let tail: Option<usize> = match logs.tail.as_str() {
         "all" | "-1" => None,
         n => Some(
