@@ -7,20 +7,17 @@
 //! every container is `network_mode: none` (or shares one), so nothing
 //! touches the host's network. Each test takes its stack down on drop.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod e2e_support;
+
+use std::ops::Deref;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use berth::image::import::import;
-use berth::image::{Reference, Store};
+use e2e_support::Setup;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    run: PathBuf,
-    dir: PathBuf,
-    project: String,
-}
+/// The shared env; berth runs with stdin from /dev/null, and `ok` returns
+/// stdout and stderr together.
+struct Env(e2e_support::Env);
 
 impl Env {
     fn new(tag: &str, compose: &str) -> Env {
@@ -28,57 +25,13 @@ impl Env {
             nix::unistd::geteuid().is_root(),
             "precondition: these tests run containers and need root"
         );
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        let run = tmp.path().join("run");
-        let dir = tmp.path().join("proj");
-        std::fs::create_dir_all(&dir).unwrap();
-        let project = format!("deps{}{tag}", std::process::id());
-        std::fs::write(
-            dir.join("compose.yaml"),
-            format!("name: {project}\n{compose}"),
-        )
-        .unwrap();
-        let rootfs = tmp.path().join("bb");
-        let st = Command::new("sh")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/bench/busybox-rootfs.sh"
-            ))
-            .arg(&rootfs)
-            .status()
-            .expect("precondition: sh and ../shared/bench/busybox-rootfs.sh");
-        assert!(st.success(), "busybox-rootfs.sh failed");
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .args(["-cf", "-", "."])
-            .output()
-            .expect("precondition: tar");
-        assert!(tar.status.success());
-        let store = Store::open(&root).unwrap();
-        import(
-            &store,
-            &tar.stdout[..],
-            &Reference::parse("bb:latest").unwrap(),
-            &["CMD [\"sh\"]".into()],
-        )
-        .unwrap();
-        Env {
-            _tmp: tmp,
-            root,
-            run,
-            dir,
-            project,
-        }
+        Env(Setup::new(format!("deps{}{tag}", std::process::id()))
+            .compose(compose)
+            .build())
     }
 
     fn berth_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(args)
-            .current_dir(&self.dir)
-            .env("BERTH_ROOT", &self.root)
-            .env("BERTH_RUN", &self.run)
+        self.command(args)
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .output()
@@ -125,9 +78,18 @@ impl Env {
     }
 }
 
+impl Deref for Env {
+    type Target = e2e_support::Env;
+
+    fn deref(&self) -> &e2e_support::Env {
+        &self.0
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
-        // Whatever happened, take the stack (and its one-offs) down.
+        // Whatever happened, take the stack (and its one-offs) down; the
+        // shared guard follows.
         let _ = self.berth(&["down", "-v", "-t", "0", "--remove-orphans"]);
     }
 }
