@@ -400,12 +400,16 @@ impl Env {
             .map(|l| format!("mount: {l}"))
             .collect();
         for (pid, cmd) in self.processes(ids.iter().copied()) {
-            // A zombie that only waits for its reaper holds nothing.
+            // A zombie that only waits for its reaper holds nothing, and a
+            // child of the test is a berth command the test itself runs
+            // (an `events` follower ending with the stack, say).
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if stat
+            let fields: Vec<&str> = stat
                 .rsplit_once(") ")
-                .is_some_and(|(_, r)| r.starts_with('Z'))
-            {
+                .map_or(Vec::new(), |(_, r)| r.split_whitespace().collect());
+            let zombie = fields.first().is_some_and(|s| s.starts_with('Z'));
+            let ppid: Option<u32> = fields.get(1).and_then(|p| p.parse().ok());
+            if zombie || ppid == Some(std::process::id()) {
                 continue;
             }
             left.push(format!("process {pid}: {cmd}"));
