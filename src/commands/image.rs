@@ -913,8 +913,7 @@ fn inspect(printer: &Printer, references: &[String]) -> Result<()> {
     let all = store.list()?;
     let mut out = Vec::new();
     for name in references {
-        let r = parse_ref(name)?;
-        let desc = store.resolve(&r)?;
+        let desc = store.find(name)?;
         let manifest = store.manifest(&desc)?;
         let config: serde_json::Value =
             serde_json::from_slice(&store.read_blob(&manifest.config.digest)?)?;
@@ -1069,11 +1068,12 @@ fn project_pull(
         if matches!(policy, "never" | "build") {
             continue;
         }
-        let r = Reference::parse(&s.image)
-            .with_context(|| format!("service {name:?}: image {:?}", s.image))?;
-        if !always && matches!(policy, "missing" | "if_not_present") && store.resolve(&r).is_ok() {
+        if !always && matches!(policy, "missing" | "if_not_present") && store.find(&s.image).is_ok()
+        {
             continue;
         }
+        let r = Reference::parse(&s.image)
+            .with_context(|| format!("service {name:?}: image {:?}", s.image))?;
         let platform = if s.platform.is_empty() {
             Platform::host()
         } else {
@@ -1201,7 +1201,7 @@ fn project_images(
     let mut rows: Vec<(String, String, String, String, u64)> = Vec::new();
     for c in &containers {
         let r = Reference::parse(&c.image).ok();
-        let resolved = r.as_ref().and_then(|r| store.resolve(r).ok());
+        let resolved = store.find(&c.image).ok();
         let manifest = resolved.and_then(|d| store.manifest(&d).ok());
         let size = manifest.as_ref().map_or(0, |m| {
             m.layers.iter().map(|l| l.size).sum::<u64>() + m.config.size

@@ -22,7 +22,6 @@ use super::state::{
     self, alive, new_id, write_atomic, ContainerRecord, HealthSpec, Paths, RunState, Status,
 };
 pub use super::wait::wait_condition;
-use crate::image::reference::Reference;
 use crate::image::store::Store;
 use crate::model::hash::service_hash;
 use crate::model::project::{Project, Service};
@@ -82,8 +81,7 @@ pub fn image_digests(paths: &Paths, project: &Project) -> BTreeMap<String, Strin
         .services
         .values()
         .filter_map(|svc| {
-            let reference = Reference::parse(&svc.image).ok()?;
-            let desc = store.resolve(&reference).ok()?;
+            let desc = store.find(&svc.image).ok()?;
             let manifest = store.manifest(&desc).ok()?;
             Some((svc.name.clone(), manifest.config.digest.clone()))
         })
@@ -337,9 +335,7 @@ pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
         if svc.image.is_empty() {
             bail!("service {service:?} has no image (building images is not supported yet)");
         }
-        let reference =
-            Reference::parse(&svc.image).with_context(|| format!("image {:?}", svc.image))?;
-        store.resolve(&reference).with_context(|| {
+        store.find(&svc.image).with_context(|| {
             format!(
                 "service {service:?}: image {} not found in the store (import it with `berth image import`)",
                 svc.image
@@ -418,6 +414,11 @@ fn file_object(project: &Project, kind: &str, name: &str) -> Result<Vec<u8>> {
     if !obj.file.is_empty() {
         return fs_err::read(&obj.file).with_context(|| format!("{kind} {name:?}"));
     }
+    // Content first: inline, or resolved from the environment of the
+    // project (or include) that declared it, as docker compose does.
+    if !obj.content.is_empty() {
+        return Ok(obj.content.clone().into_bytes());
+    }
     if !obj.environment.is_empty() {
         if !project.environment.contains_key(&obj.environment) {
             bail!(
@@ -487,12 +488,8 @@ fn find_by_name(paths: &Paths, project: &str, name: &str) -> Result<String> {
 }
 
 /// The image's defaults for the spec, and its id.
-fn image_of(
-    store: &Store,
-    image: &str,
-) -> Result<(ImageDefaults, String, Vec<PathBuf>, Reference)> {
-    let reference = Reference::parse(image).with_context(|| format!("image {image:?}"))?;
-    let desc = store.resolve(&reference).with_context(|| {
+fn image_of(store: &Store, image: &str) -> Result<(ImageDefaults, String, Vec<PathBuf>)> {
+    let desc = store.find(image).with_context(|| {
         format!("image {image} not found in the store (import it with `berth image import`)")
     })?;
     let manifest = store.manifest(&desc)?;
@@ -508,7 +505,7 @@ fn image_of(
     };
     let mut layers = store.unpack(&manifest, &config)?;
     layers.reverse();
-    Ok((defaults, manifest.config.digest.clone(), layers, reference))
+    Ok((defaults, manifest.config.digest.clone(), layers))
 }
 
 /// Makes a container's bundle and record; returns its id.
@@ -682,7 +679,7 @@ fn create_in(
             svc.name
         );
     }
-    let (image, image_id, layers, _reference) = image_of(&store, &svc.image)?;
+    let (image, image_id, layers) = image_of(&store, &svc.image)?;
     record.image_id = image_id.clone();
 
     // The rootfs: overlayfs over the image's layers.

@@ -302,7 +302,7 @@ pub fn attach(
                 _ => None,
             },
             dns: dns_servers,
-            links: BTreeMap::new(),
+            links: link_aliases(svc),
         };
         DnsTable::update(&dns_dir(paths), |t| t.attach(&real, record))??;
         attachments.push(a);
@@ -317,6 +317,23 @@ pub fn attach(
         attachments,
         nameserver,
     })
+}
+
+/// The names a container's `links` and `external_links` give it, as DNS
+/// aliases only it resolves (Docker's links on a user-defined network):
+/// `service:alias` makes `alias` name the linked service's containers,
+/// `container:alias` (external) the named container. A link without an
+/// alias adds nothing: the service or container name resolves already.
+pub fn link_aliases(svc: &Service) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for link in svc.links.iter().chain(&svc.external_links) {
+        if let Some((target, alias)) = link.split_once(':') {
+            if !target.is_empty() && !alias.is_empty() && alias != target {
+                out.insert(alias.to_owned(), target.to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// Detaches a container from every network it is on, drops its DNS names.
@@ -402,4 +419,26 @@ pub fn ensure_port_proxies(paths: &Paths) -> Result<()> {
         tracing::info!(started, "port proxies restarted");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_with_an_alias_become_dns_aliases() {
+        let svc = Service {
+            links: vec!["db:database".into(), "cache".into(), "web:web".into()],
+            external_links: vec!["legacy-redis-1:redis".into(), "other".into()],
+            ..Service::default()
+        };
+        let got = link_aliases(&svc);
+        let want: BTreeMap<String, String> = [
+            ("database".to_owned(), "db".to_owned()),
+            ("redis".to_owned(), "legacy-redis-1".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
+    }
 }

@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use crate::image::credentials::DockerConfig;
 use crate::image::pull::{self, PullOptions};
 use crate::image::registry::RegistryConfig;
+use crate::image::store::full_image_id;
 use crate::image::{Reference, Store};
 use crate::model::project::Project;
 
@@ -92,11 +93,22 @@ pub fn pull_images(
             // by name.
             continue;
         }
+        // A name or an image ID the store knows (`Store::find`).
+        let present = store.find(&svc.image).is_ok();
+        let decision = decide(&svc.name, &svc.image, &svc.pull_policy, cli, present)?;
+        if decision != PullDecision::Pull {
+            continue;
+        }
+        if full_image_id(&svc.image).is_some() {
+            bail!(
+                "service {:?}: no such image: {} (an image ID names a local image; it is never pulled)",
+                svc.name,
+                svc.image
+            );
+        }
         let reference =
             Reference::parse(&svc.image).with_context(|| format!("image {:?}", svc.image))?;
-        let present = store.resolve(&reference).is_ok();
-        let decision = decide(&svc.name, &svc.image, &svc.pull_policy, cli, present)?;
-        if decision == PullDecision::Pull && !wanted.iter().any(|(_, r)| *r == reference) {
+        if !wanted.iter().any(|(_, r)| *r == reference) {
             wanted.push((svc.name.clone(), reference));
         }
     }
@@ -129,16 +141,11 @@ pub fn check_policies(paths: &Paths, project: &Project, cli: Option<&str>) -> Re
         if svc.image.is_empty() {
             continue;
         }
-        let Ok(reference) = Reference::parse(&svc.image) else {
+        let present = store.find(&svc.image).is_ok();
+        if !present && Reference::parse(&svc.image).is_err() {
             bail!("service {:?}: invalid image {:?}", svc.name, svc.image);
-        };
-        decide(
-            &svc.name,
-            &svc.image,
-            &svc.pull_policy,
-            cli,
-            store.resolve(&reference).is_ok(),
-        )?;
+        }
+        decide(&svc.name, &svc.image, &svc.pull_policy, cli, present)?;
     }
     Ok(())
 }
