@@ -162,10 +162,7 @@ fn find_by_image_id_prefix_and_name() {
     // Not in the store: a full ID is never read as a name.
     let missing = "f".repeat(64);
     assert!(ids.iter().all(|(h, _)| *h != missing));
-    assert!(matches!(
-        store.find(&missing),
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(store.find(&missing), Err(StoreError::NotFound(_))));
     assert!(matches!(store.find("nosuch"), Err(StoreError::NotFound(_))));
     // Two IDs with the same first digit: that digit is ambiguous.
     let first = ids

@@ -641,6 +641,7 @@ fn image_pull(
     };
     if let Some(p) = platform {
         opts.platform = Platform::parse(p)?;
+        opts.strict_platform = true;
     }
     let display = Display::new(mode, Style::Docker, false);
     if display.is_some() {
@@ -1068,7 +1069,9 @@ fn project_pull(
         if matches!(policy, "never" | "build") {
             continue;
         }
-        if !always && matches!(policy, "missing" | "if_not_present") && store.find(&s.image).is_ok()
+        if !always
+            && matches!(policy, "missing" | "if_not_present")
+            && crate::engine::pull::present(&store, s)
         {
             continue;
         }
@@ -1097,6 +1100,9 @@ fn project_pull(
             s.spawn(move || {
                 let opts = PullOptions {
                     platform: platform.clone(),
+                    // A service's `platform:` is explicit: another
+                    // platform's image is refused, as docker does.
+                    strict_platform: platform != &Platform::host(),
                     ..PullOptions::default()
                 };
                 let progress = pull_progress(display, 1);

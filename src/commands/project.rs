@@ -129,7 +129,11 @@ pub fn from_containers(
         .list()
         .context("listing networks")?;
     for n in networks {
-        if n.labels.get("com.docker.compose.project").map(String::as_str) != Some(name) {
+        if n.labels
+            .get("com.docker.compose.project")
+            .map(String::as_str)
+            != Some(name)
+        {
             continue;
         }
         let key = n

@@ -341,6 +341,7 @@ pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
                 svc.image
             )
         })?;
+        platform_check(&store, svc)?;
         network_check(svc)?;
         unsupported_check(project, svc)?;
         if matches!(step.action, Action::Create { .. }) && !svc.ports.is_empty() {
@@ -432,6 +433,16 @@ fn file_object(project: &Project, kind: &str, name: &str) -> Result<Vec<u8>> {
         return Ok(obj.content.clone().into_bytes());
     }
     bail!("{kind} {name:?} has no file, environment or content")
+}
+
+/// A service's explicit `platform:` must be the image's, as Docker's
+/// container create refuses another platform's image (berth runs no
+/// emulator either).
+fn platform_check(store: &Store, svc: &Service) -> Result<()> {
+    match super::pull::platform_mismatch(store, svc) {
+        Some(why) => bail!("service {:?}: {why}", svc.name),
+        None => Ok(()),
+    }
 }
 
 fn network_check(svc: &Service) -> Result<()> {
@@ -713,7 +724,22 @@ fn create_in(
                 .with_context(|| format!("network_mode {m}: no such container"))?;
             NetNs::Path(networks.netns_path(&other.id))
         }
-        "" | "bridge" | "default" => {
+        "bridge" => {
+            let p = networks.create_netns(id)?;
+            record.own_netns = true;
+            record.networks = vec![net::DEFAULT_BRIDGE.to_owned()];
+            // Saved before attaching, so a failure is undone by teardown.
+            record.save(paths)?;
+            let a = net::attach_default_bridge(paths, project, svc, id, name, &p)?;
+            record.ports = a
+                .attachments
+                .first()
+                .map(net::ports_text)
+                .unwrap_or_default();
+            attached = Some(a);
+            NetNs::Path(p)
+        }
+        "" | "default" => {
             let p = networks.create_netns(id)?;
             record.own_netns = true;
             record.networks = svc
@@ -772,6 +798,9 @@ fn create_in(
                 };
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
+        }
+        if svc.network_mode == "bridge" {
+            hosts.push_str(&net::bridge_link_hosts(paths, project, svc)?);
         }
         fs_err::write(dir.join("hosts"), hosts)?;
         etc_files.push(("/etc/hosts", dir.join("hosts")));

@@ -51,7 +51,11 @@ impl Reference {
         }
         // Docker's rule: 64 hex digits are an image ID, never a repository
         // (it would shadow the ID of a local image).
-        if input.len() == 64 && input.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if input.len() == 64
+            && input
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(bad("cannot specify 64-byte hexadecimal strings"));
         }
         let (rest, digest) = match input.split_once('@') {

@@ -174,6 +174,8 @@ pub struct ImageConfig {
     pub author: Option<String>,
     pub architecture: String,
     pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(default)]
     pub config: ContainerConfig,
     pub rootfs: RootFs,
@@ -423,7 +425,11 @@ impl Store {
             }
         }
         let prefix = name.strip_prefix("sha256:").unwrap_or(name);
-        if prefix.is_empty() || !prefix.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(not_found());
         }
         let mut found = self.by_image_id(|id| id.starts_with(prefix))?;
