@@ -399,7 +399,10 @@ pub fn pull_from(
             diff_ids: config.rootfs.diff_ids.len(),
         }));
     }
-    if opts.strict_platform && !opts.platform.matches_image(&config) {
+    // A manifest chosen from an index is for the platform the index says
+    // (as containerd trusts it); a single manifest answers for its config.
+    let from_index = matches!(top.media_type.as_str(), MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST);
+    if opts.strict_platform && !from_index && !opts.platform.matches_image(&config) {
         return Err(PullError::PlatformMismatch {
             reference: name,
             wanted: opts.platform.to_string(),

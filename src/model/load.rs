@@ -355,9 +355,13 @@ impl Ctx<'_> {
     }
 }
 
-/// The extension key that carries a secret's value taken from the
-/// environment of the project that declared it (compose-go's `x-#value`:
-/// the secret schema has no `content`). `normalize` moves it to `content`.
+/// The extension key that carries a secret's or config's value taken from
+/// the environment of the project that declared it (compose-go's `x-#value`
+/// for secrets, whose schema has no `content`). `normalize` moves it to
+/// `content`. compose-go writes a config's value straight into `content`,
+/// which its own validation of the including project then refuses
+/// (`file|environment|content attributes are mutually exclusive`); berth
+/// keeps it aside for configs too, so such an include works.
 pub const SECRET_VALUE_KEY: &str = "x-#value";
 
 /// Secrets and configs sourced from `environment:` take their value from the
@@ -368,7 +372,7 @@ fn resolve_file_object_environment(doc: &mut Node, env: &Environment) {
     let Some(root) = doc.as_map_mut() else {
         return;
     };
-    for (section, key) in [("secrets", SECRET_VALUE_KEY), ("configs", "content")] {
+    for section in ["secrets", "configs"] {
         let Some(objects) = root.get_mut(section).and_then(Node::as_map_mut) else {
             continue;
         };
@@ -382,7 +386,7 @@ fn resolve_file_object_environment(doc: &mut Node, env: &Environment) {
             let span = object.span.clone();
             if let Some(m) = object.as_map_mut() {
                 m.insert(
-                    Key::new(key, span.clone()),
+                    Key::new(SECRET_VALUE_KEY, span.clone()),
                     Node::new(Value::String(value), span),
                 );
             }

@@ -341,7 +341,10 @@ fn decode_secret(_: &str, node: Node, path: &KeyPath) -> Result<Secret, Normaliz
 }
 
 fn decode_config(_: &str, node: Node, path: &KeyPath) -> Result<Config, NormalizeError> {
-    let (mut c, ext): (Config, _) = decode_entity(node, path)?;
+    let (mut c, mut ext): (Config, _) = decode_entity(node, path)?;
+    if let Some(serde_json::Value::String(v)) = ext.remove(crate::model::load::SECRET_VALUE_KEY) {
+        c.0.content = v;
+    }
     c.0.extensions = ext;
     Ok(c)
 }
