@@ -390,3 +390,29 @@ services:
     // With the donor in the same `up`, it is made first.
     assert!(plan(&p, &Observed::default(), &UpOptions::default()).is_ok());
 }
+
+#[test]
+fn shared_volumes_need_their_donor_container_too() {
+    let p = project(
+        "
+name: demo
+services:
+  app:
+    image: busybox
+    volumes_from: [db:ro, container:elsewhere]
+  db:
+    image: busybox
+",
+    );
+    let app_alone = only(p.clone(), "app");
+    let o = Observed {
+        containers: vec![existing(&p, "db", 1)],
+        ..Observed::default()
+    };
+    assert!(plan(&app_alone, &o, &UpOptions::default()).is_ok());
+    let e = plan(&app_alone, &Observed::default(), &UpOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot share volume with service db: container missing"
+    );
+}

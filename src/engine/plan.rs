@@ -212,29 +212,38 @@ pub enum PlanError {
     ContainerNameScale { service: String, scale: u32 },
     #[error("services.{service}: scale must not be negative ({value})")]
     NegativeScale { service: String, value: i64 },
-    /// `network_mode`/`ipc`/`pid: service:X` where X is not part of this
-    /// `up` (`--no-deps`) and has no container.
+    /// `network_mode`/`ipc`/`pid: service:X` or `volumes_from: [X]` where
+    /// X is not part of this `up` (`--no-deps`) and has no container.
     #[error("cannot share {what} with service {target}: container missing")]
     SharedNamespaceMissing { what: &'static str, target: String },
 }
 
 /// A service sharing another's namespace (`network_mode`, `ipc`, `pid`:
-/// `service:X`) needs X's container: made by this plan when X is part of
-/// it, else one that exists (`up --no-deps`), as compose's
-/// `resolveSharedNamespaces`.
+/// `service:X`) or volumes (`volumes_from: [X]`) needs X's container: made
+/// by this plan when X is part of it, else one that exists (`up
+/// --no-deps`), as compose's `resolveSharedNamespaces` and
+/// `resolveVolumeFrom`.
 fn check_shared_namespaces(
     project: &Project,
     service: &Service,
     observed: &Observed,
 ) -> Result<(), PlanError> {
-    for (what, mode) in [
+    let modes = [
         ("network namespace", &service.network_mode),
         ("IPC namespace", &service.ipc),
         ("PID namespace", &service.pid),
-    ] {
-        let Some(target) = mode.strip_prefix("service:") else {
-            continue;
-        };
+    ];
+    let shared = modes
+        .into_iter()
+        .filter_map(|(what, mode)| Some((what, mode.strip_prefix("service:")?)));
+    // `volumes_from: [SERVICE[:ro|rw]]`; `container:NAME` names no service.
+    let volumes = service
+        .volumes_from
+        .iter()
+        .filter_map(|v| v.split(':').next())
+        .filter(|name| *name != "container")
+        .map(|name| ("volume", name));
+    for (what, target) in shared.chain(volumes) {
         let exists = project.services.contains_key(target)
             || observed
                 .containers
