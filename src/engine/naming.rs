@@ -17,19 +17,31 @@ pub const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
 pub const LABEL_IMAGE: &str = "com.docker.compose.image";
 pub const LABEL_VERSION: &str = "com.docker.compose.version";
 
+/// What joins the parts of a container's name: `-`, or `_` in
+/// compatibility mode (Compose v1's names; compose's `api.Separator`).
+pub fn separator(project: &Project) -> char {
+    if project.compatibility {
+        '_'
+    } else {
+        '-'
+    }
+}
+
 /// `container_name`, or `project-service-N`.
-pub fn container_name(project: &str, service: &Service, number: u32) -> String {
+pub fn container_name(project: &Project, service: &Service, number: u32) -> String {
     if service.container_name.is_empty() {
-        format!("{project}-{}-{number}", service.name)
+        let s = separator(project);
+        format!("{}{s}{}{s}{number}", project.name, service.name)
     } else {
         service.container_name.clone()
     }
 }
 
 /// A one-off (`run`) container's name: `project-service-run-<12 hex>`.
-pub fn oneoff_name(project: &str, service: &str, id: &str) -> String {
+pub fn oneoff_name(project: &Project, service: &str, id: &str) -> String {
     let short: String = id.chars().take(12).collect();
-    format!("{project}-{service}-run-{short}")
+    let s = separator(project);
+    format!("{}{s}{service}{s}run{s}{short}", project.name)
 }
 
 /// The Compose labels of a service's container (the service's own labels

@@ -106,7 +106,9 @@ pub fn pull_images(
     let registries = RegistryConfig::from_env()?;
     let auth = DockerConfig::from_env()?;
     for (service, reference) in &wanted {
-        opts.progress(service, "Pulling");
+        // Named as compose names the resource: `Image nginx Pulling`.
+        let what = format!("Image {}", project.services[service].image);
+        opts.progress(&what, "Pulling");
         pull::pull(
             &store,
             &registries,
@@ -116,7 +118,7 @@ pub fn pull_images(
             &|_| {},
         )
         .with_context(|| format!("service {service:?}: pulling {}", reference.familiar()))?;
-        opts.progress(service, "Pulled");
+        opts.progress(&what, "Pulled");
     }
     Ok(wanted.len())
 }
