@@ -513,6 +513,16 @@ fn compose_global_and_up_flags_parse() {
         &["config", "-q"],
         &[("COMPOSE_PROGRESS", "quiet")],
     ));
+    ok(&berth(
+        tmp.path(),
+        &["--progress", "none", "config", "-q"],
+        &[],
+    ));
+    ok(&berth(
+        tmp.path(),
+        &["config", "-q"],
+        &[("COMPOSE_ANSI", "never")],
+    ));
     let e = err(&berth(
         tmp.path(),
         &["config", "-q"],

@@ -41,7 +41,7 @@ pub struct GlobalArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Control when to print ANSI control characters
-    #[arg(long, value_enum, default_value_t = Ansi::Auto)]
+    #[arg(long, value_enum, env = "COMPOSE_ANSI", default_value_t = Ansi::Auto)]
     pub ansi: Ansi,
     /// Set type of progress output
     #[arg(long, value_enum, env = "COMPOSE_PROGRESS", default_value_t = Progress::Auto)]
@@ -70,6 +70,8 @@ pub enum Progress {
     Tty,
     Plain,
     Json,
+    /// Also spelled `none`, as compose accepts it.
+    #[value(alias = "none")]
     Quiet,
 }
 
