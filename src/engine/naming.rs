@@ -37,6 +37,22 @@ pub fn container_name(project: &Project, service: &Service, number: u32) -> Stri
     }
 }
 
+/// The name logs and foreground `up` show for a container (compose's
+/// `getContainerNameWithoutProject`): `service-N` for a container named
+/// `project-service-N` (`service_N` for `project_service_N`, made with
+/// `--compatibility`), the full name otherwise (`container_name`, a
+/// one-off).
+pub fn short_name<'a>(project: &str, service: &str, number: u32, name: &'a str) -> &'a str {
+    for sep in ['-', '_'] {
+        if let Some(rest) = name.strip_prefix(project).and_then(|r| r.strip_prefix(sep)) {
+            if rest == format!("{service}{sep}{number}") {
+                return rest;
+            }
+        }
+    }
+    name
+}
+
 /// A one-off (`run`) container's name: `project-service-run-<12 hex>`.
 pub fn oneoff_name(project: &Project, service: &str, id: &str) -> String {
     let short: String = id.chars().take(12).collect();
@@ -89,4 +105,27 @@ pub fn container_labels(
         set(LABEL_IMAGE, d.to_owned());
     }
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_name;
+
+    #[test]
+    fn short_names_drop_the_project_of_default_names_only() {
+        assert_eq!(short_name("p", "web", 1, "p-web-1"), "web-1");
+        assert_eq!(short_name("p", "web", 12, "p-web-12"), "web-12");
+        // --compatibility names: `_` throughout.
+        assert_eq!(short_name("p", "web", 1, "p_web_1"), "web_1");
+        assert_eq!(short_name("p", "web", 1, "p_web-1"), "p_web-1");
+        // container_name, and a one-off: shown whole.
+        assert_eq!(short_name("p", "web", 1, "p-fixed"), "p-fixed");
+        assert_eq!(short_name("p", "web", 1, "custom"), "custom");
+        assert_eq!(
+            short_name("p", "web", 1, "p-web-run-0123456789ab"),
+            "p-web-run-0123456789ab"
+        );
+        // A project name that is a prefix of another word is not stripped.
+        assert_eq!(short_name("p", "web", 1, "pp-web-1"), "pp-web-1");
+    }
 }

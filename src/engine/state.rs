@@ -37,6 +37,8 @@
 //!                       them O_RDWR, so a write never meets a missing
 //!                       reader (no SIGPIPE when the monitor dies); its
 //!                       output waits in the pipe until a monitor drains it
+//!   stdin               FIFO: the stdin of a `stdin_open` container, which
+//!                       holds it O_RDWR (open, silent, never at EOF)
 //!   monitor.lock        flock'd by the container's monitor for its whole
 //!                       life: never two monitors for one container
 //!   stop                a stop's grace period in ms (`-t`), written before
@@ -175,6 +177,11 @@ pub struct ContainerRecord {
     /// The service's `pre_stop` hooks, run in the container before a stop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre_stop: Vec<crate::model::project::ServiceHook>,
+    /// `stdin_open` (and `run`'s default `--interactive`): with nobody
+    /// attached, the container's stdin is a pipe that stays open and never
+    /// yields anything, as Docker's; otherwise it is `/dev/null`.
+    #[serde(default)]
+    pub stdin_open: bool,
 }
 
 fn default_log_driver() -> String {
