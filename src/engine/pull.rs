@@ -12,10 +12,11 @@
 use anyhow::{bail, Context, Result};
 
 use crate::image::credentials::DockerConfig;
-use crate::image::pull::{self, PullOptions};
+use crate::image::pull::{self, Platform, PullOptions};
 use crate::image::registry::RegistryConfig;
+use crate::image::store::full_image_id;
 use crate::image::{Reference, Store};
-use crate::model::project::Project;
+use crate::model::project::{Project, Service};
 
 use super::execute::ExecOptions;
 use super::state::Paths;
@@ -92,11 +93,37 @@ pub fn pull_images(
             // by name.
             continue;
         }
+        let present = present(&store, svc);
+        let decision = match decide(&svc.name, &svc.image, &svc.pull_policy, cli, present) {
+            // `never`, and the image is there for another platform: say so.
+            Err(PullPolicyError::NeverMissing { .. })
+                if platform_mismatch(&store, svc).is_some() =>
+            {
+                bail!(
+                    "service {:?}: {}",
+                    svc.name,
+                    platform_mismatch(&store, svc).unwrap_or_default()
+                )
+            }
+            other => other?,
+        };
+        if decision != PullDecision::Pull {
+            continue;
+        }
+        if full_image_id(&svc.image).is_some() {
+            bail!(
+                "service {:?}: no such image: {} (an image ID names a local image; it is never pulled)",
+                svc.name,
+                svc.image
+            );
+        }
         let reference =
             Reference::parse(&svc.image).with_context(|| format!("image {:?}", svc.image))?;
-        let present = store.resolve(&reference).is_ok();
-        let decision = decide(&svc.name, &svc.image, &svc.pull_policy, cli, present)?;
-        if decision == PullDecision::Pull && !wanted.iter().any(|(_, r)| *r == reference) {
+        // Each image once per platform asked for.
+        let same = |(s, r): &(String, Reference)| {
+            *r == reference && project.services[s].platform == svc.platform
+        };
+        if !wanted.iter().any(same) {
             wanted.push((svc.name.clone(), reference));
         }
     }
@@ -109,18 +136,53 @@ pub fn pull_images(
         // Named as compose names the resource: `Image nginx Pulling`.
         let what = format!("Image {}", project.services[service].image);
         opts.progress(&what, "Pulling");
-        pull::pull(
-            &store,
-            &registries,
-            &auth,
-            reference,
-            &PullOptions::default(),
-            &|_| {},
-        )
-        .with_context(|| format!("service {service:?}: pulling {}", reference.familiar()))?;
+        let svc = &project.services[service];
+        let pull_opts = if svc.platform.is_empty() {
+            PullOptions::default()
+        } else {
+            PullOptions {
+                platform: Platform::parse(&svc.platform)
+                    .with_context(|| format!("service {service:?}"))?,
+                strict_platform: true,
+                ..PullOptions::default()
+            }
+        };
+        pull::pull(&store, &registries, &auth, reference, &pull_opts, &|_| {})
+            .with_context(|| format!("service {service:?}: pulling {}", reference.familiar()))?;
         opts.progress(&what, "Pulled");
     }
     Ok(wanted.len())
+}
+
+/// Whether the store holds the service's image (by name or image ID,
+/// `Store::find`) for the service's `platform:` when it names one: an image
+/// for another platform is as good as missing, so the policy pulls the
+/// right one (or `never` fails), as docker compose on the containerd store.
+pub fn present(store: &Store, svc: &Service) -> bool {
+    store.find(&svc.image).is_ok() && platform_mismatch(store, svc).is_none()
+}
+
+/// Docker's refusal when the store's image for `svc` is for another
+/// platform than the service's explicit `platform:` (berth runs no
+/// emulator); `None` when it fits, no platform is named, or the image is
+/// not in the store.
+pub fn platform_mismatch(store: &Store, svc: &Service) -> Option<String> {
+    if svc.platform.is_empty() {
+        return None;
+    }
+    let desc = store.find(&svc.image).ok()?;
+    let config = store.manifest(&desc).and_then(|m| store.config(&m)).ok()?;
+    let wanted = match Platform::parse(&svc.platform) {
+        Ok(p) => p,
+        Err(e) => return Some(e.to_string()),
+    };
+    (!wanted.matches_image(&config)).then(|| {
+        format!(
+            "image with reference {} was found but does not match the specified platform: wanted {wanted}, actual: {}",
+            svc.image,
+            Platform::of_image(&config)
+        )
+    })
 }
 
 /// Fails when a policy could never be satisfied, without touching the
@@ -131,16 +193,11 @@ pub fn check_policies(paths: &Paths, project: &Project, cli: Option<&str>) -> Re
         if svc.image.is_empty() {
             continue;
         }
-        let Ok(reference) = Reference::parse(&svc.image) else {
+        let present = present(&store, svc);
+        if !present && Reference::parse(&svc.image).is_err() {
             bail!("service {:?}: invalid image {:?}", svc.name, svc.image);
-        };
-        decide(
-            &svc.name,
-            &svc.image,
-            &svc.pull_policy,
-            cli,
-            store.resolve(&reference).is_ok(),
-        )?;
+        }
+        decide(&svc.name, &svc.image, &svc.pull_policy, cli, present)?;
     }
     Ok(())
 }
