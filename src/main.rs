@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         return commands::runtime::main(cli.args.into_invocation());
     }
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.global.verbose);
     let printer = Printer;
     let mode = image_progress(cli.global.progress);
     let image = |action| commands::image::run(&printer, action, mode);
@@ -147,10 +147,16 @@ fn image_progress(p: berth::cli::Progress) -> commands::image::ProgressMode {
     }
 }
 
-fn init_tracing() {
+/// `BERTH_LOG` (an `EnvFilter`) wins; else `--verbose` shows berth's debug
+/// events, and the default only warnings.
+fn init_tracing(verbose: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("warn,netlink_packet_route=error"));
+    let default = if verbose {
+        "warn,berth=debug,berth_runtime=debug,berth_network=debug"
+    } else {
+        "warn,netlink_packet_route=error"
+    };
+    let filter = EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

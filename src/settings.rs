@@ -86,6 +86,12 @@ pub struct ProjectArgs {
     pub project_directory: Option<PathBuf>,
     pub env_files: Vec<PathBuf>,
     pub profiles: Vec<String>,
+    /// `--compatibility`: container names joined with `_` (Compose v1).
+    pub compatibility: bool,
+    /// `--all-resources`: keep networks and volumes no service uses.
+    pub all_resources: bool,
+    /// `--progress quiet` (or `COMPOSE_PROGRESS=quiet`): no progress lines.
+    pub quiet_progress: bool,
 }
 
 impl From<&GlobalArgs> for ProjectArgs {
@@ -99,7 +105,10 @@ impl From<&GlobalArgs> for ProjectArgs {
             profiles,
             dry_run: _,
             ansi: _,
-            progress: _,
+            progress,
+            compatibility,
+            all_resources,
+            verbose: _,
         } = g;
         ProjectArgs {
             files: files.clone(),
@@ -107,6 +116,9 @@ impl From<&GlobalArgs> for ProjectArgs {
             project_directory: project_directory.clone(),
             env_files: env_files.clone(),
             profiles: profiles.clone(),
+            compatibility: *compatibility,
+            all_resources: *all_resources,
+            quiet_progress: *progress == crate::cli::Progress::Quiet,
         }
     }
 }

@@ -419,3 +419,136 @@ fn ui_flags_are_accepted() {
     let e = err(&berth(tmp.path(), &["--ansi", "sometimes", "config"], &[]));
     assert!(e.contains("sometimes"), "{e}");
 }
+
+#[test]
+fn no_interpolate_prints_compose_model_sorted_and_normalized() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  nginx:\n    build:\n      context: nginx-build\n      dockerfile: ${MYVAR}\n  \
+         side:\n    image: x\n    pull_policy: if_not_present\n    build: .\n    networks: [back]\n\
+         networks:\n  back: {}\n  ext:\n    external: true\n",
+    );
+    let out = ok(&berth(
+        tmp.path(),
+        &["-p", "demo", "config", "--no-interpolate"],
+        &[],
+    ));
+    // The shape `docker compose config --no-interpolate` prints: keys in
+    // order, the implicit default network, resource names, the template
+    // kept as written.
+    let dir = tmp.path().display();
+    let want = format!(
+        "name: demo\nnetworks:\n  back:\n    name: demo_back\n  default:\n    name: demo_default\n  \
+         ext:\n    external: true\n    name: ext\nservices:\n  nginx:\n    build:\n      \
+         context: {dir}/nginx-build\n      dockerfile: ${{MYVAR}}\n    networks:\n      default: null\n"
+    );
+    assert!(out.starts_with(&want), "got:\n{out}\nwant prefix:\n{want}");
+    assert!(
+        out.contains("  side:\n    build:\n      context: ")
+            && out.contains("      dockerfile: Dockerfile\n")
+            && out.contains("    pull_policy: missing\n"),
+        "build defaults and pull_policy spelling:\n{out}"
+    );
+    // --no-normalize: sorted, but nothing added.
+    let out = ok(&berth(
+        tmp.path(),
+        &["-p", "demo", "config", "--no-normalize"],
+        &[],
+    ));
+    assert!(!out.contains("default"), "{out}");
+    assert!(!out.contains("name: demo"), "{out}");
+    assert!(out.starts_with("networks:\n"), "{out}");
+}
+
+#[test]
+fn all_resources_keeps_what_no_service_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: x\nvolumes:\n  my_vol: {}\nnetworks:\n  my_net: {}\n",
+    );
+    let list = |args: &[&str], what: &str| {
+        let mut a = args.to_vec();
+        a.extend(["config", what]);
+        ok(&berth(tmp.path(), &a, &[]))
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(&[], "--volumes"), Vec::<String>::new());
+    assert_eq!(list(&[], "--networks"), ["default"]);
+    assert_eq!(list(&["--all-resources"], "--volumes"), ["my_vol"]);
+    assert_eq!(
+        list(&["--all-resources"], "--networks"),
+        ["default", "my_net"]
+    );
+}
+
+#[test]
+fn compose_global_and_up_flags_parse() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", STACK);
+    // Accepted where compose accepts them.
+    ok(&berth(
+        tmp.path(),
+        &[
+            "--compatibility",
+            "--verbose",
+            "--all-resources",
+            "config",
+            "-q",
+        ],
+        &[],
+    ));
+    ok(&berth(
+        tmp.path(),
+        &["config", "-q"],
+        &[("COMPOSE_COMPATIBILITY", "1")],
+    ));
+    ok(&berth(
+        tmp.path(),
+        &["config", "-q"],
+        &[("COMPOSE_PROGRESS", "quiet")],
+    ));
+    ok(&berth(
+        tmp.path(),
+        &["--progress", "none", "config", "-q"],
+        &[],
+    ));
+    ok(&berth(
+        tmp.path(),
+        &["config", "-q"],
+        &[("COMPOSE_ANSI", "never")],
+    ));
+    let e = err(&berth(
+        tmp.path(),
+        &["config", "-q"],
+        &[("COMPOSE_PROGRESS", "loud")],
+    ));
+    assert!(e.contains("loud"), "{e}");
+    // `--verbose` turns berth's debug events on, on standard error.
+    let out = berth(tmp.path(), &["--verbose", "config", "-q"], &[]);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    // --attach and --attach-dependencies exclude each other, as in compose;
+    // --menu takes its value with `=` only, so `--menu web` names a service.
+    let help = ok(&berth(tmp.path(), &["up", "--help"], &[]));
+    for flag in ["--attach-dependencies", "--menu"] {
+        assert!(help.contains(flag), "{flag} missing from up help");
+    }
+    let e = err(&berth(
+        tmp.path(),
+        &["up", "--attach", "web", "--attach-dependencies", "web"],
+        &[],
+    ));
+    assert!(e.contains("cannot be used with"), "{e}");
+    let e = err(&berth(tmp.path(), &["up", "--menu=maybe"], &[]));
+    assert!(e.contains("maybe"), "{e}");
+    let help = ok(&berth(tmp.path(), &["run", "--help"], &[]));
+    for flag in ["--pull", "--quiet-pull"] {
+        assert!(help.contains(flag), "{flag} missing from run help");
+    }
+}

@@ -463,11 +463,13 @@ fn up_pull_missing_always_and_never() {
     let out = berth(&["up", "-d", "--pull", "never"]);
     assert!(!out.status.success(), "{out:?}");
     assert!(env.ps_json().is_empty());
-    // missing: pulled, quietly.
+    // missing: pulled; --quiet-pull drops the layer progress (which `up`
+    // does not print anyway) but, as compose, not the image's own lines.
     let out = berth(&["up", "-d", "--pull", "missing", "--quiet-pull"]);
     assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("Pulling"),
+        err.contains(&format!(" Image {host}/app/bb:1 Pulled")) && !err.contains("Pull complete"),
         "{out:?}"
     );
     env.wait_for("s to log", Duration::from_secs(5), || {
@@ -487,6 +489,10 @@ fn up_pull_missing_always_and_never() {
         &format!("docker://{host}/app/bb:1"),
     );
     let before = env.ok(&["images", "-q"]);
+    // --progress quiet: no progress line at all.
+    let out = berth(&["--progress", "quiet", "up", "-d", "--pull", "missing"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{out:?}");
     let out = berth(&["up", "-d", "--pull", "missing"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(env.ok(&["images", "-q"]), before);
@@ -500,4 +506,344 @@ fn up_pull_missing_always_and_never() {
     env.wait_for("s to run the new image", Duration::from_secs(5), || {
         env.ok(&["logs", "--no-log-prefix", "s"]).contains("second")
     });
+}
+
+#[test]
+fn compatibility_names_containers_with_underscores() {
+    let env = Env::new(
+        r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    command: ["sleep", "1000"]
+"#,
+    );
+    env.ok(&["--compatibility", "up", "-d"]);
+    let ps = env.ps_json();
+    assert_eq!(
+        env.container(&ps, "app")["Name"],
+        format!("{}_app_1", env.project),
+        "{ps:#?}"
+    );
+    // A one-off too: project_service_run_<id>.
+    let name = env.ok(&["--compatibility", "run", "-d", "app", "sleep", "1000"]);
+    assert!(
+        name.starts_with(&format!("{}_app_run_", env.project)),
+        "{name}"
+    );
+    // Without the flag nothing is recreated (the name is not part of the
+    // configuration), and the environment variable works as the flag.
+    let id_of = |name: &str| -> String {
+        env.ps_json()
+            .iter()
+            .find(|c| c["Name"] == name)
+            .map(|c| c["ID"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no container {name}"))
+    };
+    let first = id_of(&format!("{}_app_1", env.project));
+    env.ok(&["up", "-d"]);
+    assert_eq!(
+        id_of(&format!("{}_app_1", env.project)),
+        first,
+        "a second up leaves the container alone"
+    );
+    env.ok(&["down", "-t", "0"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["up", "-d"])
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", &env.root)
+        .env("BERTH_RUN", &env.run)
+        .env("COMPOSE_COMPATIBILITY", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        env.container(&env.ps_json(), "app")["Name"],
+        format!("{}_app_1", env.project)
+    );
+    env.ok(&["down", "-t", "0"]);
+    env.ok(&["up", "-d"]);
+    assert_eq!(
+        env.container(&env.ps_json(), "app")["Name"],
+        format!("{}-app-1", env.project)
+    );
+}
+
+#[test]
+fn logging_drivers_local_and_none() {
+    let env = Env::new(
+        r#"
+services:
+  kept:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "echo kept line"]
+    logging:
+      driver: local
+  dropped:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "echo dropped line"]
+    logging:
+      driver: none
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    env.ok(&["wait", "kept"]);
+    env.ok(&["wait", "dropped"]);
+    // local: kept as json-file keeps it, so `logs` reads it; Docker's
+    // local defaults (20m, 5 files) apply.
+    assert_eq!(env.ok(&["logs", "--no-log-prefix", "kept"]), "kept line\n");
+    // none: nothing kept.
+    assert_eq!(env.ok(&["logs", "--no-log-prefix", "dropped"]), "");
+    let ps = env.ps_json();
+    let record = |service: &str| -> serde_json::Value {
+        let id = env.container(&ps, service)["ID"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let path = env.root.join("containers").join(&id).join("container.json");
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    let kept = record("kept");
+    assert_eq!(kept["log_driver"], "local");
+    assert_eq!(kept["log_max_size"], "20m");
+    assert_eq!(kept["log_max_file"], "5");
+    let dropped = record("dropped");
+    assert_eq!(dropped["log_driver"], "none");
+    let id = env.container(&ps, "dropped")["ID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logs: Vec<String> = std::fs::read_dir(env.root.join("containers").join(&id))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    assert!(logs.is_empty(), "no log file for the none driver: {logs:?}");
+    env.ok(&["down", "-t", "0"]);
+
+    // Drivers that ship logs elsewhere are refused by name, before
+    // anything is made; so is compression of rotated files.
+    for (logging, want) in [
+        (
+            "driver: fluentd\n      options: {fluentd-address: \"127.0.0.1:24224\"}",
+            "logging driver \"fluentd\" is not supported by berth",
+        ),
+        (
+            "driver: local\n      options: {compress: \"true\"}",
+            "compress=true is not supported",
+        ),
+    ] {
+        std::fs::write(
+            env.dir.join("compose.yaml"),
+            format!(
+                "name: {}\nservices:\n  s:\n    image: bb:latest\n    network_mode: none\n    logging:\n      {logging}\n",
+                env.project
+            ),
+        )
+        .unwrap();
+        let out = env.berth(&["up", "-d"]);
+        assert!(!out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+        assert!(env.ps_json().is_empty(), "nothing made: {err}");
+    }
+}
+
+#[test]
+fn up_attach_dependencies_ends_with_the_named_service() {
+    let env = Env::new(
+        r#"
+services:
+  foo:
+    image: bb:latest
+    network_mode: none
+    command: ["sh", "-c", "echo hello from foo"]
+    depends_on: [bar]
+  bar:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "echo bar up; exec sleep 1000"]
+"#,
+    );
+    let run = |args: &[&str]| {
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&env.dir)
+            .env("BERTH_ROOT", &env.root)
+            .env("BERTH_RUN", &env.run)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_child(child, Duration::from_secs(20), "up")
+    };
+    // `up foo`: foo's logs only; `up` returns when foo has exited and
+    // leaves its dependency running, as compose does.
+    let out = run(&["up", "foo", "--menu=false"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hello from foo") && !text.contains("bar up"),
+        "{text}"
+    );
+    let state = |svc: &str| env.container(&env.ps_json(), svc)["State"].clone();
+    assert_eq!(state("bar"), "running");
+    // --attach-dependencies: bar's logs too, and still ends with foo.
+    let out = run(&["up", "--attach-dependencies", "foo"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hello from foo") && text.contains("bar up"),
+        "{text}"
+    );
+    assert_eq!(state("bar"), "running");
+    // --menu asked for where there is no terminal: compose turns it off,
+    // so does berth. On a terminal berth refuses it, having no menu.
+    let script = Command::new("script")
+        .arg("-qec")
+        .arg(format!("{} up --menu foo", env!("CARGO_BIN_EXE_berth")))
+        .arg("/dev/null")
+        .current_dir(&env.dir)
+        .env("BERTH_ROOT", &env.root)
+        .env("BERTH_RUN", &env.run)
+        .output()
+        .expect("precondition: script (util-linux) for a terminal");
+    let text = String::from_utf8_lossy(&script.stdout);
+    assert!(!script.status.success(), "{text}");
+    assert!(text.contains("no interactive navigation menu"), "{text}");
+    let out = run(&["up", "--menu", "foo"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn all_resources_makes_and_down_removes_unused_ones() {
+    let env = Env::new(
+        r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+    command: ["true"]
+volumes:
+  my_vol: {}
+networks:
+  my_net: {}
+"#,
+    );
+    let p = &env.project;
+    let out = env.berth(&["--all-resources", "up", "-d"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        format!(" Network {p}_my_net Created"),
+        format!(" Volume {p}_my_vol Created"),
+    ] {
+        assert!(err.contains(&want), "{want:?} in:\n{err}");
+    }
+    assert!(env
+        .root
+        .join("volumes")
+        .join(format!("{p}_my_vol"))
+        .exists());
+    // The network's state, under $BERTH_ROOT.
+    let net_state = || {
+        let out = Command::new("find")
+            .arg(&env.root)
+            .args(["-name", &format!("*{p}_my_net*")])
+            .output()
+            .expect("precondition: find");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!net_state().is_empty(), "the network's state is on disk");
+    // A second up says nothing of what exists.
+    let out = env.berth(&["--all-resources", "up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("Created"), "{err}");
+    // down (without the flag) removes the network the project made.
+    let out = env.berth(&["down", "-v"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Network {p}_my_net")) && err.contains("Removed"),
+        "{err}"
+    );
+    let left = net_state();
+    assert!(left.is_empty(), "network state left: {left}");
+}
+
+#[test]
+fn run_pull_and_quiet_progress() {
+    let env = Env::new(
+        r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+"#,
+    );
+    let berth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(&env.dir)
+            .env("BERTH_ROOT", &env.root)
+            .env("BERTH_RUN", &env.run)
+            .env("BERTH_REGISTRIES_CONFIG", env.dir.join("none.json"))
+            .env("DOCKER_CONFIG", env.dir.join("docker"))
+            .output()
+            .unwrap()
+    };
+    // The image is in the store: the default policy does not pull.
+    let out = berth(&["run", "--rm", "app", "echo", "ran"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Pulling"));
+    // --pull always pulls even so: with no registry reachable here, the
+    // attempt shows (compose's line) and fails the run.
+    let out = berth(&["run", "--rm", "--pull", "always", "app", "true"]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(" Image bb:latest Pulling"), "{err}");
+    assert!(err.contains("pulling bb"), "{err}");
+    // --progress quiet: the same failure, without the progress line.
+    let out = berth(&[
+        "--progress",
+        "quiet",
+        "run",
+        "--rm",
+        "--pull",
+        "always",
+        "app",
+        "true",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Pulling"));
+    // --pull never with the image present runs.
+    let out = berth(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--quiet-pull",
+        "app",
+        "true",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // run --build: refused while berth cannot build.
+    std::fs::write(
+        env.dir.join("compose.yaml"),
+        format!("name: {}\nservices:\n  app:\n    build: .\n    image: bb:latest\n    network_mode: none\n", env.project),
+    )
+    .unwrap();
+    let out = berth(&["run", "--rm", "--build", "app", "true"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("building images is not supported"),
+        "{out:?}"
+    );
 }

@@ -47,7 +47,7 @@ fn existing(p: &Project, service: &str, number: u32) -> ObservedContainer {
     let svc = &p.services[service];
     ObservedContainer {
         id: format!("{service}{number}id"),
-        name: container_name(&p.name, svc, number),
+        name: container_name(p, svc, number),
         service: service.to_owned(),
         number,
         oneoff: false,

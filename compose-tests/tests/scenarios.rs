@@ -9,7 +9,9 @@
 //! few files standing in for the real images' content: every busybox applet
 //! also under `/usr/bin`, a `curl` that is `wget -O -` (the nginx image is
 //! Debian-based and has curl), a `bash` that is busybox `sh`, nginx's welcome
-//! page served by busybox `httpd` on port 80, `/hello` for `hello-world`.
+//! page served by busybox `httpd` on port 80, an `nginx` whose `-t` (the
+//! configuration test) succeeds and which otherwise serves that page,
+//! `/hello` for `hello-world`.
 //! Scenarios relying on more of a real image than that fail, and are listed.
 //!
 //! Every scenario that does not pass is listed in `scenario-differences.txt`
@@ -37,6 +39,15 @@ exec wget -q -O - "$url"
 "#;
 
 const NGINX_INDEX: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n</body>\n</html>\n";
+
+const NGINX: &str = r#"#!/bin/sh
+# nginx for the test images: `-t` tests the configuration (there is none to
+# get wrong); anything else serves the welcome page as the image's CMD does.
+case "$1" in
+-t) echo "nginx: configuration file /etc/nginx/nginx.conf test is successful" >&2; exit 0 ;;
+esac
+exec httpd -f -p 80 -h /usr/share/nginx/html
+"#;
 
 /// The busybox root filesystem, with the stand-ins above, as a tarball.
 fn make_rootfs(tmp: &Path) -> PathBuf {
@@ -68,6 +79,7 @@ fn make_rootfs(tmp: &Path) -> PathBuf {
         }
     }
     w("usr/bin/curl", CURL, 0o755);
+    w("usr/sbin/nginx", NGINX, 0o755);
     w(
         "usr/local/bin/bash",
         "#!/bin/sh\nexec /bin/sh \"$@\"\n",

@@ -75,6 +75,15 @@ pub struct UpArgs {
     /// Do not attach (stream logs) to the specified services
     #[arg(long = "no-attach", value_name = "SERVICE")]
     pub no_attach: Vec<String>,
+    /// Automatically attach to log output of dependent services
+    #[arg(
+        long = "attach-dependencies",
+        conflicts_with_all = ["attach", "detach", "wait"]
+    )]
+    pub attach_dependencies: bool,
+    /// Enable interactive shortcuts when running attached (berth has none: only --menu=false, or no --menu, is accepted on a terminal). Can also be set with COMPOSE_MENU
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub menu: Option<bool>,
 }
 
 /// `down --rmi`.
@@ -457,6 +466,15 @@ pub struct RunArgs {
     /// Use the service's network aliases in the network(s) the container connects to
     #[arg(long = "use-aliases")]
     pub use_aliases: bool,
+    /// Pull image before running ("always"|"missing"|"never")
+    #[arg(long, value_name = "POLICY", value_parser = ["always", "missing", "never", "policy"])]
+    pub pull: Option<String>,
+    /// Pull without printing progress information
+    #[arg(long = "quiet-pull")]
+    pub quiet_pull: bool,
+    /// Build image before starting container (berth cannot build images yet: refused when a service has `build:`)
+    #[arg(long)]
+    pub build: bool,
 }
 
 #[derive(Debug, Args)]

@@ -41,11 +41,20 @@ pub struct GlobalArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Control when to print ANSI control characters
-    #[arg(long, value_enum, default_value_t = Ansi::Auto)]
+    #[arg(long, value_enum, env = "COMPOSE_ANSI", default_value_t = Ansi::Auto)]
     pub ansi: Ansi,
     /// Set type of progress output
-    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    #[arg(long, value_enum, env = "COMPOSE_PROGRESS", default_value_t = Progress::Auto)]
     pub progress: Progress,
+    /// Run compose in backward compatibility mode (container names joined with `_`, as Compose v1)
+    #[arg(long, env = "COMPOSE_COMPATIBILITY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub compatibility: bool,
+    /// Include all resources, even those not used by services
+    #[arg(long)]
+    pub all_resources: bool,
+    /// Show more output (berth's debug log on standard error)
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -61,6 +70,8 @@ pub enum Progress {
     Tty,
     Plain,
     Json,
+    /// Also spelled `none`, as compose accepts it.
+    #[value(alias = "none")]
     Quiet,
 }
 

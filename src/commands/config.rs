@@ -68,6 +68,7 @@ pub fn config(
         profiles: settings.profiles.clone(),
         selected_services: services.to_vec(),
         keep_env_files: stages.no_env_resolution,
+        keep_unused_resources: args.all_resources,
     };
     match what {
         ConfigOutput::Variables { format } => {
@@ -81,7 +82,12 @@ pub fn config(
             quiet,
         } if stages.no_interpolate || stages.no_normalize => {
             let model = load::load_model(&details, &opts)?;
-            let text = render(&model.to_json(), *format)?;
+            let mut json = model.to_json();
+            if !stages.no_normalize {
+                normalize_model(&mut json);
+            }
+            // Compose prints this model as a Go map: keys sorted.
+            let text = render(&sorted_keys(json), *format)?;
             return emit(printer, &text, output.as_ref(), *quiet);
         }
         _ => {}
@@ -169,6 +175,108 @@ fn lines<'a>(printer: &Printer, items: impl Iterator<Item = impl AsRef<str> + 'a
         printer.line(i.as_ref())?;
     }
     Ok(())
+}
+
+/// The defaults compose-go's `Normalize` puts into the model that
+/// `config --no-interpolate` prints (the typed project is not built there):
+/// the implicit `default` network of the services that name none, the
+/// `build` context and Dockerfile, `pull_policy: if_not_present` spelled
+/// `missing`, and the names of top-level resources (`<project>_<key>`, the
+/// key itself when external).
+fn normalize_model(model: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let Some(top) = model.as_object_mut() else {
+        return;
+    };
+    let project = top
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut uses_default = false;
+    if let Some(services) = top.get_mut("services").and_then(Value::as_object_mut) {
+        for svc in services.values_mut().filter_map(Value::as_object_mut) {
+            if !svc.contains_key("provider") && !svc.contains_key("network_mode") {
+                match svc.get("networks") {
+                    Some(Value::Object(n)) if !n.is_empty() => {
+                        uses_default |= n.contains_key("default");
+                    }
+                    Some(Value::Array(n)) if !n.is_empty() => {
+                        uses_default |= n.iter().any(|x| x == "default");
+                    }
+                    _ => {
+                        svc.insert("networks".into(), json!({ "default": null }));
+                        uses_default = true;
+                    }
+                }
+            }
+            if svc.get("pull_policy").and_then(Value::as_str) == Some("if_not_present") {
+                svc.insert("pull_policy".into(), json!("missing"));
+            }
+            if let Some(build) = svc.get_mut("build").and_then(Value::as_object_mut) {
+                if build.get("context").is_none_or(Value::is_null) {
+                    build.insert("context".into(), json!("."));
+                }
+                let inline = build.get("dockerfile_inline").is_some_and(|v| !v.is_null());
+                if build.get("dockerfile").is_none_or(Value::is_null) && !inline {
+                    build.insert("dockerfile".into(), json!("Dockerfile"));
+                }
+            }
+        }
+    }
+    if uses_default {
+        let networks = top
+            .entry("networks")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(n) = networks.as_object_mut() {
+            n.entry("default").or_insert(Value::Null);
+        }
+    }
+    for section in ["networks", "volumes", "configs", "secrets"] {
+        let Some(resources) = top.get_mut(section).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (key, r) in resources.iter_mut() {
+            if r.is_null() {
+                *r = Value::Object(Default::default());
+            }
+            let Some(r) = r.as_object_mut() else {
+                continue;
+            };
+            if r.get("name").is_none_or(Value::is_null) {
+                let external = match r.get("external") {
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::String(s)) => crate::settings::parse_go_bool(s) == Some(true),
+                    _ => false,
+                };
+                let name = if external {
+                    key.clone()
+                } else {
+                    format!("{project}_{key}")
+                };
+                r.insert("name".into(), json!(name));
+            }
+        }
+    }
+}
+
+/// Every mapping's keys in order, recursively.
+fn sorted_keys(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted_keys).collect()),
+        other => other,
+    }
 }
 
 fn render(json: &serde_json::Value, format: Format) -> Result<String> {

@@ -1057,22 +1057,37 @@ fn project_pull(
     let store = open_store()?;
     let registries = RegistryConfig::from_env()?;
     let auth = DockerConfig::from_env()?;
+    // As compose: what is not pulled is reported `Skipped` with the reason;
+    // an image shared by several services is pulled once; lines are named
+    // `Image <image>`.
+    let mut skipped: Vec<(String, &str)> = Vec::new();
     let mut work = Vec::new();
     for (name, s) in &project.services {
         if !services.is_empty() && !services.contains(name) {
             continue;
         }
-        if s.image.is_empty() || (ignore_buildable && s.build.is_some()) {
+        if s.image.is_empty() {
+            skipped.push((name.clone(), "No image to be pulled"));
             continue;
         }
+        let id = format!("Image {}", s.image);
         let policy = s.pull_policy.as_str();
         if matches!(policy, "never" | "build") {
+            skipped.push((id, ""));
             continue;
         }
         if !always
             && matches!(policy, "missing" | "if_not_present")
             && crate::engine::pull::present(&store, s)
         {
+            skipped.push((id, "Image is already present locally"));
+            continue;
+        }
+        if ignore_buildable && s.build.is_some() {
+            skipped.push((id, "Image can be built"));
+            continue;
+        }
+        if work.iter().any(|w: &PullWork| w.id == id) {
             continue;
         }
         let r = Reference::parse(&s.image)
@@ -1082,46 +1097,69 @@ fn project_pull(
         } else {
             Platform::parse(&s.platform)?
         };
-        work.push((name.clone(), r, platform));
+        work.push(PullWork {
+            service: name.clone(),
+            id,
+            reference: r,
+            platform,
+            buildable: s.build.is_some(),
+        });
     }
     let display = Display::new(mode, Style::Compose, true);
     if let Some(d) = &display {
         d.header("Pulling".into());
-        for (name, _, _) in &work {
-            d.set(name, 0, "Pulling".into(), false, false);
+        for (id, why) in &skipped {
+            let status = format!("Skipped {why}");
+            d.set(id, 0, status.trim_end().to_owned(), true, false);
+        }
+        for w in &work {
+            d.set(&w.id, 0, "Pulling".into(), false, false);
         }
     }
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let must_build: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let started = Instant::now();
     std::thread::scope(|s| {
-        for (name, r, platform) in &work {
-            let (store, registries, auth, display, failures) =
-                (&store, &registries, &auth, display.as_ref(), &failures);
+        for w in &work {
+            let (store, registries, auth, display, failures, must_build) = (
+                &store,
+                &registries,
+                &auth,
+                display.as_ref(),
+                &failures,
+                &must_build,
+            );
             s.spawn(move || {
                 let opts = PullOptions {
-                    platform: platform.clone(),
+                    platform: w.platform.clone(),
                     // A service's `platform:` is explicit: another
                     // platform's image is refused, as docker does.
-                    strict_platform: platform != &Platform::host(),
+                    strict_platform: w.platform != Platform::host(),
                     ..PullOptions::default()
                 };
                 let progress = pull_progress(display, 1);
-                match pull::pull(store, registries, auth, r, &opts, &progress) {
+                match pull::pull(store, registries, auth, &w.reference, &opts, &progress) {
                     Ok(_) => {
                         if let Some(d) = display {
                             let secs = started.elapsed().as_secs_f64();
-                            d.set(name, 0, format!("Pulled {secs:.1}s"), true, false);
+                            d.set(&w.id, 0, format!("Pulled {secs:.1}s"), true, false);
                         }
                     }
                     Err(e) => {
                         let msg = error_chain(&e);
                         if let Some(d) = display {
-                            d.set(name, 0, format!("Error {msg}"), true, false);
+                            d.set(&w.id, 0, format!("Error {msg}"), true, false);
+                        }
+                        if w.buildable {
+                            must_build
+                                .lock()
+                                .expect("must_build")
+                                .push(w.service.clone());
                         }
                         failures
                             .lock()
                             .expect("failures")
-                            .push(format!("{name}: {msg}"));
+                            .push(format!("{}: {msg}", w.service));
                     }
                 }
             });
@@ -1130,11 +1168,31 @@ fn project_pull(
     if let Some(d) = &display {
         d.finish();
     }
+    let mut must_build = must_build.into_inner().expect("must_build");
+    if !must_build.is_empty() {
+        must_build.sort();
+        // Compose's warning; berth itself cannot build them yet.
+        eprintln!(
+            "WARN[0000] WARNING: Some service image(s) must be built from source by running:\n    docker compose build {}\n(berth does not build images yet)",
+            must_build.join(" ")
+        );
+    }
     let failures = failures.into_inner().expect("failures");
     if !failures.is_empty() && !ignore_failures {
         bail!("{}", failures.join("\n"));
     }
     Ok(())
+}
+
+/// One image `pull` fetches, for the first service that names it.
+struct PullWork {
+    service: String,
+    /// The progress line: `Image <image>`.
+    id: String,
+    reference: Reference,
+    platform: Platform,
+    /// The service can be built instead (`build:`).
+    buildable: bool,
 }
 
 fn project_push(

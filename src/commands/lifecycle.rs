@@ -63,6 +63,7 @@ fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Projec
 }
 
 pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
+    check_menu(up)?;
     let project = load(args, &up.services, up.no_deps)?;
     // As compose's `create`: only the services this `up` would make must
     // have distinct container names (loading the file does not check it).
@@ -98,6 +99,7 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
             .is_some_and(|v| env_true(v)),
         scale,
         no_start: up.no_start,
+        all_resources: args.all_resources,
         ..UpOptions::default()
     };
     if !dry_run {
@@ -109,17 +111,15 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
             .wait_timeout
             .map_or(Duration::from_secs(600), Duration::from_secs),
         renew_anon_volumes: up.renew_anon_volumes,
-        ..ExecOptions::default()
+        quiet: args.quiet_progress,
     };
     let pull_flag = up.pull.as_deref().filter(|p| *p != "policy");
     if dry_run {
         crate::engine::pull::check_policies(&paths, &project, pull_flag)?;
     } else {
-        let quiet = ExecOptions {
-            quiet: up.quiet_pull,
-            ..exec_opts.clone()
-        };
-        crate::engine::pull::pull_images(&paths, &project, pull_flag, &quiet)?;
+        // `--quiet-pull` drops the layer progress, which berth does not
+        // print; `--progress quiet` (in `exec_opts`) drops the lines too.
+        crate::engine::pull::pull_images(&paths, &project, pull_flag, &exec_opts)?;
     }
     // A container made from another image than its service's image now
     // names (a pull brought a newer one) is recreated.
@@ -160,18 +160,7 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
     // Attached: follow every container's log until they all stop or the
     // user interrupts; then stop the stack.
     drop(_lock);
-    for s in up.attach.iter().chain(&up.no_attach) {
-        if !project.services.contains_key(s) {
-            bail!("no such service: {s}");
-        }
-    }
-    let attached: Vec<String> = project
-        .services
-        .keys()
-        .filter(|s| up.attach.is_empty() || up.attach.contains(s))
-        .filter(|s| !up.no_attach.contains(s))
-        .cloned()
-        .collect();
+    let (attached, watched) = attach_sets(&project, up)?;
     let follow = LogsArgs {
         services: attached,
         follow: true,
@@ -184,8 +173,24 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
         index: None,
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s = stop.clone();
-    let _ = ctrlc_hook(move || s.store(true, std::sync::atomic::Ordering::SeqCst));
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s, i) = (stop.clone(), interrupted.clone());
+    let _ = ctrlc_hook(move || {
+        i.store(true, std::sync::atomic::Ordering::SeqCst);
+        s.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    // As compose: `up` returns once the containers of the services it was
+    // given (else the attached ones) have all exited, leaving the others.
+    let watch_done = {
+        let (stop, paths, name) = (stop.clone(), paths.clone(), project.name.clone());
+        move || {
+            let done = watched_done(&paths, &name, &watched);
+            if done {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            done
+        }
+    };
     let abort = up.abort_on_container_exit || up.exit_code_from.is_some();
     let abort_failure = up.abort_on_container_failure;
     // The container whose exit ended the run, and its code.
@@ -213,8 +218,17 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
             std::thread::sleep(Duration::from_millis(20));
         });
     }
+    let watcher = watch_done.clone();
+    std::thread::spawn(move || {
+        while !watcher() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
     follow_logs(&paths, &project.name, &follow, Some(&stop), Some(began))?;
     let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if ended.is_none() && !interrupted.load(std::sync::atomic::Ordering::SeqCst) && watch_done() {
+        return Ok(0);
+    }
     if ended.is_some() {
         // The exit itself was printed with the logs (`fail-1 exited with
         // code 111`).
@@ -239,6 +253,72 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
         return Ok(RunState::load(&paths, &c.id).exit_code.clamp(0, 255) as u8);
     }
     Ok(ended.map_or(0, |(_, code)| code.clamp(0, 255) as u8))
+}
+
+/// `up --menu`: compose's interactive shortcuts, which berth does not have.
+/// Asked for (the flag, else `COMPOSE_MENU`) on a terminal in the
+/// foreground, it is an error; elsewhere compose turns it off itself.
+fn check_menu(up: &UpArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let asked = up.menu.unwrap_or_else(|| {
+        std::env::var("COMPOSE_MENU")
+            .ok()
+            .and_then(|v| crate::settings::parse_go_bool(&v))
+            .unwrap_or(false)
+    });
+    if asked && !up.detach && !up.wait && std::io::stdout().is_terminal() {
+        bail!("--menu: berth has no interactive navigation menu (run with --menu=false, or COMPOSE_MENU=false)");
+    }
+    Ok(())
+}
+
+/// The services whose logs a foreground `up` shows, and those whose exit
+/// ends it, as compose decides: `--attach` as given; else the services
+/// named (all when none), with their dependencies under
+/// `--attach-dependencies`, less those with `attach: false`; then less
+/// `--no-attach`. `up` ends when the named services (else the attached
+/// ones) have exited.
+fn attach_sets(project: &Project, up: &UpArgs) -> Result<(Vec<String>, Vec<String>)> {
+    for s in up.attach.iter().chain(&up.no_attach) {
+        if !project.services.contains_key(s) {
+            bail!("no such service: {s}");
+        }
+    }
+    let attached: Vec<String> = project
+        .services
+        .iter()
+        .filter(|(name, svc)| {
+            if !up.attach.is_empty() {
+                return up.attach.contains(name);
+            }
+            let launched =
+                up.services.is_empty() || up.attach_dependencies || up.services.contains(name);
+            launched && svc.attach != Some(false)
+        })
+        .map(|(name, _)| name)
+        .filter(|s| !up.no_attach.contains(s))
+        .cloned()
+        .collect();
+    let watched = if up.services.is_empty() {
+        attached.clone()
+    } else {
+        up.services.clone()
+    };
+    Ok((attached, watched))
+}
+
+/// Whether every container of `services` has exited for good.
+/// None named: the whole project, as compose's monitor.
+fn watched_done(paths: &Paths, project: &str, services: &[String]) -> bool {
+    let Ok(cs) = state::project_containers(paths, project) else {
+        return false;
+    };
+    cs.iter()
+        .filter(|c| !c.oneoff && (services.is_empty() || services.contains(&c.service)))
+        .all(|c| {
+            let run = RunState::load(paths, &c.id);
+            run.effective_status() == Status::Exited && run.monitor_pid == 0
+        })
 }
 
 /// SIGINT/SIGTERM set a flag instead of killing us.
@@ -295,6 +375,17 @@ pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
             if crate::engine::net::networks(&paths).get(&name)?.is_some() {
                 crate::engine::net::remove_network(&paths, &name)?;
                 eprintln!(" ✔ Network {name:<42} Removed");
+            }
+        }
+        // Networks the project made that this load of it does not name (an
+        // `up --all-resources`, a network since removed from the file).
+        // One still in use (a container left running) stays.
+        let nets = crate::engine::net::networks(&paths);
+        for n in nets.list()? {
+            let ours = n.labels.get(crate::engine::naming::LABEL_PROJECT) == Some(&project.name);
+            if ours && nets.attachments(&n.name)?.is_empty() {
+                crate::engine::net::remove_network(&paths, &n.name)?;
+                eprintln!(" ✔ Network {:<42} Removed", n.name);
             }
         }
         crate::engine::net::stop_dns_if_unused(&paths);
@@ -1263,6 +1354,14 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
     let Some(base) = project.services.get(&a.service) else {
         bail!("no such service: {}", a.service);
     };
+    if a.build {
+        if let Some(s) = project.services.values().find(|s| s.build.is_some()) {
+            bail!(
+                "run --build: service {:?} has a build section, and building images is not supported by berth yet",
+                s.name
+            );
+        }
+    }
     let deps: Vec<String> = base
         .depends_on
         .keys()
@@ -1273,6 +1372,8 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
         let up_args = UpArgs {
             services: deps,
             detach: true,
+            pull: a.pull.clone(),
+            quiet_pull: a.quiet_pull,
             ..UpArgs::default()
         };
         up(args, &up_args, false)?;
@@ -1391,7 +1492,12 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
     // Its image as its pull_policy says (dependencies were pulled by `up`).
     let mut only = one.clone();
     only.services.retain(|k, _| *k == svc.name);
-    crate::engine::pull::pull_images(&paths, &only, None, &ExecOptions::default())?;
+    let pull_opts = ExecOptions {
+        quiet: args.quiet_progress,
+        ..ExecOptions::default()
+    };
+    let pull_flag = a.pull.as_deref().filter(|p| *p != "policy");
+    crate::engine::pull::pull_images(&paths, &only, pull_flag, &pull_opts)?;
     execute::preflight(&paths, &one, &check)?;
     let (id, name) = execute::create_oneoff(&paths, &one, &svc)?;
     if a.detach {

@@ -58,9 +58,18 @@ pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project> {
     let opts = LoadOptions {
         profiles: settings.profiles.clone(),
         selected_services: services.to_vec(),
+        keep_unused_resources: args.all_resources,
         ..LoadOptions::default()
     };
-    Ok(load::load(&details, &opts)?)
+    let mut project = load::load(&details, &opts)?;
+    // As compose: the flag, or COMPOSE_COMPATIBILITY from the environment
+    // or the project's `.env`.
+    project.compatibility = args.compatibility
+        || project
+            .environment
+            .get("COMPOSE_COMPATIBILITY")
+            .is_some_and(|v| settings::parse_go_bool(v).unwrap_or(false));
+    Ok(project)
 }
 
 /// The project of a verb that acts on existing containers (`ps`, `down`,

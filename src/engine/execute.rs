@@ -191,8 +191,11 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 }
             }
             Action::CreateVolume { name } => {
+                let existed = paths.volume_data(name).exists();
                 fs_err::create_dir_all(paths.volume_data(name))?;
-                opts.progress(&format!("Volume \"{name}\""), "Created");
+                if !existed {
+                    opts.progress(&format!("Volume {name}"), "Created");
+                }
             }
             Action::CheckVolume { name } => {
                 if !paths.volume_data(name).exists() {
@@ -379,12 +382,6 @@ fn unsupported_check(project: &Project, svc: &Service) -> Result<()> {
         ),
         (!svc.storage_opt.is_empty(), "storage_opt"),
         (
-            svc.logging
-                .as_ref()
-                .is_some_and(|l| !matches!(l.driver.as_str(), "" | "json-file")),
-            "a logging driver other than json-file",
-        ),
-        (
             !matches!(svc.runtime.as_str(), "" | "runc" | "berth"),
             "runtime",
         ),
@@ -393,6 +390,25 @@ fn unsupported_check(project: &Project, svc: &Service) -> Result<()> {
         bail!(
             "service {:?}: {what} is not supported by berth yet",
             svc.name
+        );
+    }
+    let driver = log_driver(svc);
+    let compress = svc
+        .logging
+        .as_ref()
+        .and_then(|l| l.options.get("compress"))
+        .is_some_and(|v| crate::settings::parse_go_bool(v) == Some(true));
+    if compress {
+        bail!(
+            "service {:?}: logging option compress=true is not supported by berth (rotated logs are kept uncompressed)",
+            svc.name
+        );
+    }
+    if !LOG_DRIVERS.contains(&driver) {
+        bail!(
+            "service {:?}: logging driver {driver:?} is not supported by berth (it has {}; a driver that ships logs to a collector is not implemented)",
+            svc.name,
+            LOG_DRIVERS.join(", ")
         );
     }
     for (kind, refs) in [("secret", &svc.secrets), ("config", &svc.configs)] {
@@ -485,9 +501,17 @@ impl Default for ExecOptions {
 }
 
 impl ExecOptions {
+    /// One progress line on standard error: compose's tty shape on a
+    /// terminal, its plain shape (` Volume x Created`) elsewhere.
     pub fn progress(&self, what: &str, status: &str) {
-        if !self.quiet {
+        use std::io::IsTerminal;
+        if self.quiet {
+            return;
+        }
+        if std::io::stderr().is_terminal() {
             eprintln!(" ✔ {what:<40} {status}");
+        } else {
+            eprintln!(" {what} {status}");
         }
     }
 }
@@ -627,7 +651,7 @@ pub fn remove_anonymous_volumes(paths: &Paths, record: &ContainerRecord) -> Resu
 pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<(String, String)> {
     let id = new_id()?;
     let name = if svc.container_name.is_empty() {
-        naming::oneoff_name(&project.name, &svc.name, &id)
+        naming::oneoff_name(project, &svc.name, &id)
     } else {
         svc.container_name.clone()
     };
@@ -672,6 +696,7 @@ fn create_in(
             .map_or(10_000, |d| (d.0 / 1_000_000).max(0) as u64),
         log_max_size: log_option(svc, "max-size"),
         log_max_file: log_option(svc, "max-file"),
+        log_driver: log_driver(svc).to_owned(),
         healthcheck: health_spec(svc),
         restart_on_unhealthy: restart_on_unhealthy(svc),
         ports: Vec::new(),
@@ -1000,11 +1025,32 @@ fn restart_policy(svc: &Service) -> String {
     "no".into()
 }
 
+/// The logging drivers berth has: `json-file` (the default), `local` and
+/// `none`. Docker's remote drivers (fluentd, syslog, gelf, …) ship the
+/// output to a collector; berth has no such shipping.
+const LOG_DRIVERS: [&str; 3] = ["json-file", "local", "none"];
+
+fn log_driver(svc: &Service) -> &str {
+    match svc.logging.as_ref().map(|l| l.driver.as_str()) {
+        None | Some("") => "json-file",
+        Some(d) => d,
+    }
+}
+
+/// A `logging.options` value; for the `local` driver Docker's defaults
+/// (`max-size` 20m, `max-file` 5) when not set. Its rotated files are kept
+/// uncompressed (Docker gzips them unless `compress: "false"`).
 fn log_option(svc: &Service, key: &str) -> Option<String> {
-    svc.logging
+    let set = svc
+        .logging
         .as_ref()
         .and_then(|l| l.options.get(key))
-        .cloned()
+        .cloned();
+    match (log_driver(svc), key) {
+        ("local", "max-size") => set.or_else(|| Some("20m".to_owned())),
+        ("local", "max-file") => set.or_else(|| Some("5".to_owned())),
+        _ => set,
+    }
 }
 
 fn health_spec(svc: &Service) -> Option<HealthSpec> {

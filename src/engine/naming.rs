@@ -17,10 +17,21 @@ pub const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
 pub const LABEL_IMAGE: &str = "com.docker.compose.image";
 pub const LABEL_VERSION: &str = "com.docker.compose.version";
 
+/// What joins the parts of a container's name: `-`, or `_` in
+/// compatibility mode (Compose v1's names; compose's `api.Separator`).
+pub fn separator(project: &Project) -> char {
+    if project.compatibility {
+        '_'
+    } else {
+        '-'
+    }
+}
+
 /// `container_name`, or `project-service-N`.
-pub fn container_name(project: &str, service: &Service, number: u32) -> String {
+pub fn container_name(project: &Project, service: &Service, number: u32) -> String {
     if service.container_name.is_empty() {
-        format!("{project}-{}-{number}", service.name)
+        let s = separator(project);
+        format!("{}{s}{}{s}{number}", project.name, service.name)
     } else {
         service.container_name.clone()
     }
@@ -28,19 +39,25 @@ pub fn container_name(project: &str, service: &Service, number: u32) -> String {
 
 /// The name logs and foreground `up` show for a container (compose's
 /// `getContainerNameWithoutProject`): `service-N` for a container named
-/// `project-service-N`, the full name otherwise (`container_name`, a
+/// `project-service-N` (`service_N` for `project_service_N`, made with
+/// `--compatibility`), the full name otherwise (`container_name`, a
 /// one-off).
 pub fn short_name<'a>(project: &str, service: &str, number: u32, name: &'a str) -> &'a str {
-    match name.strip_prefix(project).and_then(|r| r.strip_prefix('-')) {
-        Some(rest) if rest == format!("{service}-{number}") => rest,
-        _ => name,
+    for sep in ['-', '_'] {
+        if let Some(rest) = name.strip_prefix(project).and_then(|r| r.strip_prefix(sep)) {
+            if rest == format!("{service}{sep}{number}") {
+                return rest;
+            }
+        }
     }
+    name
 }
 
 /// A one-off (`run`) container's name: `project-service-run-<12 hex>`.
-pub fn oneoff_name(project: &str, service: &str, id: &str) -> String {
+pub fn oneoff_name(project: &Project, service: &str, id: &str) -> String {
     let short: String = id.chars().take(12).collect();
-    format!("{project}-{service}-run-{short}")
+    let s = separator(project);
+    format!("{}{s}{service}{s}run{s}{short}", project.name)
 }
 
 /// The Compose labels of a service's container (the service's own labels
@@ -98,6 +115,9 @@ mod tests {
     fn short_names_drop_the_project_of_default_names_only() {
         assert_eq!(short_name("p", "web", 1, "p-web-1"), "web-1");
         assert_eq!(short_name("p", "web", 12, "p-web-12"), "web-12");
+        // --compatibility names: `_` throughout.
+        assert_eq!(short_name("p", "web", 1, "p_web_1"), "web_1");
+        assert_eq!(short_name("p", "web", 1, "p_web-1"), "p_web-1");
         // container_name, and a one-off: shown whole.
         assert_eq!(short_name("p", "web", 1, "p-fixed"), "p-fixed");
         assert_eq!(short_name("p", "web", 1, "custom"), "custom");

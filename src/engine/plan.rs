@@ -50,6 +50,8 @@ pub struct UpOptions {
     pub scale: BTreeMap<String, u32>,
     /// `--no-start`: create only.
     pub no_start: bool,
+    /// `--all-resources`: create the networks no service uses too.
+    pub all_resources: bool,
     /// The image digest each service's image resolves to now, when known;
     /// a container made from another one is recreated.
     pub image_digests: BTreeMap<String, String>,
@@ -290,7 +292,7 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
         .flat_map(|s| s.networks.keys().map(String::as_str))
         .collect();
     for (key, net) in &project.networks {
-        if !used_networks.contains(key.as_str()) {
+        if !opts.all_resources && !used_networks.contains(key.as_str()) {
             continue;
         }
         let action = if net.external {
@@ -544,7 +546,7 @@ fn plan_service(
             continue;
         }
         if let Some(reason) = reason {
-            let name = container_name(&project.name, service, c.number);
+            let name = container_name(project, service, c.number);
             let made = plan.push(
                 Action::Recreate {
                     service: service.name.clone(),
@@ -563,7 +565,7 @@ fn plan_service(
     let have = containers.len().min(expected as usize) as u32;
     for k in 0..expected.saturating_sub(have) {
         let number = next + k;
-        let name = container_name(&project.name, service, number);
+        let name = container_name(project, service, number);
         let made = plan.push(
             Action::Create {
                 service: service.name.clone(),

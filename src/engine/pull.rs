@@ -133,7 +133,9 @@ pub fn pull_images(
     let registries = RegistryConfig::from_env()?;
     let auth = DockerConfig::from_env()?;
     for (service, reference) in &wanted {
-        opts.progress(service, "Pulling");
+        // Named as compose names the resource: `Image nginx Pulling`.
+        let what = format!("Image {}", project.services[service].image);
+        opts.progress(&what, "Pulling");
         let svc = &project.services[service];
         let pull_opts = if svc.platform.is_empty() {
             PullOptions::default()
@@ -147,7 +149,7 @@ pub fn pull_images(
         };
         pull::pull(&store, &registries, &auth, reference, &pull_opts, &|_| {})
             .with_context(|| format!("service {service:?}: pulling {}", reference.familiar()))?;
-        opts.progress(service, "Pulled");
+        opts.progress(&what, "Pulled");
     }
     Ok(wanted.len())
 }

@@ -152,6 +152,10 @@ pub struct ContainerRecord {
     pub stop_grace_ms: u64,
     pub log_max_size: Option<String>,
     pub log_max_file: Option<String>,
+    /// `logging.driver`: `json-file` or `local` (both kept in the json-file
+    /// log), or `none` (the output is discarded).
+    #[serde(default = "default_log_driver")]
+    pub log_driver: String,
     pub healthcheck: Option<HealthSpec>,
     /// berth's restart-on-unhealthy (`x-berth.restart_on_unhealthy` or the
     /// `berth.restart-on-unhealthy` label).
@@ -178,6 +182,10 @@ pub struct ContainerRecord {
     /// yields anything, as Docker's; otherwise it is `/dev/null`.
     #[serde(default)]
     pub stdin_open: bool,
+}
+
+fn default_log_driver() -> String {
+    "json-file".to_owned()
 }
 
 impl ContainerRecord {

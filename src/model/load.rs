@@ -42,6 +42,8 @@ pub struct LoadOptions {
     /// Keep `env_file` entries after their content was merged into
     /// `environment` (`config --no-env-resolution`).
     pub keep_env_files: bool,
+    /// Keep top-level resources no service uses (`--all-resources`).
+    pub keep_unused_resources: bool,
 }
 
 impl Default for LoadOptions {
@@ -54,6 +56,7 @@ impl Default for LoadOptions {
             profiles: Vec::new(),
             selected_services: Vec::new(),
             keep_env_files: false,
+            keep_unused_resources: false,
         }
     }
 }
@@ -123,6 +126,7 @@ pub fn load(details: &ConfigDetails, opts: &LoadOptions) -> Result<Project, Load
             selected_services: opts.selected_services.clone(),
             skip_consistency: !opts.consistency,
             keep_env_files: opts.keep_env_files,
+            keep_unused_resources: opts.keep_unused_resources,
             ..NormalizeOptions::default()
         },
     )?;

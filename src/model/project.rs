@@ -61,6 +61,10 @@ pub struct Project {
     /// The compose files, in `-f` order.
     #[serde(skip)]
     pub compose_files: Vec<PathBuf>,
+    /// `--compatibility` (or `COMPOSE_COMPATIBILITY`): containers are named
+    /// as Compose v1 named them, `project_service_1`.
+    #[serde(skip)]
+    pub compatibility: bool,
     /// Where each service and top-level resource was declared, keyed
     /// `services.web`, `volumes.db`, … (the key's position in the last file
     /// that set it), so later stages can point at file:line.

@@ -136,8 +136,15 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
         record.log_max_size.as_deref(),
         record.log_max_file.as_deref(),
     )?;
-    let mut log = JsonFileWriter::open(&paths.log(id), rotation)
-        .with_context(|| format!("opening {}", paths.log(id).display()))?;
+    // The `none` driver keeps nothing: the output is read (the container
+    // must not block on a full pipe) and dropped.
+    let log_path = if record.log_driver == "none" {
+        std::path::PathBuf::from("/dev/null")
+    } else {
+        paths.log(id)
+    };
+    let mut log = JsonFileWriter::open(&log_path, rotation)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let policy = RestartPolicy::parse(&record.restart)?;
     let mut restarter = Restarter::new(policy);
     let prior = RunState::load(paths, id);
