@@ -15,7 +15,7 @@ use crate::image::credentials::DockerConfig;
 use crate::image::pull::{self, PullOptions};
 use crate::image::registry::RegistryConfig;
 use crate::image::{Reference, Store};
-use crate::model::project::Project;
+use crate::model::project::{Project, Service};
 
 use super::execute::ExecOptions;
 use super::state::Paths;
@@ -87,17 +87,16 @@ pub fn pull_images(
     let store = Store::open(&paths.root)?;
     let mut wanted: Vec<(String, Reference)> = Vec::new();
     for svc in project.services.values() {
-        if svc.image.is_empty() {
-            // No image: the service must be built, which preflight refuses
-            // by name.
-            continue;
-        }
-        let reference =
-            Reference::parse(&svc.image).with_context(|| format!("image {:?}", svc.image))?;
-        let present = store.resolve(&reference).is_ok();
-        let decision = decide(&svc.name, &svc.image, &svc.pull_policy, cli, present)?;
-        if decision == PullDecision::Pull && !wanted.iter().any(|(_, r)| *r == reference) {
-            wanted.push((svc.name.clone(), reference));
+        // No image: the service must be built, which preflight refuses by
+        // name.
+        let own = (!svc.image.is_empty()).then_some((svc.image.as_str(), svc.pull_policy.as_str()));
+        for (image, policy) in own.into_iter().chain(extra_images(svc)) {
+            let reference = Reference::parse(image).with_context(|| format!("image {image:?}"))?;
+            let present = store.resolve(&reference).is_ok();
+            let decision = decide(&svc.name, image, policy, cli, present)?;
+            if decision == PullDecision::Pull && !wanted.iter().any(|(_, r)| *r == reference) {
+                wanted.push((svc.name.clone(), reference));
+            }
         }
     }
     if wanted.is_empty() {
@@ -121,24 +120,46 @@ pub fn pull_images(
     Ok(wanted.len())
 }
 
+/// The images a service needs besides its own, each with the pull policy
+/// that applies to it: its `pre_start` hooks' images and its `type: image`
+/// volumes' sources, under the service's policy (`build` builds only the
+/// service's own image: the others are pulled when missing).
+pub fn extra_images(svc: &Service) -> Vec<(&str, &str)> {
+    let policy = match svc.pull_policy.as_str() {
+        "build" => "missing",
+        p => p,
+    };
+    let hooks = svc
+        .pre_start
+        .iter()
+        .map(|h| h.image.as_str())
+        .filter(|i| !i.is_empty() && *i != svc.image);
+    let volumes = svc
+        .volumes
+        .iter()
+        .filter(|v| v.r#type == crate::model::project::VOLUME_IMAGE && !v.source.is_empty())
+        .map(|v| v.source.as_str());
+    hooks.chain(volumes).map(|i| (i, policy)).collect()
+}
+
 /// Fails when a policy could never be satisfied, without touching the
 /// network: for `--dry-run`.
 pub fn check_policies(paths: &Paths, project: &Project, cli: Option<&str>) -> Result<()> {
     let store = Store::open(&paths.root)?;
     for svc in project.services.values() {
-        if svc.image.is_empty() {
-            continue;
+        let own = (!svc.image.is_empty()).then_some((svc.image.as_str(), svc.pull_policy.as_str()));
+        for (image, policy) in own.into_iter().chain(extra_images(svc)) {
+            let Ok(reference) = Reference::parse(image) else {
+                bail!("service {:?}: invalid image {:?}", svc.name, image);
+            };
+            decide(
+                &svc.name,
+                image,
+                policy,
+                cli,
+                store.resolve(&reference).is_ok(),
+            )?;
         }
-        let Ok(reference) = Reference::parse(&svc.image) else {
-            bail!("service {:?}: invalid image {:?}", svc.name, svc.image);
-        };
-        decide(
-            &svc.name,
-            &svc.image,
-            &svc.pull_policy,
-            cli,
-            store.resolve(&reference).is_ok(),
-        )?;
     }
     Ok(())
 }
@@ -172,6 +193,27 @@ mod tests {
             d("daily", None, true),
             Err(PullPolicyError::Unsupported { .. })
         ));
+    }
+
+    #[test]
+    fn hook_images_and_image_volumes_are_pulled_under_the_services_policy() {
+        let yaml = "services:\n  web:\n    image: app\n    pull_policy: build\n    pre_start:\n      - command: [\"true\"]\n      - image: tools\n        command: [\"true\"]\n    volumes:\n      - type: image\n        source: content:1\n        target: /srv\n";
+        let details = crate::model::load::ConfigDetails {
+            files: vec![crate::model::load::ConfigFile {
+                path: "/srv/p/compose.yaml".into(),
+                content: yaml.into(),
+            }],
+            working_dir: "/srv/p".into(),
+            environment: Default::default(),
+            explicit_name: Some("p".into()),
+        };
+        let p = crate::model::load::load(&details, &Default::default()).expect("loads");
+        let svc = &p.services["web"];
+        // The first hook runs the service's own image: not an extra.
+        assert_eq!(
+            extra_images(svc),
+            [("tools", "missing"), ("content:1", "missing")]
+        );
     }
 
     #[test]
