@@ -4,19 +4,20 @@
 //! whiteout for the deleted one, and a container made from it sees exactly
 //! that. `--index` picks the replica. Needs root (overlay mounts).
 
+mod e2e_support;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth::image::import::import;
 use berth::image::{Reference, Store};
+use e2e_support::Setup;
 
+/// The stack, and beside it the project `check` that runs the committed
+/// image, in one set of state dirs.
 struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    run: PathBuf,
-    dir: PathBuf,
+    inner: e2e_support::Env,
     check_dir: PathBuf,
 }
 
@@ -45,73 +46,23 @@ impl Env {
             rustix::process::geteuid().is_root(),
             "precondition: e2e_export needs root (overlay mounts)"
         );
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        let run = tmp.path().join("run");
-        let dir = tmp.path().join("proj");
-        let check_dir = tmp.path().join("check");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::create_dir_all(&check_dir).unwrap();
         let pid = std::process::id();
-        std::fs::write(dir.join("compose.yaml"), format!("name: exp{pid}\n{STACK}")).unwrap();
+        let inner = Setup::new(format!("exp{pid}"))
+            .compose(STACK)
+            .image_config(&["ENV KEEP=1"])
+            .build();
+        let check_dir = inner.tmp.join("check");
+        std::fs::create_dir_all(&check_dir).unwrap();
         std::fs::write(
             check_dir.join("compose.yaml"),
             format!("name: expcheck{pid}\n{CHECK}"),
         )
         .unwrap();
-        let rootfs = tmp.path().join("bb");
-        let st = Command::new("sh")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/bench/busybox-rootfs.sh"
-            ))
-            .arg(&rootfs)
-            .status()
-            .expect("precondition: sh and ../shared/bench/busybox-rootfs.sh");
-        assert!(st.success(), "busybox-rootfs.sh failed");
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .args(["-cf", "-", "."])
-            .output()
-            .expect("precondition: tar");
-        assert!(tar.status.success());
-        let store = Store::open(&root).unwrap();
-        import(
-            &store,
-            &tar.stdout[..],
-            &Reference::parse("bb:latest").unwrap(),
-            &["CMD [\"sh\"]".into(), "ENV KEEP=1".into()],
-        )
-        .unwrap();
-        Env {
-            _tmp: tmp,
-            root,
-            run,
-            dir,
-            check_dir,
-        }
+        Env { inner, check_dir }
     }
 
-    fn berth_in(&self, dir: &PathBuf, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(args)
-            .current_dir(dir)
-            .env("BERTH_ROOT", &self.root)
-            .env("BERTH_RUN", &self.run)
-            .output()
-            .unwrap()
-    }
-
-    fn ok_in(&self, dir: &PathBuf, args: &[&str]) -> Vec<u8> {
-        let out = self.berth_in(dir, args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+    fn ok_in(&self, dir: &Path, args: &[&str]) -> Vec<u8> {
+        self.inner.ok_bytes_in(dir, args)
     }
 
     fn ok(&self, args: &[&str]) -> Vec<u8> {
@@ -119,10 +70,18 @@ impl Env {
     }
 }
 
+impl Deref for Env {
+    type Target = e2e_support::Env;
+
+    fn deref(&self) -> &e2e_support::Env {
+        &self.inner
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
+        // The stack's own guard follows.
         let _ = self.berth_in(&self.check_dir, &["down", "-v", "-t", "0"]);
-        let _ = self.berth_in(&self.dir, &["down", "-v", "-t", "0"]);
     }
 }
 

@@ -14,293 +14,36 @@
 //! about 3.6 min on the 2-core CI machine, loaded; `benches/leak_cycles.sh
 //! [N]` runs it alone with its figures).
 
+mod e2e_support;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use berth::image::import::import;
-use berth::image::{Reference, Store};
+use e2e_support::Setup;
 
-static NEXT_NS: AtomicU32 = AtomicU32::new(0);
+static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A project in its own state dirs and network namespace.
-struct Env {
-    tmp: tempfile::TempDir,
-    root: PathBuf,
-    run: PathBuf,
-    dir: PathBuf,
-    project: String,
-    netns: String,
-}
+struct Env(e2e_support::Env);
 
 impl Env {
     fn new(compose: &str) -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        let run = tmp.path().join("run");
-        let dir = tmp.path().join("proj");
-        std::fs::create_dir_all(&dir).unwrap();
-        let n = NEXT_NS.fetch_add(1, Ordering::SeqCst);
-        let project = format!("rel{}x{n}", std::process::id());
-        let netns = format!("berthrel-{}-{n}", std::process::id());
-        let st = Command::new("ip")
-            .args(["netns", "add", &netns])
-            .status()
-            .expect("precondition: iproute2 (ip netns add)");
-        assert!(st.success(), "precondition: ip netns add {netns} (root?)");
-        let env = Env {
-            tmp,
-            root,
-            run,
-            dir,
-            project,
-            netns,
-        };
-        env.in_ns(&["ip", "link", "set", "lo", "up"]);
-        env.write_compose(compose);
-        // The image: Debian's busybox-static as a rootfs, imported.
-        let rootfs = env.tmp.path().join("bb");
-        let st = Command::new("sh")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/bench/busybox-rootfs.sh"
-            ))
-            .arg(&rootfs)
-            .status()
-            .expect("precondition: sh and ../shared/bench/busybox-rootfs.sh");
-        assert!(st.success(), "precondition: busybox-rootfs.sh failed");
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .args(["-cf", "-", "."])
-            .output()
-            .expect("precondition: tar");
-        assert!(tar.status.success());
-        let store = Store::open(&env.root).unwrap();
-        import(
-            &store,
-            &tar.stdout[..],
-            &Reference::parse("bb:latest").unwrap(),
-            &["CMD [\"sh\"]".into()],
-        )
-        .unwrap();
-        env
-    }
-
-    fn write_compose(&self, compose: &str) {
-        std::fs::write(
-            self.dir.join("compose.yaml"),
-            format!("name: {}\n{compose}", self.project),
-        )
-        .unwrap();
-    }
-
-    fn ns_path(&self) -> String {
-        format!("--net=/run/netns/{}", self.netns)
-    }
-
-    /// Runs a host command inside the test's network namespace.
-    fn in_ns(&self, argv: &[&str]) -> Output {
-        Command::new("nsenter")
-            .arg(self.ns_path())
-            .args(argv)
-            .output()
-            .expect("precondition: nsenter (util-linux)")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(self.ns_path())
-            .arg(env!("CARGO_BIN_EXE_berth"))
-            .args(args)
-            .current_dir(&self.dir)
-            .env("BERTH_ROOT", &self.root)
-            .env("BERTH_RUN", &self.run);
-        c
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.berth(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Container records of this env: (name, id).
-    fn containers(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(self.root.join("containers")) {
-            for e in entries.flatten() {
-                if let Ok(text) = std::fs::read_to_string(e.path().join("container.json")) {
-                    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                    out.push((
-                        v["name"].as_str().unwrap().to_owned(),
-                        v["id"].as_str().unwrap().to_owned(),
-                    ));
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-
-    fn id_of(&self, name: &str) -> String {
-        let all = self.containers();
-        let found: Vec<_> = all.iter().filter(|(n, _)| n == name).collect();
-        assert_eq!(found.len(), 1, "{name} in {all:?}");
-        found[0].1.clone()
-    }
-
-    /// The monitor's view of a container (`state.json`).
-    fn state(&self, id: &str) -> serde_json::Value {
-        let p = self.root.join("containers").join(id).join("state.json");
-        match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
-            Err(_) => serde_json::Value::Null,
-        }
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-        let end = Instant::now() + timeout;
-        while !f() {
-            assert!(Instant::now() < end, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn logs(&self, service: &str) -> String {
-        self.ok(&["logs", "--no-log-prefix", service])
-    }
-
-    /// Processes this env started: berth's own (monitors, DNS server: their
-    /// environment names our `BERTH_ROOT`) and the containers' (their
-    /// cgroup names one of `ids`).
-    fn processes(&self, ids: &BTreeSet<String>) -> Vec<(i32, String)> {
-        let marker = format!("BERTH_ROOT={}", self.root.display());
-        let me = std::process::id() as i32;
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
-            let ours = environ.split(|b| *b == 0).any(|kv| kv == marker.as_bytes());
-            let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
-            let in_ours = ids.iter().any(|id| cgroup.contains(id.as_str()));
-            if ours || in_ours {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                out.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
-            }
-        }
-        out
-    }
-
-    /// Everything the kernel or the disk still holds of this env.
-    fn leftovers(&self, ids: &BTreeSet<String>) -> Vec<String> {
-        let mut left = Vec::new();
-        let root = self.root.display().to_string();
-        let run = self.run.display().to_string();
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        for l in mountinfo.lines() {
-            if l.contains(&root) || l.contains(&run) {
-                left.push(format!("mount: {l}"));
-            }
-        }
-        for (pid, cmd) in self.processes(ids) {
-            // A zombie that only waits for its reaper holds nothing.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if stat
-                .rsplit_once(") ")
-                .is_some_and(|(_, r)| r.starts_with('Z'))
-            {
-                continue;
-            }
-            left.push(format!("process {pid}: {cmd}"));
-        }
-        for ctl in [
-            "memory", "pids", "cpu", "cpuacct", "freezer", "devices", "blkio",
-        ] {
-            let base = Path::new("/sys/fs/cgroup").join(ctl).join("berth");
-            if let Ok(entries) = std::fs::read_dir(&base) {
-                for e in entries.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if ids.iter().any(|id| name.contains(id.as_str())) {
-                        left.push(format!("cgroup: {}", e.path().display()));
-                    }
-                }
-            }
-        }
-        for d in [self.root.join("containers"), self.run.join("containers")] {
-            if let Ok(e) = std::fs::read_dir(&d) {
-                for e in e.flatten() {
-                    left.push(format!("state: {}", e.path().display()));
-                }
-            }
-        }
-        let links = self.in_ns(&["ip", "-o", "link"]);
-        for l in String::from_utf8_lossy(&links.stdout).lines() {
-            let name = l.split(':').nth(1).unwrap_or("").trim();
-            if name != "lo" {
-                left.push(format!("link: {l}"));
-            }
-        }
-        let nft = self.in_ns(&["nft", "list", "tables"]);
-        assert!(nft.status.success(), "precondition: nft list tables");
-        for l in String::from_utf8_lossy(&nft.stdout).lines() {
-            if l.contains("berth") {
-                left.push(format!("nft: {l}"));
-            }
-        }
-        let paths = berth::engine::state::Paths {
-            root: self.root.clone(),
-            run: self.run.clone(),
-        };
-        for n in berth::engine::net::networks(&paths)
-            .list()
-            .unwrap_or_default()
-        {
-            left.push(format!("network: {}", n.name));
-        }
-        left
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        Env(Setup::new(format!("rel{}x{n}", std::process::id()))
+            .compose(compose)
+            .netns()
+            .poll(Duration::from_millis(20))
+            .build())
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Whatever happened, take the stack down, end what is left of ours
-        // and remove the namespace.
-        let _ = self.berth(&["down", "-v", "-t", "0"]);
-        let ids: BTreeSet<String> = self.containers().into_iter().map(|(_, id)| id).collect();
-        for (pid, _) in self.processes(&ids) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+impl Deref for Env {
+    type Target = e2e_support::Env;
+
+    fn deref(&self) -> &e2e_support::Env {
+        &self.0
     }
 }
 
@@ -586,13 +329,7 @@ fn a_cli_killed_in_the_middle_of_up_loses_nothing_and_the_next_up_converges() {
     let writer_pid = env.state(&writer)["pid"].as_i64().unwrap();
 
     // And the DNS server, while we are at it.
-    let dns = berth_network::dns::running(&env.run)
-        .unwrap()
-        .expect("a DNS server runs");
-    nix::sys::signal::kill(dns, nix::sys::signal::Signal::SIGKILL).unwrap();
-    env.wait_for("the DNS server to die", Duration::from_secs(5), || {
-        berth_network::dns::running(&env.run).unwrap().is_none()
-    });
+    env.kill_dns();
 
     env.ok(&["up", "-d"]);
     let names: Vec<String> = env.containers().into_iter().map(|(n, _)| n).collect();
@@ -848,7 +585,7 @@ fn up_down_cycles_of_20_services_leave_nothing_and_do_not_grow() {
     );
     // A second project stays up the whole time, so one DNS server lives
     // through every cycle and its memory and fds can be followed.
-    let keep = env.tmp.path().join("keep");
+    let keep = env.tmp.join("keep");
     std::fs::create_dir_all(&keep).unwrap();
     std::fs::write(
         keep.join("compose.yaml"),

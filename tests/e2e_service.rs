@@ -9,140 +9,37 @@
 
 mod image_support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod e2e_support;
+
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use berth::image::import::import;
-use berth::image::{Reference, Store};
+use e2e_support::Setup;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    tmp: PathBuf,
-    root: PathBuf,
-    run: PathBuf,
-    dir: PathBuf,
-    project: String,
-    extra_env: Vec<(String, String)>,
-}
+/// The shared env, with this file's own `container(service)`.
+struct Env(e2e_support::Env);
 
 impl Env {
     /// A project named after the test, with `bb:latest` imported: Debian's
     /// busybox-static, `VOLUME /vol` holding `/vol/seed`.
     fn new(tag: &str, compose: &str) -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = tmp.path().to_path_buf();
-        let root = base.join("root");
-        let run = base.join("run");
-        let dir = base.join("proj");
-        std::fs::create_dir_all(&dir).unwrap();
-        let project = format!("svc{tag}{}", std::process::id());
-        let env = Env {
-            _tmp: tmp,
-            tmp: base,
-            root,
-            run,
-            dir,
-            project,
-            extra_env: Vec::new(),
-        };
-        env.write(compose);
-        let rootfs = env.tmp.join("bb");
-        let st = Command::new("sh")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/bench/busybox-rootfs.sh"
-            ))
-            .arg(&rootfs)
-            .status()
-            .expect("precondition: sh and ../shared/bench/busybox-rootfs.sh");
-        assert!(st.success(), "busybox-rootfs.sh failed");
-        std::fs::create_dir_all(rootfs.join("vol")).unwrap();
-        std::fs::write(rootfs.join("vol/seed"), "from the image\n").unwrap();
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .args(["-cf", "-", "."])
-            .output()
-            .expect("precondition: tar");
-        assert!(tar.status.success());
-        let store = Store::open(&env.root).unwrap();
-        import(
-            &store,
-            &tar.stdout[..],
-            &Reference::parse("bb:latest").unwrap(),
-            &["CMD [\"sh\"]".into(), "VOLUME /vol".into()],
-        )
-        .unwrap();
-        env
+        Env(Setup::new(format!("svc{tag}{}", std::process::id()))
+            .compose(compose)
+            .image_config(&["VOLUME /vol"])
+            .seed(|rootfs| {
+                std::fs::create_dir_all(rootfs.join("vol")).unwrap();
+                std::fs::write(rootfs.join("vol/seed"), "from the image\n").unwrap();
+            })
+            .build())
     }
 
     fn write(&self, compose: &str) {
-        std::fs::write(
-            self.dir.join("compose.yaml"),
-            format!("name: {}\n{compose}", self.project),
-        )
-        .unwrap();
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("BERTH_ROOT", &self.root)
-            .env("BERTH_RUN", &self.run);
-        for (k, v) in &self.extra_env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.berth(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn ps_json(&self) -> Vec<serde_json::Value> {
-        self.ok(&["ps", "-a", "--format", "json"])
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        self.write_compose(compose);
     }
 
     fn container(&self, service: &str) -> serde_json::Value {
         let ps = self.ps_json();
-        ps.iter()
-            .find(|c| c["Service"] == service)
-            .unwrap_or_else(|| panic!("no {service} in {ps:#?}"))
-            .clone()
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-        let end = Instant::now() + timeout;
-        while !f() {
-            assert!(Instant::now() < end, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until the service's log holds `text`; returns the log.
-    fn log_with(&self, service: &str, text: &str) -> String {
-        let mut log = String::new();
-        self.wait_for(
-            &format!("{text:?} in the log of {service}"),
-            Duration::from_secs(20),
-            || {
-                log = self.ok(&["logs", "--no-log-prefix", service]);
-                log.contains(text)
-            },
-        );
-        log
+        self.0.container(&ps, service).clone()
     }
 
     /// The volume directories under `$BERTH_ROOT/volumes`.
@@ -173,21 +70,21 @@ impl Env {
 
     /// Mounts naming this env's state: none may be left after `down`.
     fn leftover_mounts(&self) -> Vec<String> {
-        let root = self.root.display().to_string();
-        let run = self.run.display().to_string();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&root) || l.contains(&run))
-            .map(str::to_owned)
-            .collect()
+        self.mounts()
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Whatever happened, take the stack down.
-        let _ = self.berth(&["down", "-v", "-t", "0"]);
+impl Deref for Env {
+    type Target = e2e_support::Env;
+
+    fn deref(&self) -> &e2e_support::Env {
+        &self.0
+    }
+}
+
+impl DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut e2e_support::Env {
+        &mut self.0
     }
 }
 

@@ -331,3 +331,88 @@ services:
 "
     );
 }
+
+/// `up --no-deps app` (compose-go's IgnoreDependencies): the other
+/// services are disabled and no longer depended on.
+fn only(mut p: Project, keep: &str) -> Project {
+    let names: Vec<String> = p.services.keys().cloned().collect();
+    for n in names {
+        if n != keep {
+            let s = p.services.remove(&n).unwrap();
+            p.disabled_services.insert(n, s);
+        }
+    }
+    for s in p.services.values_mut() {
+        s.depends_on.clear();
+    }
+    p
+}
+
+#[test]
+fn a_shared_network_namespace_needs_its_donor_container() {
+    let p = project(
+        "
+name: demo
+services:
+  app:
+    image: busybox
+    network_mode: service:db
+  db:
+    image: busybox
+",
+    );
+    let app_alone = only(p.clone(), "app");
+    // The donor exists (TestNoDepsNetworkMode, step 2): nothing to do.
+    let o = Observed {
+        containers: vec![existing(&p, "db", 1), existing(&p, "app", 1)],
+        ..Observed::default()
+    };
+    let the_plan = plan(&app_alone, &o, &UpOptions::default()).unwrap();
+    assert!(the_plan.is_empty(), "{the_plan}");
+    // The donor was removed (step 4): compose's error.
+    let o = Observed {
+        containers: vec![existing(&p, "app", 1)],
+        ..Observed::default()
+    };
+    let e = plan(&app_alone, &o, &UpOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot share network namespace with service db: container missing"
+    );
+    // A one-off of the donor is no donor.
+    let mut oneoff = existing(&p, "db", 1);
+    oneoff.oneoff = true;
+    let o = Observed {
+        containers: vec![oneoff],
+        ..Observed::default()
+    };
+    assert!(plan(&app_alone, &o, &UpOptions::default()).is_err());
+    // With the donor in the same `up`, it is made first.
+    assert!(plan(&p, &Observed::default(), &UpOptions::default()).is_ok());
+}
+
+#[test]
+fn shared_volumes_need_their_donor_container_too() {
+    let p = project(
+        "
+name: demo
+services:
+  app:
+    image: busybox
+    volumes_from: [db:ro, container:elsewhere]
+  db:
+    image: busybox
+",
+    );
+    let app_alone = only(p.clone(), "app");
+    let o = Observed {
+        containers: vec![existing(&p, "db", 1)],
+        ..Observed::default()
+    };
+    assert!(plan(&app_alone, &o, &UpOptions::default()).is_ok());
+    let e = plan(&app_alone, &Observed::default(), &UpOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot share volume with service db: container missing"
+    );
+}

@@ -652,7 +652,7 @@ impl Networks {
             path: cfg.netns_path.clone(),
             source,
         })?;
-        let _lock = self.store.lock()?;
+        let lock = self.store.lock()?;
         let mut state = self
             .store
             .load(&cfg.network)?
@@ -840,16 +840,36 @@ impl Networks {
             .leases
             .insert(cfg.container_id.clone(), attachment.clone());
         self.store.save(&mut state)?;
+        let bridge = match nl
+            .link_by_name(&net.bridge)
+            .map_err(NetworkError::netlink("get link", &net.bridge))?
+        {
+            Some(l) => Ok(l.index),
+            None => self.setup_bridge(&mut nl, &net),
+        };
 
-        let made = self.plumb(
-            &mut nl,
-            &mut ns_nl,
-            &netns,
-            &net,
-            &attachment,
-            mac,
-            cfg.default_route,
-        );
+        // The lease is on disk: the kernel work (veth, addresses, routes,
+        // the IPv6 wait) needs no lock, and containers started together
+        // are plumbed together. The firewall and the proxies, which read
+        // every network's state, are done under the lock again.
+        drop(lock);
+        let made = bridge.and_then(|bridge| {
+            self.plumb(
+                &mut nl,
+                &mut ns_nl,
+                &netns,
+                &net,
+                &attachment,
+                mac,
+                bridge,
+                cfg.default_route,
+            )
+        });
+        let lock = if made.is_ok() && attachment.ports.is_empty() {
+            None
+        } else {
+            Some(self.store.lock()?)
+        };
         let made = made.and_then(|()| {
             if attachment.ports.is_empty() {
                 Ok(())
@@ -861,16 +881,19 @@ impl Networks {
         if let Err(e) = made {
             let _ = self.stop_proxy(&cfg.network, &cfg.container_id);
             let _ = nl.delete_link(&attachment.host_ifname);
-            state.leases.remove(&cfg.container_id);
-            if let Some(prev) = previous {
-                state.leases.insert(cfg.container_id.clone(), prev);
+            if let Ok(Some(mut state)) = self.store.load(&cfg.network) {
+                state.leases.remove(&cfg.container_id);
+                if let Some(prev) = previous {
+                    state.leases.insert(cfg.container_id.clone(), prev);
+                }
+                let _ = self.store.save(&mut state);
             }
-            let _ = self.store.save(&mut state);
             if !attachment.ports.is_empty() {
                 let _ = self.sync_locked(false);
             }
             return Err(e);
         }
+        drop(lock);
         tracing::debug!(network = %net.name, container = %cfg.container_id, ip = ?attachment.ipv4, "attached");
         Ok(attachment)
     }
@@ -884,15 +907,9 @@ impl Networks {
         net: &Network,
         a: &Attachment,
         mac: [u8; 6],
+        bridge: u32,
         default_route: bool,
     ) -> Result<(), NetworkError> {
-        let bridge = match nl
-            .link_by_name(&net.bridge)
-            .map_err(NetworkError::netlink("get link", &net.bridge))?
-        {
-            Some(l) => l.index,
-            None => self.setup_bridge(nl, net)?,
-        };
         nl.add_veth(
             &a.host_ifname,
             &a.ifname,
@@ -974,7 +991,7 @@ impl Networks {
         container_id: &str,
         netns_path: Option<&Path>,
     ) -> Result<(), NetworkError> {
-        let _lock = self.store.lock()?;
+        let lock = self.store.lock()?;
         let Some(mut state) = self.store.load(network)? else {
             return Ok(());
         };
@@ -982,6 +999,16 @@ impl Networks {
             return Ok(());
         };
         self.stop_proxy(network, container_id)?;
+        self.store.save(&mut state)?;
+        if !lease.ports.is_empty() {
+            self.sync_locked(false)?;
+        }
+        // The veth goes after the lock: deleting a link waits for an RCU
+        // grace period (15-50 ms), and the kernel overlaps those waits of
+        // links deleted at once, so containers stopped together are
+        // detached together instead of one after another. The lease is
+        // released already; the pair's names are the container's own.
+        drop(lock);
         let mut nl = host_netlink()?;
         let host_gone = nl
             .link_by_name(&lease.host_ifname)
@@ -997,10 +1024,6 @@ impl Networks {
                     }
                 }
             }
-        }
-        self.store.save(&mut state)?;
-        if !lease.ports.is_empty() {
-            self.sync_locked(false)?;
         }
         Ok(())
     }

@@ -1110,3 +1110,72 @@ fn attaches_from_parallel_processes_never_share_an_address() {
         nets.remove("mp").unwrap();
     });
 }
+
+/// The kernel work of attach and detach runs outside the state lock, so
+/// containers started (or stopped) together are plumbed together: leases,
+/// links and port rules must still come out exactly right.
+#[test]
+fn many_attach_and_detach_at_once() {
+    let w = World::new("par");
+    let cs: Vec<TestNs> = (0..12).map(|i| TestNs::new(&format!("p{i}"))).collect();
+    let host = w.host.path();
+    w.run(|nets| {
+        nets.ensure(&net("proj_default")).unwrap();
+        let at_once = |f: &(dyn Fn(usize, &TestNs) + Sync)| {
+            std::thread::scope(|s| {
+                for (i, c) in cs.iter().enumerate() {
+                    let host = &host;
+                    s.spawn(move || {
+                        let h = std::fs::File::open(host).unwrap();
+                        nix::sched::setns(&h, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                        f(i, c)
+                    });
+                }
+            })
+        };
+        at_once(&|i, c| {
+            let ports = if i % 3 == 0 {
+                vec![tcp(9000 + i as u16, 80)]
+            } else {
+                Vec::new()
+            };
+            nets.attach(&AttachConfig {
+                network: "proj_default".into(),
+                container_id: format!("c{i}"),
+                netns_path: c.path(),
+                default_route: true,
+                ports,
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("attach c{i}: {e}"));
+        });
+        let leases = nets.attachments("proj_default").unwrap();
+        assert_eq!(leases.len(), cs.len());
+        let ips: BTreeSet<_> = leases.iter().map(|a| a.ipv4.unwrap()).collect();
+        assert_eq!(ips.len(), cs.len(), "duplicate addresses: {leases:#?}");
+        let links = link_names();
+        for a in &leases {
+            assert!(links.contains(&a.host_ifname), "{} missing", a.host_ifname);
+        }
+        let last = leases.iter().find(|a| a.container_id == "c11").unwrap();
+        assert!(cs[0].ping(&last.ipv4.unwrap().to_string()));
+        let rules = nft_ruleset();
+        for port in [9000, 9003, 9006, 9009] {
+            assert!(rules.contains(&format!("dport {port}")), "{port}: {rules}");
+        }
+
+        at_once(&|i, c| {
+            nets.detach("proj_default", &format!("c{i}"), Some(&c.path()))
+                .unwrap_or_else(|e| panic!("detach c{i}: {e}"));
+        });
+        assert!(nets.attachments("proj_default").unwrap().is_empty());
+        let links = link_names();
+        let left: Vec<_> = leases
+            .iter()
+            .filter(|a| links.contains(&a.host_ifname))
+            .collect();
+        assert!(left.is_empty(), "veths left: {left:#?}");
+        assert!(!nft_ruleset().contains("dport 900"), "{}", nft_ruleset());
+        nets.remove("proj_default").unwrap();
+    });
+}

@@ -382,8 +382,8 @@ pub struct ExecArgs {
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// Index of the container if service has multiple replicas
-    #[arg(long, default_value_t = 1)]
-    pub index: u32,
+    #[arg(long)]
+    pub index: Option<u32>,
     /// Give extended privileges to the process
     #[arg(long)]
     pub privileged: bool,
@@ -427,6 +427,9 @@ pub struct RunArgs {
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Set environment variables from file
+    #[arg(long = "env-from-file")]
+    pub env_from_file: Vec<std::path::PathBuf>,
     /// Run as specified username or uid
     #[arg(short = 'u', long)]
     pub user: Option<String>,
@@ -434,7 +437,7 @@ pub struct RunArgs {
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
     /// Bind mount a volume
-    #[arg(short = 'v', long = "volume")]
+    #[arg(short = 'v', long = "volume", alias = "volumes")]
     pub volumes: Vec<String>,
     /// Publish a container's port(s) to the host
     #[arg(short = 'p', long = "publish")]

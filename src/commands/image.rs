@@ -1319,38 +1319,7 @@ fn unix_now() -> i64 {
 
 /// `2024-01-02T03:04:05.123Z` (or with an offset) → Unix seconds.
 fn parse_rfc3339(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once(['T', 't', ' '])?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    let (clock, offset) = match time.find(['Z', 'z', '+', '-']) {
-        Some(i) => (&time[..i], &time[i..]),
-        None => (time, "Z"),
-    };
-    let mut c = clock.split(':');
-    let hh: i64 = c.next()?.parse().ok()?;
-    let mm: i64 = c.next()?.parse().ok()?;
-    let ss: f64 = c.next()?.parse().ok()?;
-    let off = match offset.as_bytes().first() {
-        Some(b'+') | Some(b'-') => {
-            let sign = if offset.starts_with('-') { -1 } else { 1 };
-            let (oh, om) = offset[1..].split_once(':')?;
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
-        }
-        _ => 0,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + hh * 3600 + mm * 60 + ss as i64 - off)
+    crate::engine::events::parse_rfc3339(s).map(|(secs, _)| secs)
 }
 
 /// Docker's `units.HumanDuration` + " ago".

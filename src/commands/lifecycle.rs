@@ -20,6 +20,12 @@ use crate::settings::ProjectArgs;
 
 use super::project;
 
+/// A boolean from the environment, as Go's `strconv.ParseBool` reads it
+/// (compose's `utils.StringToBool`).
+fn env_true(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "t" | "true")
+}
+
 fn timeout(t: Option<u64>) -> Option<Duration> {
     t.map(Duration::from_secs)
 }
@@ -50,6 +56,9 @@ fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Projec
 
 pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
     let project = load(args, &up.services, up.no_deps)?;
+    // As compose's `create`: only the services this `up` would make must
+    // have distinct container names (loading the file does not check it).
+    crate::model::consistency::check_container_names(&project)?;
     let paths = Paths::from_env();
     let _lock = if dry_run {
         None
@@ -75,6 +84,10 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
             Recreate::Diverged
         },
         remove_orphans: up.remove_orphans,
+        ignore_orphans: project
+            .environment
+            .get("COMPOSE_IGNORE_ORPHANS")
+            .is_some_and(|v| env_true(v)),
         scale,
         no_start: up.no_start,
         ..UpOptions::default()
@@ -112,6 +125,8 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
         print!("{the_plan}");
         return Ok(0);
     }
+    // Exits from here on are this `up`'s to report in the foreground.
+    let began = state::now_millis();
     execute::execute(&paths, &project, &the_plan, &exec_opts)?;
     // A DNS server or port proxy killed since the last `up` comes back.
     crate::engine::net::ensure_dns(&paths)?;
@@ -190,10 +205,11 @@ pub fn up(args: &ProjectArgs, up: &UpArgs, dry_run: bool) -> Result<u8> {
             std::thread::sleep(Duration::from_millis(20));
         });
     }
-    follow_logs(&paths, &project.name, &follow, Some(&stop))?;
+    follow_logs(&paths, &project.name, &follow, Some(&stop), Some(began))?;
     let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if let Some((service, code)) = &ended {
-        eprintln!("{service} exited with code {code}");
+    if ended.is_some() {
+        // The exit itself was printed with the logs (`fail-1 exited with
+        // code 111`).
         eprintln!("Aborting on container exit...");
     } else {
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
@@ -591,21 +607,28 @@ fn quote_command(cmd: &[String]) -> String {
 pub fn logs(args: &ProjectArgs, logs: &LogsArgs) -> Result<()> {
     let project = load(args, &[], false)?;
     let paths = Paths::from_env();
-    follow_logs(&paths, &project.name, logs, None)
+    follow_logs(&paths, &project.name, logs, None, None)
 }
 
 /// Prints the logs of a project's containers; with `follow`, keeps reading
 /// (across restarts: a container keeps its log file) until `stop` is set or
-/// every container has exited for good.
+/// every container has exited for good. With `exits_since` (foreground
+/// `up`, milliseconds since the epoch), each exit after that time is
+/// reported as compose's printer does, after the container's last output:
+/// `web-1 exited with code 3`, or `… (restarting)` when its restart policy
+/// brings it back.
 fn follow_logs(
     paths: &Paths,
     project: &str,
     logs: &LogsArgs,
     stop: Option<&std::sync::atomic::AtomicBool>,
+    exits_since: Option<u64>,
 ) -> Result<()> {
     let containers = state::project_containers(paths, project)?;
     let selected: Vec<&ContainerRecord> = select(&containers, &logs.services)
         .filter(|c| logs.index.is_none_or(|i| c.number == i && !c.oneoff))
+        // Foreground `up` attaches to the service containers only.
+        .filter(|c| exits_since.is_none() || !c.oneoff)
         .collect();
     let now = std::time::SystemTime::now();
     let bound = |b: &Option<String>, flag: &str| -> Result<Option<String>> {
@@ -618,8 +641,24 @@ fn follow_logs(
         since: bound(&logs.since, "--since")?,
         until: bound(&logs.until, "--until")?,
     };
-    // Docker Compose pads names to the longest plus one: `web-1  | …`.
-    let width = selected.iter().map(|c| c.name.len()).max().unwrap_or(0) + 1;
+    // As compose: a container is shown as `service-N` (its name without the
+    // project) unless it has a name of its own, and names are padded to the
+    // longest plus one: `web-1  | …`.
+    let shown: Vec<&str> = selected
+        .iter()
+        .map(|c| crate::engine::naming::short_name(project, &c.service, c.number, &c.name))
+        .collect();
+    let width = shown.iter().map(|n| n.len()).max().unwrap_or(0) + 1;
+    if exits_since.is_some() && !selected.is_empty() {
+        let mut names: Vec<(&str, &str)> = selected
+            .iter()
+            .zip(&shown)
+            .map(|(c, s)| (c.name.as_str(), *s))
+            .collect();
+        names.sort();
+        let names: Vec<&str> = names.into_iter().map(|(_, s)| s).collect();
+        println!("Attaching to {}", names.join(", "));
+    }
     let tail: Option<usize> = match logs.tail.as_str() {
         "all" | "-1" => None,
         n => Some(
@@ -629,19 +668,26 @@ fn follow_logs(
     };
     let color = !logs.no_color && nix::unistd::isatty(1).unwrap_or(false);
     const COLORS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+    struct Reader {
+        id: String,
+        name: String,
+        path: std::path::PathBuf,
+        prefix: String,
+        color: Option<&'static str>,
+        pos: u64,
+        /// `finished_at` of the last exit reported.
+        reported: u64,
+    }
     let mut readers = Vec::new();
     for (i, c) in selected.iter().enumerate() {
         let path = paths.log(&c.id);
+        let tint = color.then(|| COLORS[i % COLORS.len()]);
         let prefix = if logs.no_log_prefix {
             String::new()
-        } else if color {
-            format!(
-                "\x1b[{}m{:<width$} | \x1b[0m",
-                COLORS[i % COLORS.len()],
-                c.name
-            )
+        } else if let Some(tint) = tint {
+            format!("\x1b[{tint}m{:<width$} | \x1b[0m", shown[i])
         } else {
-            format!("{:<width$} | ", c.name)
+            format!("{:<width$} | ", shown[i])
         };
         let mut lines = Vec::new();
         let mut pos = 0;
@@ -663,51 +709,78 @@ fn follow_logs(
         for l in &lines[skip..] {
             print_entry(&mut out, &prefix, l, logs.timestamps)?;
         }
-        readers.push((c.id.clone(), path, prefix, pos));
+        readers.push(Reader {
+            id: c.id.clone(),
+            name: shown[i].to_owned(),
+            path,
+            prefix,
+            color: tint,
+            pos,
+            reported: exits_since.unwrap_or(u64::MAX),
+        });
     }
     if !logs.follow {
         return Ok(());
     }
     loop {
+        let stopping = stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
         let mut any = false;
-        for (_, path, prefix, pos) in readers.iter_mut() {
-            let Ok(mut f) = std::fs::File::open(&path) else {
-                continue;
-            };
-            let len = f.metadata()?.len();
-            if len < *pos {
-                *pos = 0; // rotated
-            }
-            if len == *pos {
-                continue;
-            }
-            f.seek(SeekFrom::Start(*pos))?;
-            let mut r = std::io::BufReader::new(f);
-            let mut line = String::new();
-            let mut out = std::io::stdout().lock();
-            while r.read_line(&mut line)? > 0 {
-                if !line.ends_with('\n') {
-                    break;
+        let mut all_over = true;
+        for r in readers.iter_mut() {
+            // The state before the log: an exit seen here has all of its
+            // output in the file already (the monitor drains the output
+            // before it records the exit).
+            let run = RunState::load(paths, &r.id);
+            let over = run.effective_status() == Status::Exited && run.monitor_pid == 0;
+            all_over &= over;
+            if let Ok(mut f) = std::fs::File::open(&r.path) {
+                let len = f.metadata()?.len();
+                if len < r.pos {
+                    r.pos = 0; // rotated
                 }
-                *pos += line.len() as u64;
-                if window.admits(&line) {
-                    print_entry(&mut out, prefix, &line, logs.timestamps)?;
+                if len > r.pos {
+                    f.seek(SeekFrom::Start(r.pos))?;
+                    let mut rd = std::io::BufReader::new(f);
+                    let mut line = String::new();
+                    let mut out = std::io::stdout().lock();
+                    while rd.read_line(&mut line)? > 0 {
+                        if !line.ends_with('\n') {
+                            break;
+                        }
+                        r.pos += line.len() as u64;
+                        if window.admits(&line) {
+                            print_entry(&mut out, &r.prefix, &line, logs.timestamps)?;
+                        }
+                        line.clear();
+                        any = true;
+                    }
                 }
-                line.clear();
-                any = true;
+            }
+            if run.finished_at > r.reported {
+                // An exit the monitor has not judged yet (it is still
+                // there, the container still `exited`) waits for the next
+                // round.
+                let restarting = !over && run.effective_status() != Status::Exited;
+                if over || restarting {
+                    r.reported = run.finished_at;
+                    let text = format!(
+                        "{} exited with code {}{}",
+                        r.name,
+                        run.exit_code,
+                        if restarting { " (restarting)" } else { "" }
+                    );
+                    let mut out = std::io::stdout().lock();
+                    match r.color {
+                        Some(tint) => writeln!(out, "\x1b[{tint}m{text}\x1b[0m")?,
+                        None => writeln!(out, "{text}")?,
+                    }
+                }
             }
         }
-        if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+        if stopping || all_over {
             return Ok(());
         }
         if !any {
-            let all_done = readers.iter().all(|(id, _, _, _)| {
-                let run = RunState::load(paths, id);
-                run.effective_status() == Status::Exited && run.monitor_pid == 0
-            });
-            if all_done {
-                return Ok(());
-            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -936,13 +1009,11 @@ pub fn port(args: &ProjectArgs, a: &PortArgs) -> Result<()> {
 pub fn exec(args: &ProjectArgs, a: &ExecArgs) -> Result<u8> {
     use std::io::IsTerminal;
     let (paths, _, records) = project_records(args, std::slice::from_ref(&a.service))?;
-    let c = records
+    let running: Vec<&ContainerRecord> = records
         .iter()
-        .find(|c| c.number == a.index && !c.oneoff)
-        .with_context(|| format!("service \"{}\" is not running", a.service))?;
-    if RunState::load(&paths, &c.id).effective_status() != Status::Running {
-        bail!("container {} is not running", c.name);
-    }
+        .filter(|c| RunState::load(&paths, &c.id).effective_status() == Status::Running)
+        .collect();
+    let c = exec_target(running, |c| (c.oneoff, c.number), &a.service, a.index)?;
     let rt = berth_runtime::Runtime::new(paths.runtime_root());
     let tty = !a.no_tty && !a.detach && std::io::stdin().is_terminal();
     let process = execute::exec_process(
@@ -974,6 +1045,30 @@ pub fn exec(args: &ProjectArgs, a: &ExecArgs) -> Result<u8> {
         });
     }
     exec_tty(&rt, &c.id, &process)
+}
+
+/// The container `exec` runs in, among the service's running ones (each
+/// seen as `(one-off, number)` through `key`), as compose's
+/// `getSpecifiedContainer`: with `--index N` the service's container number
+/// N (one-offs have none); without, the lowest-numbered service container,
+/// else a one-off.
+fn exec_target<T>(
+    running: Vec<T>,
+    key: impl Fn(&T) -> (bool, u32),
+    service: &str,
+    index: Option<u32>,
+) -> Result<T> {
+    let index = index.filter(|&i| i > 0);
+    let mut candidates: Vec<T> = running
+        .into_iter()
+        .filter(|c| index.is_none_or(|i| key(c) == (false, i)))
+        .collect();
+    candidates.sort_by_key(|c| key(c));
+    match (candidates.into_iter().next(), index) {
+        (Some(c), _) => Ok(c),
+        (None, Some(i)) => bail!("service {service:?} is not running container #{i}"),
+        (None, None) => bail!("service {service:?} is not running"),
+    }
 }
 
 /// Runs `process` with a terminal: the runtime hands the pty master over
@@ -1173,6 +1268,22 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             ..UpArgs::default()
         };
         up(args, &up_args, false)?;
+    } else if !project
+        .environment
+        .get("COMPOSE_IGNORE_ORPHANS")
+        .is_some_and(|v| env_true(v))
+    {
+        // Without dependencies to start, the warning `up` would give.
+        let paths = Paths::from_env();
+        let observed = execute::observe(&paths, &project.name)?;
+        let mut names: Vec<String> = crate::engine::plan::orphans(&project, &observed)
+            .into_iter()
+            .map(|c| c.name.clone())
+            .collect();
+        if !names.is_empty() {
+            names.sort();
+            execute::warn_orphans(&names);
+        }
     }
     let paths = Paths::from_env();
     let mut svc = base.clone();
@@ -1185,16 +1296,26 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             svc.command = None;
         }
     }
+    let mut given: BTreeMap<String, Option<String>> = BTreeMap::new();
     for e in &a.env {
         match e.split_once('=') {
-            Some((k, v)) => {
-                svc.environment.insert(k.to_owned(), Some(v.to_owned()));
-            }
-            None => {
-                svc.environment.insert(e.clone(), std::env::var(e).ok());
-            }
+            Some((k, v)) => given.insert(k.to_owned(), Some(v.to_owned())),
+            None => given.insert(e.clone(), std::env::var(e).ok()),
+        };
+    }
+    // `--env-from-file`s, in order, under `-e` (compose's getEnvironment):
+    // a variable set already keeps its value; `${X}` sees those values.
+    for file in &a.env_from_file {
+        let text = fs_err::read_to_string(file)?;
+        let known = given.clone();
+        let lookup = |k: &str| known.get(k).cloned().flatten();
+        let vars = crate::model::dotenv::parse(&text, file, &lookup)
+            .with_context(|| format!("--env-from-file {}", file.display()))?;
+        for (k, v) in vars {
+            given.entry(k).or_insert(Some(v));
         }
     }
+    svc.environment.extend(given);
     if let Some(u) = &a.user {
         svc.user = u.clone();
     }
@@ -1235,7 +1356,10 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
     }
     let tty = !a.no_tty && !a.detach && std::io::stdin().is_terminal();
     svc.tty = tty;
-    svc.stdin_open = !a.detach;
+    // compose's `run` is `--interactive` unless told otherwise: detached,
+    // the one-off keeps an open stdin nobody writes to (`run -d svc cat`
+    // keeps running); attached, stdin is ours.
+    svc.stdin_open = true;
 
     // Networks first (a one-off may run before any `up`).
     if matches!(svc.network_mode.as_str(), "" | "bridge" | "default") {
@@ -1407,4 +1531,37 @@ fn remove_images(
         eprintln!(" ✔ Image {name:<44} Removed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_target;
+
+    #[test]
+    fn exec_prefers_service_containers_and_falls_back_to_a_one_off() {
+        let key = |c: &(bool, u32)| *c;
+        // TestExec: only a one-off runs.
+        let oneoff = vec![(true, 1)];
+        assert_eq!(
+            exec_target(oneoff.clone(), key, "test", Some(1))
+                .unwrap_err()
+                .to_string(),
+            "service \"test\" is not running container #1"
+        );
+        assert_eq!(exec_target(oneoff, key, "test", None).unwrap(), (true, 1));
+        // The service container wins over the one-off, the lowest number
+        // first.
+        let both = vec![(true, 1), (false, 2), (false, 1)];
+        assert_eq!(
+            exec_target(both.clone(), key, "t", None).unwrap(),
+            (false, 1)
+        );
+        assert_eq!(exec_target(both, key, "t", Some(2)).unwrap(), (false, 2));
+        assert_eq!(
+            exec_target(Vec::new(), key, "t", None)
+                .unwrap_err()
+                .to_string(),
+            "service \"t\" is not running"
+        );
+    }
 }

@@ -341,7 +341,7 @@ fn parse_go_duration(s: &str) -> Option<Duration> {
 
 /// `YYYY-MM-DD[THH:MM[:SS[.frac]]][Z|±HH:MM]` → (seconds, nanoseconds)
 /// since the epoch; no zone means UTC.
-fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
     let num = |t: &str| -> Option<i64> {
         (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
             .then(|| t.parse().ok())

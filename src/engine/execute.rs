@@ -297,15 +297,18 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 remove_container(paths, id, opts.timeout)?;
                 opts.progress(&format!("Container {name}"), "Removed");
             }
-            Action::WarnOrphans { names } => {
-                eprintln!(
-                    "WARN[0000] Found orphan containers ([{}]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
-                    names.join(" ")
-                );
-            }
+            Action::WarnOrphans { names } => warn_orphans(names),
         }
     }
     Ok(())
+}
+
+/// Compose's warning about orphan containers.
+pub fn warn_orphans(names: &[String]) {
+    eprintln!(
+        "WARN[0000] Found orphan containers ([{}]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
+        names.join(" ")
+    );
 }
 
 /// Removes what a killed `up` left of the containers it was making: their
@@ -681,6 +684,7 @@ pub(super) fn create_in(
         pre_stop: svc.pre_stop.clone(),
         mounts: Vec::new(),
         image_mounts: Vec::new(),
+        stdin_open: svc.stdin_open,
     };
     // Saved first, before the image is read and before any kernel object,
     // so a failure below (or a kill -9 of this process) is cleaned up: by

@@ -26,6 +26,17 @@ pub fn container_name(project: &str, service: &Service, number: u32) -> String {
     }
 }
 
+/// The name logs and foreground `up` show for a container (compose's
+/// `getContainerNameWithoutProject`): `service-N` for a container named
+/// `project-service-N`, the full name otherwise (`container_name`, a
+/// one-off).
+pub fn short_name<'a>(project: &str, service: &str, number: u32, name: &'a str) -> &'a str {
+    match name.strip_prefix(project).and_then(|r| r.strip_prefix('-')) {
+        Some(rest) if rest == format!("{service}-{number}") => rest,
+        _ => name,
+    }
+}
+
 /// A one-off (`run`) container's name: `project-service-run-<12 hex>`.
 pub fn oneoff_name(project: &str, service: &str, id: &str) -> String {
     let short: String = id.chars().take(12).collect();
@@ -77,4 +88,24 @@ pub fn container_labels(
         set(LABEL_IMAGE, d.to_owned());
     }
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_name;
+
+    #[test]
+    fn short_names_drop_the_project_of_default_names_only() {
+        assert_eq!(short_name("p", "web", 1, "p-web-1"), "web-1");
+        assert_eq!(short_name("p", "web", 12, "p-web-12"), "web-12");
+        // container_name, and a one-off: shown whole.
+        assert_eq!(short_name("p", "web", 1, "p-fixed"), "p-fixed");
+        assert_eq!(short_name("p", "web", 1, "custom"), "custom");
+        assert_eq!(
+            short_name("p", "web", 1, "p-web-run-0123456789ab"),
+            "p-web-run-0123456789ab"
+        );
+        // A project name that is a prefix of another word is not stripped.
+        assert_eq!(short_name("p", "web", 1, "pp-web-1"), "pp-web-1");
+    }
 }

@@ -11,7 +11,9 @@
 //! the highest in use. Recreation creates the new container before the old
 //! one is removed. Networks and volumes the services use are created first;
 //! external ones are only checked. Containers of services no longer in the
-//! project are orphans: removed with `--remove-orphans`, reported otherwise.
+//! project, and one-off containers that have exited, are orphans: removed
+//! with `--remove-orphans`, reported otherwise (unless
+//! `COMPOSE_IGNORE_ORPHANS`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -42,6 +44,8 @@ pub struct UpOptions {
     /// Recreate these services' dependencies too? `--always-recreate-deps`.
     pub recreate_deps: bool,
     pub remove_orphans: bool,
+    /// `COMPOSE_IGNORE_ORPHANS`: no warning about orphans.
+    pub ignore_orphans: bool,
     /// `--scale SERVICE=N`, over `deploy.replicas` and `scale`.
     pub scale: BTreeMap<String, u32>,
     /// `--no-start`: create only.
@@ -218,6 +222,51 @@ pub enum PlanError {
     ContainerNameScale { service: String, scale: u32 },
     #[error("services.{service}: scale must not be negative ({value})")]
     NegativeScale { service: String, value: i64 },
+    /// `network_mode`/`ipc`/`pid: service:X` or `volumes_from: [X]` where
+    /// X is not part of this `up` (`--no-deps`) and has no container.
+    #[error("cannot share {what} with service {target}: container missing")]
+    SharedNamespaceMissing { what: &'static str, target: String },
+}
+
+/// A service sharing another's namespace (`network_mode`, `ipc`, `pid`:
+/// `service:X`) or volumes (`volumes_from: [X]`) needs X's container: made
+/// by this plan when X is part of it, else one that exists (`up
+/// --no-deps`), as compose's `resolveSharedNamespaces` and
+/// `resolveVolumeFrom`.
+fn check_shared_namespaces(
+    project: &Project,
+    service: &Service,
+    observed: &Observed,
+) -> Result<(), PlanError> {
+    let modes = [
+        ("network namespace", &service.network_mode),
+        ("IPC namespace", &service.ipc),
+        ("PID namespace", &service.pid),
+    ];
+    let shared = modes
+        .into_iter()
+        .filter_map(|(what, mode)| Some((what, mode.strip_prefix("service:")?)));
+    // `volumes_from: [SERVICE[:ro|rw]]`; `container:NAME` names no service.
+    let volumes = service
+        .volumes_from
+        .iter()
+        .filter_map(|v| v.split(':').next())
+        .filter(|name| *name != "container")
+        .map(|name| ("volume", name));
+    for (what, target) in shared.chain(volumes) {
+        let exists = project.services.contains_key(target)
+            || observed
+                .containers
+                .iter()
+                .any(|c| c.service == target && !c.oneoff);
+        if !exists {
+            return Err(PlanError::SharedNamespaceMissing {
+                what,
+                target: target.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The number of containers `service` should have.
@@ -288,6 +337,7 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
     let mut recreated: BTreeSet<String> = BTreeSet::new();
     for name in graph.start_order() {
         let service = &project.services[name];
+        check_shared_namespaces(project, service, observed)?;
         let mut after = resources.clone();
         for (dep, _) in graph.dependencies(name) {
             after.extend(ready.get(dep).into_iter().flatten().copied());
@@ -364,13 +414,8 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
         }
     }
 
-    let orphans: Vec<&ObservedContainer> = observed
-        .containers
-        .iter()
-        .filter(|c| !c.oneoff && !project.services.contains_key(&c.service))
-        .filter(|c| !project.disabled_services.contains_key(&c.service))
-        .collect();
-    if !orphans.is_empty() {
+    let orphans = orphans(project, observed);
+    if !orphans.is_empty() && (opts.remove_orphans || !opts.ignore_orphans) {
         if opts.remove_orphans {
             for c in orphans {
                 plan.push(
@@ -390,6 +435,24 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
         }
     }
     Ok(plan)
+}
+
+/// The project's orphans, as compose's `isOrphaned`: containers of services
+/// the file no longer has (neither enabled nor disabled), and one-off
+/// (`run`) containers that have exited.
+pub fn orphans<'a>(project: &Project, observed: &'a Observed) -> Vec<&'a ObservedContainer> {
+    observed
+        .containers
+        .iter()
+        .filter(|c| {
+            if c.oneoff {
+                matches!(c.state, ContainerState::Exited | ContainerState::Dead)
+            } else {
+                !project.services.contains_key(&c.service)
+                    && !project.disabled_services.contains_key(&c.service)
+            }
+        })
+        .collect()
 }
 
 /// Restarts the running containers of `service` that this plan neither

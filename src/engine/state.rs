@@ -39,6 +39,8 @@
 //!                       them O_RDWR, so a write never meets a missing
 //!                       reader (no SIGPIPE when the monitor dies); its
 //!                       output waits in the pipe until a monitor drains it
+//!   stdin               FIFO: the stdin of a `stdin_open` container, which
+//!                       holds it O_RDWR (open, silent, never at EOF)
 //!   monitor.lock        flock'd by the container's monitor for its whole
 //!                       life: never two monitors for one container
 //!   stop                a stop's grace period in ms (`-t`), written before
@@ -180,6 +182,11 @@ pub struct ContainerRecord {
     /// overlays under `image-volumes/`), unmounted at removal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_mounts: Vec<PathBuf>,
+    /// `stdin_open` (and `run`'s default `--interactive`): with nobody
+    /// attached, the container's stdin is a pipe that stays open and never
+    /// yields anything, as Docker's; otherwise it is `/dev/null`.
+    #[serde(default)]
+    pub stdin_open: bool,
 }
 
 impl ContainerRecord {
@@ -288,19 +295,30 @@ impl RunState {
     }
 }
 
-/// Whether a process exists.
+/// Whether a process exists (a zombie does not count).
+///
+/// One open and one short read of `/proc/PID/stat`: `ps` asks this two or
+/// three times per container. The state letter follows the command name,
+/// which is at most 15 bytes, so the first 64 bytes always hold it; what
+/// follows it is numbers only, so the last `) ` of a short read is the
+/// right one.
 pub fn alive(pid: i32) -> bool {
-    pid > 0 && Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(") ")
-                .map(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
-        })
-        .unwrap_or(true)
+    use std::io::Read;
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(mut f) = std::fs::File::open(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let mut buf = [0u8; 64];
+    let Ok(n) = f.read(&mut buf) else {
+        return false;
+    };
+    let stat = &buf[..n];
+    match stat.windows(2).rposition(|w| w == b") ") {
+        Some(i) => !matches!(stat.get(i + 2), Some(b'Z' | b'X') | None),
+        None => false,
+    }
 }
 
 /// Writes through a temp file and a rename.
@@ -437,5 +455,37 @@ impl Lock {
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alive;
+
+    #[test]
+    fn alive_tells_running_zombie_and_gone_apart() {
+        assert!(alive(std::process::id() as i32));
+        assert!(!alive(0));
+        assert!(!alive(-1));
+        // A child that exited and is not reaped yet is a zombie.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while alive(pid) {
+            assert!(std::time::Instant::now() < deadline, "zombie counted alive");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+        assert!(!alive(pid));
+        // A name with ") " in it (comm is 15 bytes at most): this thread's.
+        std::thread::spawn(|| {
+            std::fs::write("/proc/thread-self/comm", ") Z ) Z").unwrap();
+            let tid = nix::unistd::gettid().as_raw();
+            let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).unwrap();
+            assert!(stat.contains("() Z ) Z) "), "{stat}");
+            assert!(alive(tid));
+        })
+        .join()
+        .unwrap();
     }
 }

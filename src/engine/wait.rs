@@ -25,6 +25,13 @@ use super::state::{self, alive, Paths, RunState, Status};
 /// The longest the waiter sleeps without an event before it looks again.
 const SAFETY_NET: Duration = Duration::from_secs(5);
 
+/// How long a `service_healthy` wait on a container without a
+/// healthcheck gives it to exit before it says so: compose looks first
+/// 500 ms after the wait began (`waitDependency`'s ticker), so a
+/// dependency that dies at once is reported as exited, not as lacking a
+/// healthcheck.
+const FIRST_LOOK: Duration = Duration::from_millis(500);
+
 /// One container as the waiter judges it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
@@ -39,51 +46,119 @@ pub struct Seen {
     pub health: String,
 }
 
+/// Why a dependency cannot meet its condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The container exited and nothing brings it back (or, waited on for
+    /// health without a healthcheck, it exited at all).
+    Exited {
+        container: String,
+        code: i32,
+    },
+    NoHealthcheck {
+        container: String,
+    },
+    Unhealthy {
+        container: String,
+    },
+    /// `service_completed_successfully` with a non-zero exit.
+    NotCompleted {
+        code: i32,
+    },
+}
+
+impl Failure {
+    /// The error of a required dependency, in compose's words
+    /// (`checkDependencyHealthy`, `checkDependencyCompleted`).
+    pub fn error(&self, service: &str) -> String {
+        match self {
+            Failure::NotCompleted { code } => {
+                format!("service {service:?} didn't complete successfully: exit {code}")
+            }
+            _ => format!("dependency failed to start: {}", self.reason()),
+        }
+    }
+
+    /// The warning for a `required: false` dependency, which does not stop
+    /// its dependent from starting.
+    pub fn warning(&self, service: &str) -> String {
+        match self {
+            Failure::NotCompleted { code } => {
+                format!("optional dependency {service:?} didn't complete successfully: exit {code}")
+            }
+            _ => format!(
+                "optional dependency {service:?} failed to start: {}",
+                self.reason()
+            ),
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            Failure::Exited { container, code } => format!("container {container} exited ({code})"),
+            Failure::NoHealthcheck { container } => {
+                format!("container {container} has no healthcheck configured")
+            }
+            Failure::Unhealthy { container } => format!("container {container} is unhealthy"),
+            Failure::NotCompleted { code } => format!("exit {code}"),
+        }
+    }
+}
+
 /// Where a wait stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Met,
     Pending,
-    Failed(String),
+    Failed(Failure),
 }
 
 /// Judges a service's containers against `condition` (pure).
-pub fn verdict(service: &str, condition: &str, containers: &[Seen]) -> Verdict {
+/// `first_look_over`: [`FIRST_LOOK`] has passed since the wait began.
+pub fn verdict(condition: &str, containers: &[Seen], first_look_over: bool) -> Verdict {
     let mut all = true;
     for c in containers {
         let over = c.status == Status::Exited && c.monitor_gone;
+        let exited = || {
+            Verdict::Failed(Failure::Exited {
+                container: c.name.clone(),
+                code: c.exit_code,
+            })
+        };
         let ok = match condition {
             "service_healthy" => {
+                // The exit first, as compose's isServiceHealthy: a
+                // container without a healthcheck can never turn healthy,
+                // so its exit is the news even if it would restart.
+                if over || (!c.has_healthcheck && c.status == Status::Exited) {
+                    return exited();
+                }
                 if !c.has_healthcheck {
-                    return Verdict::Failed(format!(
-                        "dependency failed to start: container {} has no healthcheck configured",
-                        c.name
-                    ));
+                    if !first_look_over {
+                        all = false;
+                        continue;
+                    }
+                    return Verdict::Failed(Failure::NoHealthcheck {
+                        container: c.name.clone(),
+                    });
                 }
                 if c.health == "unhealthy" {
-                    return Verdict::Failed(format!(
-                        "dependency failed to start: container {} is unhealthy",
-                        c.name
-                    ));
+                    return Verdict::Failed(Failure::Unhealthy {
+                        container: c.name.clone(),
+                    });
                 }
                 c.status == Status::Running && c.health == "healthy"
             }
             "service_completed_successfully" => {
                 if over && c.exit_code != 0 {
-                    return Verdict::Failed(format!(
-                        "service {service:?} didn't complete successfully: exit {}",
-                        c.exit_code
-                    ));
+                    return Verdict::Failed(Failure::NotCompleted { code: c.exit_code });
                 }
                 over
             }
             _ => c.status == Status::Running || (over && c.exit_code == 0),
         };
         if !ok && over && condition != "service_completed_successfully" {
-            return Verdict::Failed(format!(
-                "dependency failed to start: container {} exited ({})",
-                c.name, c.exit_code
-            ));
+            return exited();
         }
         all &= ok;
     }
@@ -95,7 +170,9 @@ pub fn verdict(service: &str, condition: &str, containers: &[Seen]) -> Verdict {
 }
 
 /// Waits for `service`'s containers to meet `condition`. Reads the state
-/// the monitors write, woken by their writes.
+/// the monitors write, woken by their writes. A dependency that is not
+/// `required` and cannot meet it is reported as compose's warning and
+/// the wait ends without an error.
 pub fn wait_condition(
     paths: &Paths,
     project: &str,
@@ -104,7 +181,8 @@ pub fn wait_condition(
     required: bool,
     opts: &ExecOptions,
 ) -> Result<()> {
-    let deadline = Instant::now() + opts.wait_timeout;
+    let began = Instant::now();
+    let deadline = began + opts.wait_timeout;
     let mut announced = false;
     let watch = Watch::new(paths)?;
     loop {
@@ -144,25 +222,34 @@ pub fn wait_condition(
                 }
             })
             .collect();
-        match verdict(service, condition, &seen) {
+        let now = Instant::now();
+        let first_look_over = now >= began + FIRST_LOOK;
+        match verdict(condition, &seen, first_look_over) {
             Verdict::Met => {
                 if announced {
                     opts.progress(&format!("Service {service}"), "Healthy");
                 }
                 return Ok(());
             }
-            Verdict::Failed(why) => bail!("{why}"),
+            Verdict::Failed(why) if required => bail!("{}", why.error(service)),
+            Verdict::Failed(why) => {
+                eprintln!("WARN[0000] {}", why.warning(service));
+                return Ok(());
+            }
             Verdict::Pending => {}
         }
         if !announced && condition == "service_healthy" {
             opts.progress(&format!("Service {service}"), "Waiting");
             announced = true;
         }
-        let now = Instant::now();
         if now > deadline {
             bail!("timed out waiting for {service:?} to be {condition}");
         }
-        watch.wait(&pidfds, (deadline - now).min(SAFETY_NET))?;
+        let mut sleep = (deadline - now).min(SAFETY_NET);
+        if !first_look_over {
+            sleep = sleep.min(began + FIRST_LOOK - now);
+        }
+        watch.wait(&pidfds, sleep)?;
     }
 }
 
@@ -241,39 +328,101 @@ mod tests {
         }
     }
 
+    fn failed(v: Verdict) -> Failure {
+        match v {
+            Verdict::Failed(f) => f,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_dependency_that_exits_for_good_fails_at_once() {
-        let v = verdict(
-            "db",
+        let f = failed(verdict(
             "service_started",
             &[seen(Status::Exited, true, 3, "")],
-        );
+            false,
+        ));
         assert_eq!(
-            v,
-            Verdict::Failed("dependency failed to start: container p-db-1 exited (3)".into())
+            f.error("db"),
+            "dependency failed to start: container p-db-1 exited (3)"
         );
-        let v = verdict(
-            "db",
+        let f = failed(verdict(
             "service_healthy",
             &[seen(Status::Exited, true, 1, "starting")],
+            false,
+        ));
+        assert_eq!(
+            f.error("db"),
+            "dependency failed to start: container p-db-1 exited (1)"
         );
-        assert!(matches!(v, Verdict::Failed(_)), "{v:?}");
+    }
+
+    #[test]
+    fn an_exit_is_reported_before_a_missing_healthcheck() {
+        // TestUpWithDependencyExit: `db` has no healthcheck and exits 1;
+        // compose says it exited, whether or not its monitor is gone yet.
+        for monitor_gone in [false, true] {
+            for first_look_over in [false, true] {
+                let f = failed(verdict(
+                    "service_healthy",
+                    &[seen(Status::Exited, monitor_gone, 1, "")],
+                    first_look_over,
+                ));
+                assert_eq!(
+                    f.error("db"),
+                    "dependency failed to start: container p-db-1 exited (1)"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_running_container_without_healthcheck_fails_after_the_first_look() {
+        let running = [seen(Status::Running, false, 0, "")];
+        assert_eq!(
+            verdict("service_healthy", &running, false),
+            Verdict::Pending
+        );
+        let f = failed(verdict("service_healthy", &running, true));
+        assert_eq!(
+            f.error("db"),
+            "dependency failed to start: container p-db-1 has no healthcheck configured"
+        );
+    }
+
+    #[test]
+    fn optional_dependencies_are_warned_about_in_composes_words() {
+        let f = Failure::NoHealthcheck {
+            container: "p-bar-1".into(),
+        };
+        assert_eq!(
+            f.warning("bar"),
+            "optional dependency \"bar\" failed to start: container p-bar-1 has no healthcheck configured"
+        );
+        assert_eq!(
+            Failure::NotCompleted { code: 2 }.warning("init"),
+            "optional dependency \"init\" didn't complete successfully: exit 2"
+        );
+        assert_eq!(
+            Failure::NotCompleted { code: 2 }.error("init"),
+            "service \"init\" didn't complete successfully: exit 2"
+        );
     }
 
     #[test]
     fn a_dependency_its_restart_policy_brings_back_is_waited_for() {
         for status in [Status::Exited, Status::Restarting] {
             let v = verdict(
-                "db",
                 "service_healthy",
                 &[seen(status, false, 1, "starting")],
+                true,
             );
             assert_eq!(v, Verdict::Pending);
         }
         let v = verdict(
-            "db",
             "service_started",
             &[seen(Status::Restarting, false, 1, "")],
+            true,
         );
         assert_eq!(v, Verdict::Pending);
     }
@@ -282,52 +431,54 @@ mod tests {
     fn conditions_met() {
         assert_eq!(
             verdict(
-                "db",
                 "service_started",
-                &[seen(Status::Running, false, 0, "")]
+                &[seen(Status::Running, false, 0, "")],
+                false
             ),
             Verdict::Met
         );
         assert_eq!(
             verdict(
-                "db",
                 "service_healthy",
-                &[seen(Status::Running, false, 0, "healthy")]
+                &[seen(Status::Running, false, 0, "healthy")],
+                false
             ),
             Verdict::Met
         );
         assert_eq!(
             verdict(
-                "init",
                 "service_completed_successfully",
-                &[seen(Status::Exited, true, 0, "")]
+                &[seen(Status::Exited, true, 0, "")],
+                false
             ),
             Verdict::Met
         );
-        assert!(matches!(
-            verdict(
-                "init",
+        assert_eq!(
+            failed(verdict(
                 "service_completed_successfully",
-                &[seen(Status::Exited, true, 2, "")]
-            ),
-            Verdict::Failed(_)
-        ));
+                &[seen(Status::Exited, true, 2, "")],
+                false
+            )),
+            Failure::NotCompleted { code: 2 }
+        );
         // Still running: not completed yet.
         assert_eq!(
             verdict(
-                "init",
                 "service_completed_successfully",
-                &[seen(Status::Running, false, 0, "")]
+                &[seen(Status::Running, false, 0, "")],
+                true
             ),
             Verdict::Pending
         );
-        assert!(matches!(
-            verdict(
-                "db",
+        assert_eq!(
+            failed(verdict(
                 "service_healthy",
-                &[seen(Status::Running, false, 0, "unhealthy")]
-            ),
-            Verdict::Failed(_)
-        ));
+                &[seen(Status::Running, false, 0, "unhealthy")],
+                true
+            )),
+            Failure::Unhealthy {
+                container: "p-db-1".into()
+            }
+        );
     }
 }

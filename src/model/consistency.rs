@@ -1,6 +1,7 @@
 //! Cross-reference checks on a normalized project (compose-go's
 //! `loader/validate.go` `checkConsistency`, plus the container-name unicity
-//! check Docker Compose runs before creating containers).
+//! check Docker Compose runs before creating containers, which the loader
+//! leaves to `config`, `create` and `up`).
 //!
 //! Messages are compose-go's, word for word (`invalid compose project` is its
 //! `ErrInvalid`), so users and scripts see what Docker Compose prints.
@@ -496,12 +497,14 @@ pub fn check_consistency(project: &Project) -> Result<(), ConsistencyError> {
             return Err(E::SecretWithoutSource(name.clone()));
         }
     }
-    check_container_names(project)?;
     check_cycle(project)?;
     Ok(())
 }
 
-/// No two services may declare the same `container_name`.
+/// No two services may declare the same `container_name`. Not part of
+/// loading (`down`, or `up` of one of the two, must work): Docker Compose
+/// runs it where containers would be made (`create`, `up`) and in
+/// `config`, on the services selected.
 pub fn check_container_names(project: &Project) -> Result<(), ConsistencyError> {
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, s) in &project.services {

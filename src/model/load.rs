@@ -147,12 +147,27 @@ pub fn load_model(details: &ConfigDetails, opts: &LoadOptions) -> Result<Node, L
 /// The project name as Compose picks it: explicit, else the files' `name:`
 /// (interpolated, normalized), else the project directory's base name.
 pub fn project_name(details: &ConfigDetails, opts: &LoadOptions) -> Result<String, LoadError> {
+    let parsed = parse_files(&details.files);
+    name_from_docs(details, opts, &parsed)
+}
+
+/// Each file's documents (or why it does not parse), parsed once for both
+/// the project name and the load.
+fn parse_files(files: &[ConfigFile]) -> Vec<Result<Vec<Node>, yaml::YamlError>> {
+    files
+        .iter()
+        .map(|f| yaml::parse(&f.content, &f.path))
+        .collect()
+}
+
+fn name_from_docs(
+    details: &ConfigDetails,
+    opts: &LoadOptions,
+    parsed: &[Result<Vec<Node>, yaml::YamlError>],
+) -> Result<String, LoadError> {
     let mut from_files: Option<String> = None;
-    for f in &details.files {
-        // A file that does not parse is reported by the real load below.
-        let Ok(docs) = yaml::parse(&f.content, &f.path) else {
-            continue;
-        };
+    // A file that does not parse is reported by the real load.
+    for docs in parsed.iter().flatten() {
         for d in docs {
             if let Some(n) = d
                 .get("name")
@@ -187,7 +202,8 @@ fn load_tree(
     if details.files.is_empty() {
         return Err(LoadError::NoFile);
     }
-    let name = project_name(details, opts)?;
+    let parsed = parse_files(&details.files);
+    let name = name_from_docs(details, opts, &parsed)?;
     let mut env = details.environment.clone();
     env.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
     let home = env.get("HOME").map(PathBuf::from);
@@ -195,7 +211,7 @@ fn load_tree(
         opts,
         home: home.as_deref(),
     };
-    let tree = ctx.load_files(&details.files, &details.working_dir, &env, &[])?;
+    let tree = ctx.load_parsed(&details.files, parsed, &details.working_dir, &env, &[])?;
     match &tree.value {
         Value::Map(m) if !m.is_empty() => {}
         _ => return Err(LoadError::Empty),
@@ -218,9 +234,22 @@ impl Ctx<'_> {
         env: &Environment,
         chain: &[PathBuf],
     ) -> Result<Node, LoadError> {
+        let parsed = parse_files(files);
+        self.load_parsed(files, parsed, working_dir, env, chain)
+    }
+
+    /// `load_files` of files parsed already.
+    fn load_parsed(
+        &mut self,
+        files: &[ConfigFile],
+        parsed: Vec<Result<Vec<Node>, yaml::YamlError>>,
+        working_dir: &Path,
+        env: &Environment,
+        chain: &[PathBuf],
+    ) -> Result<Node, LoadError> {
         let mut dict = Node::new(Value::Map(Map::new()), Span::synthetic("<project>"));
-        for file in files {
-            dict = self.load_file(file, dict, working_dir, env, chain)?;
+        for (file, docs) in files.iter().zip(parsed) {
+            dict = self.load_file(file, docs?, dict, working_dir, env, chain)?;
         }
         if self.opts.resolve_paths {
             paths::resolve_relative_paths(
@@ -238,12 +267,12 @@ impl Ctx<'_> {
     fn load_file(
         &mut self,
         file: &ConfigFile,
+        docs: Vec<Node>,
         mut dict: Node,
         working_dir: &Path,
         env: &Environment,
         chain: &[PathBuf],
     ) -> Result<Node, LoadError> {
-        let docs = yaml::parse(&file.content, &file.path)?;
         for mut doc in docs {
             if matches!(doc.value, Value::Null) {
                 continue;

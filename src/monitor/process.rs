@@ -190,7 +190,7 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                     _ => {
                         let _ = rt.delete(id, true);
                         let started = Instant::now();
-                        match start(&rt, paths, id) {
+                        match start(&rt, paths, id, record.stdin_open) {
                             Ok(r) => (r, started),
                             Err(e) => {
                                 let msg = format!("{e:#}");
@@ -557,11 +557,37 @@ fn open_output(paths: &Paths, id: &str) -> Result<([OwnedFd; 2], [OwnedFd; 2])> 
     Ok((two(theirs), two(ours)))
 }
 
-fn start(rt: &Runtime, paths: &Paths, id: &str) -> Result<Running> {
+/// The container's stdin when `stdin_open` is set: the `stdin` FIFO in its
+/// run directory, opened read-write by the container itself. It is then
+/// its own (silent) writer, so a read waits for ever and never meets EOF,
+/// whether or not a monitor lives: Docker's stdin of a container made with
+/// `-i` that nobody attaches to (`docker compose run -d SERVICE cat` keeps
+/// running). On Linux opening a FIFO read-write never blocks (fifo(7)).
+fn open_stdin(paths: &Paths, id: &str) -> Result<OwnedFd> {
+    let dir = paths.container_run(id);
+    fs_err::create_dir_all(&dir)?;
+    let path = dir.join("stdin");
+    match nix::unistd::mkfifo(&path, FileMode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(e).with_context(|| format!("mkfifo {}", path.display())),
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(f.into())
+}
+
+fn start(rt: &Runtime, paths: &Paths, id: &str, stdin_open: bool) -> Result<Running> {
     let ([out_w, err_w], [out_r, err_r]) = open_output(paths, id)?;
-    let null: OwnedFd = std::fs::File::open("/dev/null")?.into();
+    let stdin: OwnedFd = if stdin_open {
+        open_stdin(paths, id)?
+    } else {
+        std::fs::File::open("/dev/null")?.into()
+    };
     let opts = CreateOptions {
-        stdio: [Some(null), Some(out_w), Some(err_w)],
+        stdio: [Some(stdin), Some(out_w), Some(err_w)],
         ..CreateOptions::default()
     };
     let saved = rt

@@ -217,9 +217,15 @@ impl DnsTable {
     /// changes. A table that cannot be read is an error (not overwritten).
     pub fn update<R>(run_dir: &Path, f: impl FnOnce(&mut DnsTable) -> R) -> Result<R, DnsError> {
         let _held = lock_table(run_dir)?;
-        let mut table = DnsTable::load(&table_path(run_dir))?;
+        let path = table_path(run_dir);
+        let before = DnsTable::load(&path)?;
+        let mut table = before.clone();
         let result = f(&mut table);
-        table.store(run_dir)?;
+        // Most updates of a container without a network change nothing
+        // (`run --rm` of a `network_mode: none` service): no write then.
+        if table != before || !path.exists() {
+            table.store(run_dir)?;
+        }
         Ok(result)
     }
 
