@@ -856,7 +856,7 @@ services:
     );
     let mut b = tar::Builder::new(Vec::new());
     b.append_dir_all(".", &layout).unwrap();
-    let store = Store::open(&env.root).unwrap();
+    let store = berth::image::Store::open(&env.root).unwrap();
     berth::image::archive::load(&store, &b.into_inner().unwrap()[..]).unwrap();
 
     env.ok(&["up", "-d"]);
