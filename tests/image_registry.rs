@@ -970,12 +970,38 @@ fn bad_input_gives_a_clear_error_and_leaves_the_store_as_it_was() {
     // The platform asked for is not in a single-platform image's config:
     // a missing platform in an index is an error naming what exists.
     let r = Reference::parse(&format!("{}/good/one:1", reg.host())).unwrap();
-    let opts = PullOptions {
+    // Asked for explicitly (`--platform`, a service's `platform:`), another
+    // platform's single-platform image is refused with Docker's words, and
+    // nothing is tagged or unpacked.
+    let strict = PullOptions {
         platform: Platform::parse("linux/s390x").unwrap(),
+        strict_platform: true,
         jobs: 1,
         unpack: true,
     };
-    // A plain manifest has no platform list: the pull succeeds as Docker's does.
+    let err = pull::pull(
+        &store,
+        &RegistryConfig::default(),
+        &auth,
+        &r,
+        &strict,
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, PullError::PlatformMismatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains(
+            "was found but does not match the specified platform: wanted linux/s390x, actual: linux/amd64"
+        ),
+        "{err}"
+    );
+    assert_store_unchanged(&root, &index_before, layers_before, "platform mismatch");
+    let opts = PullOptions {
+        strict_platform: false,
+        ..strict
+    };
+    // Not asked for explicitly, a plain manifest (no platform list) is
+    // taken, as Docker's pull does.
     pull::pull(
         &store,
         &RegistryConfig::default(),
@@ -1076,6 +1102,7 @@ fn index_platform_selection_and_mirror() {
         let r = Reference::parse("localhost:1/plat/img:1").unwrap();
         let opts = PullOptions {
             platform: Platform::parse(platform).unwrap(),
+            strict_platform: true,
             jobs: 2,
             unpack: true,
         };
@@ -1090,6 +1117,7 @@ fn index_platform_selection_and_mirror() {
     let r = Reference::parse(&format!("{}/plat/img:1", reg.host())).unwrap();
     let opts = PullOptions {
         platform: Platform::parse("linux/riscv64").unwrap(),
+        strict_platform: true,
         jobs: 2,
         unpack: true,
     };

@@ -130,3 +130,55 @@ fn chain_ids_follow_the_oci_rule() {
     };
     assert_eq!(c[1], expect);
 }
+
+/// `Store::find`: an image ID (full, `sha256:`-prefixed, or a unique short
+/// prefix) names a local image as in Docker; a tag of the same spelling wins
+/// over an ID prefix; an ambiguous prefix is an error naming the candidates.
+#[test]
+fn find_by_image_id_prefix_and_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let bb = busybox_tar();
+    // 17 distinct configs: two IDs share their first hex digit (pigeonhole).
+    let mut ids: Vec<(String, String)> = Vec::new();
+    for i in 0..17 {
+        let r = Reference::parse(&format!("img{i}:latest")).unwrap();
+        let desc = import(&store, &bb[..], &r, &[format!("ENV X={i}")]).unwrap();
+        let m = store.manifest(&desc).unwrap();
+        let hex = m.config.digest.strip_prefix("sha256:").unwrap().to_string();
+        ids.push((hex, desc.digest));
+    }
+    let (hex, manifest) = ids[0].clone();
+    for name in [
+        hex.clone(),
+        format!("sha256:{hex}"),
+        hex[..12].to_string(),
+        format!("sha256:{}", &hex[..12]),
+        "img0".to_string(),
+    ] {
+        let found = store.find(&name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(found.digest, manifest, "{name}");
+    }
+    // Not in the store: a full ID is never read as a name.
+    let missing = "f".repeat(64);
+    assert!(ids.iter().all(|(h, _)| *h != missing));
+    assert!(matches!(store.find(&missing), Err(StoreError::NotFound(_))));
+    assert!(matches!(store.find("nosuch"), Err(StoreError::NotFound(_))));
+    // Two IDs with the same first digit: that digit is ambiguous.
+    let first = ids
+        .iter()
+        .enumerate()
+        .find_map(|(i, (a, _))| {
+            ids[i + 1..]
+                .iter()
+                .find(|(b, _)| b[..1] == a[..1])
+                .map(|_| a[..1].to_string())
+        })
+        .expect("pigeonhole: 17 ids over 16 digits");
+    let err = store.find(&first).unwrap_err();
+    assert!(matches!(err, StoreError::AmbiguousId { .. }), "{err}");
+    // A tag spelled like an ID prefix is a name first.
+    let named = Reference::parse(&format!("{first}:latest")).unwrap();
+    let desc = import(&store, &bb[..], &named, &["ENV X=tagged".into()]).unwrap();
+    assert_eq!(store.find(&first).unwrap().digest, desc.digest);
+}

@@ -215,3 +215,54 @@ fn loader_cases_through_load_match_docker_compose() {
         "{pass} match; unexpected differences: {unexpected:?}"
     );
 }
+
+/// A secret or config sourced from `environment:` in an included file takes
+/// its value from that include's `env_file` (compose-go resolves it while
+/// loading the sub-project); the including project's own secret still sees
+/// the project environment, and a value the include gave is not replaced by
+/// the including project's variable of the same name.
+#[test]
+fn included_secret_environment_sees_the_include_env_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("child")).unwrap();
+    std::fs::write(
+        dir.join("child/compose.yaml"),
+        "services:\n  included:\n    image: alpine\n    secrets: [my-secret]\n    configs: [my-config]\n\
+         secrets:\n  my-secret:\n    environment: MY_SECRET\n\
+         configs:\n  my-config:\n    environment: MY_CONFIG\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("secret.env"),
+        "MY_SECRET='this-is-secret'\nMY_CONFIG=from-include\n",
+    )
+    .unwrap();
+    let main = "include:\n  - path: child/compose.yaml\n    env_file: [secret.env]\n\
+                services:\n  foo:\n    image: alpine\n    secrets: [secret]\n\
+                secrets:\n  secret:\n    environment: SECRET\n";
+    std::fs::write(dir.join("compose.yaml"), main).unwrap();
+    let mut environment = Environment::new();
+    environment.insert("SECRET".into(), "top".into());
+    environment.insert("MY_CONFIG".into(), "from-project".into());
+    let details = ConfigDetails {
+        files: vec![ConfigFile {
+            path: dir.join("compose.yaml"),
+            content: main.into(),
+        }],
+        working_dir: dir.to_owned(),
+        environment,
+        explicit_name: Some("inc".into()),
+    };
+    let project = load(&details, &LoadOptions::default()).unwrap();
+    assert_eq!(project.secrets["my-secret"].0.content, "this-is-secret");
+    assert_eq!(project.secrets["secret"].0.content, "top");
+    // The include's environment is the project's plus its env_file; a
+    // variable both define keeps the project's value (compose-go's
+    // `environment.Clone().Merge(envFromFile)` only adds what is unset).
+    assert_eq!(project.configs["my-config"].0.content, "from-project");
+    // Secrets' values are never printed by `config`.
+    let text = serde_json::to_string(&project).unwrap();
+    assert!(!text.contains("this-is-secret"), "{text}");
+    assert!(!text.contains("x-#value"), "{text}");
+}

@@ -558,11 +558,6 @@ impl<'w> Run<'w> {
         vars.insert("s".into(), project.clone());
         let home = tmp.join("home");
         std::fs::create_dir_all(&home).map_err(|e| format!("harness: {e}"))?;
-        // `berth -p NAME ps|down` still look for a compose file (Docker
-        // Compose's do not: they go by the project label): an empty project
-        // in the scratch root lets the harness observe by name alone.
-        std::fs::write(tmp.join("compose.yaml"), "services: {}\n")
-            .map_err(|e| format!("harness: {e}"))?;
         let netns = netns_name(&project);
         Ok(Run {
             world,

@@ -641,6 +641,7 @@ fn image_pull(
     };
     if let Some(p) = platform {
         opts.platform = Platform::parse(p)?;
+        opts.strict_platform = true;
     }
     let display = Display::new(mode, Style::Docker, false);
     if display.is_some() {
@@ -913,8 +914,7 @@ fn inspect(printer: &Printer, references: &[String]) -> Result<()> {
     let all = store.list()?;
     let mut out = Vec::new();
     for name in references {
-        let r = parse_ref(name)?;
-        let desc = store.resolve(&r)?;
+        let desc = store.find(name)?;
         let manifest = store.manifest(&desc)?;
         let config: serde_json::Value =
             serde_json::from_slice(&store.read_blob(&manifest.config.digest)?)?;
@@ -1069,11 +1069,14 @@ fn project_pull(
         if matches!(policy, "never" | "build") {
             continue;
         }
-        let r = Reference::parse(&s.image)
-            .with_context(|| format!("service {name:?}: image {:?}", s.image))?;
-        if !always && matches!(policy, "missing" | "if_not_present") && store.resolve(&r).is_ok() {
+        if !always
+            && matches!(policy, "missing" | "if_not_present")
+            && crate::engine::pull::present(&store, s)
+        {
             continue;
         }
+        let r = Reference::parse(&s.image)
+            .with_context(|| format!("service {name:?}: image {:?}", s.image))?;
         let platform = if s.platform.is_empty() {
             Platform::host()
         } else {
@@ -1097,6 +1100,9 @@ fn project_pull(
             s.spawn(move || {
                 let opts = PullOptions {
                     platform: platform.clone(),
+                    // A service's `platform:` is explicit: another
+                    // platform's image is refused, as docker does.
+                    strict_platform: platform != &Platform::host(),
                     ..PullOptions::default()
                 };
                 let progress = pull_progress(display, 1);
@@ -1201,7 +1207,7 @@ fn project_images(
     let mut rows: Vec<(String, String, String, String, u64)> = Vec::new();
     for c in &containers {
         let r = Reference::parse(&c.image).ok();
-        let resolved = r.as_ref().and_then(|r| store.resolve(r).ok());
+        let resolved = store.find(&c.image).ok();
         let manifest = resolved.and_then(|d| store.manifest(&d).ok());
         let size = manifest.as_ref().map_or(0, |m| {
             m.layers.iter().map(|l| l.size).sum::<u64>() + m.config.size

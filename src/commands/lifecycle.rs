@@ -30,6 +30,14 @@ fn timeout(t: Option<u64>) -> Option<Duration> {
     t.map(Duration::from_secs)
 }
 
+/// The project of a verb on existing containers: from the compose file, or
+/// from the containers by project name when no file is in reach.
+fn load_existing(args: &ProjectArgs) -> Result<Project> {
+    let p = project::load_or_name(args, &[])?;
+    crate::monitor::adopt::adopt_orphans(&Paths::from_env());
+    Ok(p)
+}
+
 /// Loads the project; `--no-deps` keeps only the named services.
 fn load(args: &ProjectArgs, services: &[String], no_deps: bool) -> Result<Project> {
     let mut p = project::load(args, services)?;
@@ -249,7 +257,7 @@ fn ctrlc_hook(f: impl Fn() + Send + 'static) -> Result<()> {
 }
 
 pub fn down(args: &ProjectArgs, down: &DownArgs) -> Result<()> {
-    let project = load(args, &[], false)?;
+    let project = load_existing(args)?;
     let paths = Paths::from_env();
     let _lock = Lock::acquire(&paths.project_lock(&project.name))?;
     execute::reclaim_half_made(&paths, &project.name)?;
@@ -474,7 +482,7 @@ fn human(d: Duration) -> String {
 }
 
 pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
-    let project = load(args, &[], false)?;
+    let project = load_existing(args)?;
     let paths = Paths::from_env();
     let containers = state::project_containers(&paths, &project.name)?;
     let mut statuses = ps.status.clone();
@@ -605,7 +613,7 @@ fn quote_command(cmd: &[String]) -> String {
 }
 
 pub fn logs(args: &ProjectArgs, logs: &LogsArgs) -> Result<()> {
-    let project = load(args, &[], false)?;
+    let project = load_existing(args)?;
     let paths = Paths::from_env();
     follow_logs(&paths, &project.name, logs, None, None)
 }
@@ -833,7 +841,7 @@ fn project_records(
     args: &ProjectArgs,
     services: &[String],
 ) -> Result<(Paths, Project, Vec<ContainerRecord>)> {
-    let project = load(args, &[], false)?;
+    let project = load_existing(args)?;
     let paths = Paths::from_env();
     let all = state::project_containers(&paths, &project.name)?;
     let mine = select(&all, services).cloned().collect();
@@ -1511,10 +1519,7 @@ fn remove_images(
     }
     let in_use = state::all_containers(paths)?;
     for name in names {
-        let Ok(r) = Reference::parse(&name) else {
-            continue;
-        };
-        let Ok(desc) = store.resolve(&r) else {
+        let Ok(desc) = store.find(&name) else {
             continue;
         };
         let id = store.manifest(&desc)?.config.digest;
@@ -1525,9 +1530,21 @@ fn remove_images(
             );
             continue;
         }
-        store
-            .remove(&r)
-            .with_context(|| format!("removing image {name}"))?;
+        // A name removes its tag; an image ID every tag of that image.
+        let tags: Vec<Reference> = match Reference::parse(&name) {
+            Ok(r) if store.resolve(&r).is_ok() => vec![r],
+            _ => store
+                .list()?
+                .into_iter()
+                .filter(|e| e.manifest.digest == desc.digest)
+                .filter_map(|e| Reference::parse(&e.reference).ok())
+                .collect(),
+        };
+        for r in tags {
+            store
+                .remove(&r)
+                .with_context(|| format!("removing image {name}"))?;
+        }
         eprintln!(" ✔ Image {name:<44} Removed");
     }
     Ok(())

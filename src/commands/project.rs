@@ -5,8 +5,10 @@ use std::io::Read;
 
 use anyhow::{Context, Result};
 
+use crate::engine::naming::LABEL_DEPENDS_ON;
+use crate::engine::state::{self as engine_state, Paths};
 use crate::model::load::{self, ConfigDetails, ConfigFile, LoadOptions};
-use crate::model::project::Project;
+use crate::model::project::{Network, Project, Service, ServiceDependency};
 use crate::settings::{
     self, ConfigSource, ProcessContext, ProjectArgs, ProjectNameSource, ProjectSettings,
 };
@@ -59,4 +61,93 @@ pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project> {
         ..LoadOptions::default()
     };
     Ok(load::load(&details, &opts)?)
+}
+
+/// The project of a verb that acts on existing containers (`ps`, `down`,
+/// `logs`, `start`, `stop`, `restart`, `kill`, `rm`): the compose file's
+/// when one is in reach, else — given a project name (`-p` or
+/// `COMPOSE_PROJECT_NAME`) — the project its containers' records and labels
+/// describe, as docker compose's `projectOrName` does.
+pub fn load_or_name(args: &ProjectArgs, services: &[String]) -> Result<Project> {
+    let process = ProcessContext::current().context("reading the current directory")?;
+    let found = settings::resolve(args, &process, false)?;
+    match (&found.name, found.config.is_empty()) {
+        (ProjectNameSource::Explicit(name), true) => {
+            from_containers(&Paths::from_env(), name, &found.working_dir)
+        }
+        // No file and no name: the error `settings` gives (no compose file).
+        (_, true) => {
+            settings(args)?;
+            unreachable!("settings fails when no compose file is found")
+        }
+        (_, false) => load(args, services),
+    }
+}
+
+/// A project rebuilt from its containers alone: one service per service
+/// label (its image, and its `depends_on` from the
+/// `com.docker.compose.depends_on` label so stops and starts keep their
+/// order), and the networks labelled with the project's name. Named volumes
+/// carry no project label in berth, so `down -v` by name removes only the
+/// containers' anonymous volumes.
+pub fn from_containers(
+    paths: &Paths,
+    name: &str,
+    working_dir: &std::path::Path,
+) -> Result<Project> {
+    let mut project = Project {
+        name: name.to_owned(),
+        working_dir: working_dir.to_owned(),
+        ..Project::default()
+    };
+    for c in engine_state::project_containers(paths, name)? {
+        let service = project
+            .services
+            .entry(c.service.clone())
+            .or_insert_with(|| Service {
+                name: c.service.clone(),
+                image: c.image.clone(),
+                ..Service::default()
+            });
+        for dep in c.label(LABEL_DEPENDS_ON).split(',') {
+            let mut parts = dep.splitn(3, ':');
+            let (Some(target), condition) = (parts.next().filter(|t| !t.is_empty()), parts.next())
+            else {
+                continue;
+            };
+            service
+                .depends_on
+                .entry(target.to_owned())
+                .or_insert_with(|| ServiceDependency {
+                    condition: condition.unwrap_or_default().to_owned(),
+                    restart: parts.next() == Some("true"),
+                    required: true,
+                });
+        }
+    }
+    let networks = crate::engine::net::networks(paths)
+        .list()
+        .context("listing networks")?;
+    for n in networks {
+        if n.labels
+            .get("com.docker.compose.project")
+            .map(String::as_str)
+            != Some(name)
+        {
+            continue;
+        }
+        let key = n
+            .labels
+            .get("com.docker.compose.network")
+            .cloned()
+            .unwrap_or_else(|| n.name.clone());
+        project.networks.insert(
+            key,
+            Network {
+                name: n.name.clone(),
+                ..Network::default()
+            },
+        );
+    }
+    Ok(project)
 }

@@ -22,7 +22,6 @@ use super::state::{
     self, alive, new_id, write_atomic, ContainerRecord, HealthSpec, Paths, RunState, Status,
 };
 pub use super::wait::wait_condition;
-use crate::image::reference::Reference;
 use crate::image::store::Store;
 use crate::model::hash::service_hash;
 use crate::model::project::{Project, Service};
@@ -82,8 +81,7 @@ pub fn image_digests(paths: &Paths, project: &Project) -> BTreeMap<String, Strin
         .services
         .values()
         .filter_map(|svc| {
-            let reference = Reference::parse(&svc.image).ok()?;
-            let desc = store.resolve(&reference).ok()?;
+            let desc = store.find(&svc.image).ok()?;
             let manifest = store.manifest(&desc).ok()?;
             Some((svc.name.clone(), manifest.config.digest.clone()))
         })
@@ -346,14 +344,13 @@ pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
         if svc.image.is_empty() {
             bail!("service {service:?} has no image (building images is not supported yet)");
         }
-        let reference =
-            Reference::parse(&svc.image).with_context(|| format!("image {:?}", svc.image))?;
-        store.resolve(&reference).with_context(|| {
+        store.find(&svc.image).with_context(|| {
             format!(
                 "service {service:?}: image {} not found in the store (import it with `berth image import`)",
                 svc.image
             )
         })?;
+        platform_check(&store, svc)?;
         network_check(svc)?;
         unsupported_check(project, svc)?;
         super::hooks::check_pre_start(&store, svc)?;
@@ -427,6 +424,11 @@ fn file_object(project: &Project, kind: &str, name: &str) -> Result<Vec<u8>> {
     if !obj.file.is_empty() {
         return fs_err::read(&obj.file).with_context(|| format!("{kind} {name:?}"));
     }
+    // Content first: inline, or resolved from the environment of the
+    // project (or include) that declared it, as docker compose does.
+    if !obj.content.is_empty() {
+        return Ok(obj.content.clone().into_bytes());
+    }
     if !obj.environment.is_empty() {
         if !project.environment.contains_key(&obj.environment) {
             bail!(
@@ -440,6 +442,16 @@ fn file_object(project: &Project, kind: &str, name: &str) -> Result<Vec<u8>> {
         return Ok(obj.content.clone().into_bytes());
     }
     bail!("{kind} {name:?} has no file, environment or content")
+}
+
+/// A service's explicit `platform:` must be the image's, as Docker's
+/// container create refuses another platform's image (berth runs no
+/// emulator either).
+fn platform_check(store: &Store, svc: &Service) -> Result<()> {
+    match super::pull::platform_mismatch(store, svc) {
+        Some(why) => bail!("service {:?}: {why}", svc.name),
+        None => Ok(()),
+    }
 }
 
 fn network_check(svc: &Service) -> Result<()> {
@@ -496,12 +508,8 @@ fn find_by_name(paths: &Paths, project: &str, name: &str) -> Result<String> {
 }
 
 /// The image's defaults for the spec, and its id.
-fn image_of(
-    store: &Store,
-    image: &str,
-) -> Result<(ImageDefaults, String, Vec<PathBuf>, Reference)> {
-    let reference = Reference::parse(image).with_context(|| format!("image {image:?}"))?;
-    let desc = store.resolve(&reference).with_context(|| {
+fn image_of(store: &Store, image: &str) -> Result<(ImageDefaults, String, Vec<PathBuf>)> {
+    let desc = store.find(image).with_context(|| {
         format!("image {image} not found in the store (import it with `berth image import`)")
     })?;
     let manifest = store.manifest(&desc)?;
@@ -517,7 +525,7 @@ fn image_of(
     };
     let mut layers = store.unpack(&manifest, &config)?;
     layers.reverse();
-    Ok((defaults, manifest.config.digest.clone(), layers, reference))
+    Ok((defaults, manifest.config.digest.clone(), layers))
 }
 
 /// Makes a container's bundle and record; returns its id.
@@ -699,7 +707,7 @@ pub(super) fn create_in(
             svc.name
         );
     }
-    let (image, image_id, layers, _reference) = image_of(&store, &svc.image)?;
+    let (image, image_id, layers) = image_of(&store, &svc.image)?;
     record.image_id = image_id.clone();
 
     // The rootfs: overlayfs over the image's layers.
@@ -734,7 +742,22 @@ pub(super) fn create_in(
                 .with_context(|| format!("network_mode {m}: no such container"))?;
             NetNs::Path(networks.netns_path(&other.id))
         }
-        "" | "bridge" | "default" => {
+        "bridge" => {
+            let p = networks.create_netns(id)?;
+            record.own_netns = true;
+            record.networks = vec![net::DEFAULT_BRIDGE.to_owned()];
+            // Saved before attaching, so a failure is undone by teardown.
+            record.save(paths)?;
+            let a = net::attach_default_bridge(paths, project, svc, id, name, &p)?;
+            record.ports = a
+                .attachments
+                .first()
+                .map(net::ports_text)
+                .unwrap_or_default();
+            attached = Some(a);
+            NetNs::Path(p)
+        }
+        "" | "default" => {
             let p = networks.create_netns(id)?;
             record.own_netns = true;
             record.networks = svc
@@ -793,6 +816,9 @@ pub(super) fn create_in(
                 };
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
+        }
+        if svc.network_mode == "bridge" {
+            hosts.push_str(&net::bridge_link_hosts(paths, project, svc)?);
         }
         fs_err::write(dir.join("hosts"), hosts)?;
         etc_files.push(("/etc/hosts", dir.join("hosts")));
@@ -1059,7 +1085,7 @@ fn mount_image_volumes(
         if v.source.is_empty() {
             bail!("{}: no source image", what());
         }
-        let (_, _, layers, _) = image_of(store, &v.source).with_context(what)?;
+        let (_, _, layers) = image_of(store, &v.source).with_context(what)?;
         // Read-only overlayfs needs two layers or more; a single layer is
         // bound as it is (read-only, like every image volume).
         let root = if layers.len() == 1 {

@@ -302,7 +302,7 @@ pub fn attach(
                 _ => None,
             },
             dns: dns_servers,
-            links: BTreeMap::new(),
+            links: link_aliases(svc),
         };
         DnsTable::update(&dns_dir(paths), |t| t.attach(&real, record))??;
         attachments.push(a);
@@ -319,12 +319,138 @@ pub fn attach(
     })
 }
 
+/// Docker's default bridge (`network_mode: bridge`, Docker's `docker0`): one
+/// network per `$BERTH_ROOT` named `bridge`, belonging to no project, made
+/// when a container first needs it and removed when the last one leaves.
+/// As on Docker's, it has no DNS names (its containers use the host's
+/// resolvers): they reach each other by address, or through `links`, which
+/// go into `/etc/hosts` ([`bridge_link_hosts`]).
+pub const DEFAULT_BRIDGE: &str = "bridge";
+
+/// Attaches a `network_mode: bridge` container to the default bridge, with
+/// its published ports; no DNS record, no nameserver of ours.
+pub fn attach_default_bridge(
+    paths: &Paths,
+    project: &Project,
+    svc: &Service,
+    id: &str,
+    name: &str,
+    netns: &Path,
+) -> Result<Attached> {
+    let net = networks(paths);
+    net.ensure(&NetworkConfig {
+        name: DEFAULT_BRIDGE.to_owned(),
+        ..NetworkConfig::default()
+    })
+    .context("creating the default bridge network")?;
+    let a = net
+        .attach(&AttachConfig {
+            network: DEFAULT_BRIDGE.to_owned(),
+            container_id: id.to_owned(),
+            container_name: Some(name.to_owned()),
+            project: Some(project.name.clone()),
+            netns_path: netns.to_owned(),
+            interface_name: None,
+            ipv4: None,
+            ipv6: None,
+            mac: (!svc.mac_address.is_empty()).then(|| svc.mac_address.clone()),
+            default_route: true,
+            ports: port_specs(svc)?,
+        })
+        .with_context(|| format!("attaching {name} to the default bridge"))?;
+    Ok(Attached {
+        attachments: vec![a],
+        nameserver: None,
+    })
+}
+
+/// The `/etc/hosts` lines a default-bridge container's links give it, as
+/// Docker writes legacy links: for `service[:alias]` each container of the
+/// service as `alias`, `service-N` and its container name (docker compose's
+/// link names); for an external link `container[:alias]` the container as
+/// `alias` and its name. A linked container that is not on the default
+/// bridge is refused, as Docker refuses it.
+pub fn bridge_link_hosts(paths: &Paths, project: &Project, svc: &Service) -> Result<String> {
+    let attachments = networks(paths)
+        .attachments(DEFAULT_BRIDGE)
+        .context("reading the default bridge's attachments")?;
+    let all = super::state::all_containers(paths)?;
+    let ip_of = |c: &super::state::ContainerRecord| -> Result<IpAddr> {
+        attachments
+            .iter()
+            .find(|a| a.container_id == c.id)
+            .and_then(|a| a.ipv4.or(a.ipv6))
+            .with_context(|| {
+                format!(
+                    "service {:?}: cannot link to {}: it is not on the default bridge network",
+                    svc.name, c.name
+                )
+            })
+    };
+    let mut out = String::new();
+    for link in &svc.links {
+        let (target, alias) = link.split_once(':').unwrap_or((link, link));
+        for c in all
+            .iter()
+            .filter(|c| c.project == project.name && c.service == target && !c.oneoff)
+        {
+            let mut names = vec![alias.to_owned()];
+            for n in [format!("{target}-{}", c.number), c.name.clone()] {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            out.push_str(&format!("{}\t{}\n", ip_of(c)?, names.join(" ")));
+        }
+    }
+    for link in &svc.external_links {
+        let (target, alias) = link.split_once(':').unwrap_or((link, link));
+        let c = all.iter().find(|c| c.name == target).with_context(|| {
+            format!(
+                "service {:?}: external link {link:?}: no container {target}",
+                svc.name
+            )
+        })?;
+        let mut names = vec![alias.to_owned()];
+        if alias != c.name {
+            names.push(c.name.clone());
+        }
+        out.push_str(&format!("{}\t{}\n", ip_of(c)?, names.join(" ")));
+    }
+    Ok(out)
+}
+
+/// The names a container's `links` and `external_links` give it, as DNS
+/// aliases only it resolves (Docker's links on a user-defined network):
+/// `service:alias` makes `alias` name the linked service's containers,
+/// `container:alias` (external) the named container. A link without an
+/// alias adds nothing: the service or container name resolves already.
+pub fn link_aliases(svc: &Service) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for link in svc.links.iter().chain(&svc.external_links) {
+        if let Some((target, alias)) = link.split_once(':') {
+            if !target.is_empty() && !alias.is_empty() && alias != target {
+                out.insert(alias.to_owned(), target.to_owned());
+            }
+        }
+    }
+    out
+}
+
 /// Detaches a container from every network it is on, drops its DNS names.
 pub fn detach(paths: &Paths, id: &str, networks_of: &[String], netns: Option<&Path>) {
     let net = networks(paths);
     for n in networks_of {
         if let Err(e) = net.detach(n, id, netns) {
             tracing::warn!(network = %n, error = %e, "detaching");
+        }
+    }
+    // The default bridge goes with its last container.
+    if networks_of.iter().any(|n| n == DEFAULT_BRIDGE)
+        && net.attachments(DEFAULT_BRIDGE).is_ok_and(|a| a.is_empty())
+    {
+        if let Err(e) = net.remove(DEFAULT_BRIDGE) {
+            tracing::warn!(error = %e, "removing the default bridge");
         }
     }
     let _ = DnsTable::update(&dns_dir(paths), |t| t.detach(None, id));
@@ -402,4 +528,26 @@ pub fn ensure_port_proxies(paths: &Paths) -> Result<()> {
         tracing::info!(started, "port proxies restarted");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_with_an_alias_become_dns_aliases() {
+        let svc = Service {
+            links: vec!["db:database".into(), "cache".into(), "web:web".into()],
+            external_links: vec!["legacy-redis-1:redis".into(), "other".into()],
+            ..Service::default()
+        };
+        let got = link_aliases(&svc);
+        let want: BTreeMap<String, String> = [
+            ("database".to_owned(), "db".to_owned()),
+            ("redis".to_owned(), "legacy-redis-1".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
+    }
 }

@@ -12,8 +12,9 @@
 use anyhow::{bail, Context, Result};
 
 use crate::image::credentials::DockerConfig;
-use crate::image::pull::{self, PullOptions};
+use crate::image::pull::{self, Platform, PullOptions};
 use crate::image::registry::RegistryConfig;
+use crate::image::store::full_image_id;
 use crate::image::{Reference, Store};
 use crate::model::project::{Project, Service};
 
@@ -87,12 +88,50 @@ pub fn pull_images(
     let store = Store::open(&paths.root)?;
     let mut wanted: Vec<(String, Reference)> = Vec::new();
     for svc in project.services.values() {
-        // No image: the service must be built, which preflight refuses by
-        // name.
-        let own = (!svc.image.is_empty()).then_some((svc.image.as_str(), svc.pull_policy.as_str()));
-        for (image, policy) in own.into_iter().chain(extra_images(svc)) {
+        if svc.image.is_empty() {
+            // No image: the service must be built, which preflight refuses
+            // by name.
+            continue;
+        }
+        let present = present(&store, svc);
+        let decision = match decide(&svc.name, &svc.image, &svc.pull_policy, cli, present) {
+            // `never`, and the image is there for another platform: say so.
+            Err(PullPolicyError::NeverMissing { .. })
+                if platform_mismatch(&store, svc).is_some() =>
+            {
+                bail!(
+                    "service {:?}: {}",
+                    svc.name,
+                    platform_mismatch(&store, svc).unwrap_or_default()
+                )
+            }
+            other => other?,
+        };
+        if decision != PullDecision::Pull {
+            continue;
+        }
+        if full_image_id(&svc.image).is_some() {
+            bail!(
+                "service {:?}: no such image: {} (an image ID names a local image; it is never pulled)",
+                svc.name,
+                svc.image
+            );
+        }
+        let reference =
+            Reference::parse(&svc.image).with_context(|| format!("image {:?}", svc.image))?;
+        // Each image once per platform asked for.
+        let same = |(s, r): &(String, Reference)| {
+            *r == reference && project.services[s].platform == svc.platform
+        };
+        if !wanted.iter().any(same) {
+            wanted.push((svc.name.clone(), reference));
+        }
+    }
+    // Hook images and image-volume sources, under their service's policy.
+    for svc in project.services.values() {
+        for (image, policy) in extra_images(svc) {
             let reference = Reference::parse(image).with_context(|| format!("image {image:?}"))?;
-            let present = store.resolve(&reference).is_ok();
+            let present = store.find(image).is_ok();
             let decision = decide(&svc.name, image, policy, cli, present)?;
             if decision == PullDecision::Pull && !wanted.iter().any(|(_, r)| *r == reference) {
                 wanted.push((svc.name.clone(), reference));
@@ -106,15 +145,19 @@ pub fn pull_images(
     let auth = DockerConfig::from_env()?;
     for (service, reference) in &wanted {
         opts.progress(service, "Pulling");
-        pull::pull(
-            &store,
-            &registries,
-            &auth,
-            reference,
-            &PullOptions::default(),
-            &|_| {},
-        )
-        .with_context(|| format!("service {service:?}: pulling {}", reference.familiar()))?;
+        let svc = &project.services[service];
+        let pull_opts = if svc.platform.is_empty() {
+            PullOptions::default()
+        } else {
+            PullOptions {
+                platform: Platform::parse(&svc.platform)
+                    .with_context(|| format!("service {service:?}"))?,
+                strict_platform: true,
+                ..PullOptions::default()
+            }
+        };
+        pull::pull(&store, &registries, &auth, reference, &pull_opts, &|_| {})
+            .with_context(|| format!("service {service:?}: pulling {}", reference.familiar()))?;
         opts.progress(service, "Pulled");
     }
     Ok(wanted.len())
@@ -142,24 +185,56 @@ pub fn extra_images(svc: &Service) -> Vec<(&str, &str)> {
     hooks.chain(volumes).map(|i| (i, policy)).collect()
 }
 
+/// Whether the store holds the service's image (by name or image ID,
+/// `Store::find`) for the service's `platform:` when it names one: an image
+/// for another platform is as good as missing, so the policy pulls the
+/// right one (or `never` fails), as docker compose on the containerd store.
+pub fn present(store: &Store, svc: &Service) -> bool {
+    store.find(&svc.image).is_ok() && platform_mismatch(store, svc).is_none()
+}
+
+/// Docker's refusal when the store's image for `svc` is for another
+/// platform than the service's explicit `platform:` (berth runs no
+/// emulator); `None` when it fits, no platform is named, or the image is
+/// not in the store.
+pub fn platform_mismatch(store: &Store, svc: &Service) -> Option<String> {
+    if svc.platform.is_empty() {
+        return None;
+    }
+    let desc = store.find(&svc.image).ok()?;
+    let config = store.manifest(&desc).and_then(|m| store.config(&m)).ok()?;
+    let wanted = match Platform::parse(&svc.platform) {
+        Ok(p) => p,
+        Err(e) => return Some(e.to_string()),
+    };
+    (!wanted.matches_image(&config)).then(|| {
+        format!(
+            "image with reference {} was found but does not match the specified platform: wanted {wanted}, actual: {}",
+            svc.image,
+            Platform::of_image(&config)
+        )
+    })
+}
+
 /// Fails when a policy could never be satisfied, without touching the
 /// network: for `--dry-run`.
 pub fn check_policies(paths: &Paths, project: &Project, cli: Option<&str>) -> Result<()> {
     let store = Store::open(&paths.root)?;
     for svc in project.services.values() {
-        let own = (!svc.image.is_empty()).then_some((svc.image.as_str(), svc.pull_policy.as_str()));
-        for (image, policy) in own.into_iter().chain(extra_images(svc)) {
-            let Ok(reference) = Reference::parse(image) else {
+        for (image, policy) in extra_images(svc) {
+            if Reference::parse(image).is_err() {
                 bail!("service {:?}: invalid image {:?}", svc.name, image);
-            };
-            decide(
-                &svc.name,
-                image,
-                policy,
-                cli,
-                store.resolve(&reference).is_ok(),
-            )?;
+            }
+            decide(&svc.name, image, policy, cli, store.find(image).is_ok())?;
         }
+        if svc.image.is_empty() {
+            continue;
+        }
+        let present = present(&store, svc);
+        if !present && Reference::parse(&svc.image).is_err() {
+            bail!("service {:?}: invalid image {:?}", svc.name, svc.image);
+        }
+        decide(&svc.name, &svc.image, &svc.pull_policy, cli, present)?;
     }
     Ok(())
 }

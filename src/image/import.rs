@@ -62,6 +62,7 @@ pub fn import(
         created: None,
         architecture: host_arch().into(),
         os: "linux".into(),
+        variant: None,
         config,
         rootfs: RootFs {
             kind: "layers".into(),

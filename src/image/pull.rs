@@ -27,7 +27,7 @@ use super::registry::{
     MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
 use super::store::{
-    chain_ids, host_arch, Descriptor, Index, Manifest, StagedLayer, Store, StoreError,
+    chain_ids, host_arch, Descriptor, ImageConfig, Index, Manifest, StagedLayer, Store, StoreError,
 };
 
 /// How many times a blob download is started over after a broken stream.
@@ -81,6 +81,14 @@ pub enum PullError {
     },
     #[error("invalid platform {0:?} (expected os/arch[/variant])")]
     BadPlatform(String),
+    /// Docker's words for an image that is not for the platform asked for
+    /// explicitly (`--platform`, a service's `platform:`).
+    #[error("image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}")]
+    PlatformMismatch {
+        reference: String,
+        wanted: String,
+        actual: String,
+    },
 }
 
 /// An OCI platform (`linux/arm64/v8`).
@@ -120,6 +128,25 @@ impl Platform {
                 variant: Some(variant.to_ascii_lowercase()),
             }),
             _ => Err(bad()),
+        }
+    }
+
+    /// Whether an image whose config names this os, architecture and
+    /// variant runs on `self` (an unset arm64 variant means v8).
+    pub fn matches_image(&self, config: &ImageConfig) -> bool {
+        self.matches(&DescPlatform {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: config.variant.clone(),
+        })
+    }
+
+    /// The platform an image config names, as `os/arch[/variant]`.
+    pub fn of_image(config: &ImageConfig) -> Platform {
+        Platform {
+            os: config.os.clone(),
+            architecture: normalize_arch(&config.architecture),
+            variant: config.variant.clone(),
         }
     }
 
@@ -175,6 +202,10 @@ struct DescPlatform {
 #[derive(Debug, Clone)]
 pub struct PullOptions {
     pub platform: Platform,
+    /// The platform was asked for explicitly: an image that is for another
+    /// one is refused even when it is a single-platform image (Docker fails
+    /// then; without an explicit platform it takes what the tag names).
+    pub strict_platform: bool,
     /// Layers fetched at once.
     pub jobs: usize,
     /// Unpack layers as they arrive (as `docker pull` does). Without it the
@@ -187,6 +218,7 @@ impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {
             platform: Platform::host(),
+            strict_platform: false,
             jobs: 4,
             unpack: true,
         }
@@ -267,6 +299,12 @@ pub fn pull(
         let client = Client::new(&base, &host, auth.get(&host)?);
         match pull_from(store, &client, reference, opts, progress) {
             Ok(outcome) => return Ok(outcome),
+            // The mirror has the image, for other platforms only: an answer,
+            // not a failure of the mirror (asking further would only add a
+            // misleading error from an endpoint it stands in for).
+            Err(e @ (PullError::PlatformMismatch { .. } | PullError::NoPlatform { .. })) => {
+                return Err(e)
+            }
             Err(e) if i < last => {
                 warn!(mirror = %base, error = %e, "mirror failed, trying the next endpoint");
             }
@@ -360,6 +398,16 @@ pub fn pull_from(
             layers: layers.len(),
             diff_ids: config.rootfs.diff_ids.len(),
         }));
+    }
+    // A manifest chosen from an index is for the platform the index says
+    // (as containerd trusts it); a single manifest answers for its config.
+    let from_index = matches!(top.media_type.as_str(), MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST);
+    if opts.strict_platform && !from_index && !opts.platform.matches_image(&config) {
+        return Err(PullError::PlatformMismatch {
+            reference: name,
+            wanted: opts.platform.to_string(),
+            actual: Platform::of_image(&config).to_string(),
+        });
     }
     if config.os != opts.platform.os && !config.os.is_empty() {
         debug!(image_os = %config.os, "image config names another os");

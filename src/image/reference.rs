@@ -49,6 +49,15 @@ impl Reference {
         if input.len() > 4096 {
             return Err(bad("too long"));
         }
+        // Docker's rule: 64 hex digits are an image ID, never a repository
+        // (it would shadow the ID of a local image).
+        if input.len() == 64
+            && input
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad("cannot specify 64-byte hexadecimal strings"));
+        }
         let (rest, digest) = match input.split_once('@') {
             Some((name, digest)) => {
                 validate_digest(digest).map_err(bad)?;
@@ -303,5 +312,10 @@ mod tests {
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+        // 64 hex digits are an image ID; with a tag or fewer digits, a name.
+        let id = "a".repeat(64);
+        assert!(Reference::parse(&id).is_err());
+        assert!(Reference::parse(&format!("{id}:1")).is_ok());
+        assert!(Reference::parse(&id[..63]).is_ok());
     }
 }

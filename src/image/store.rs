@@ -57,6 +57,8 @@ pub enum StoreError {
     },
     #[error("no such image: {0}")]
     NotFound(String),
+    #[error("{prefix}: ambiguous image ID prefix (matches {})", ids.join(", "))]
+    AmbiguousId { prefix: String, ids: Vec<String> },
     #[error("blob {expected} has digest {actual}")]
     DigestMismatch { expected: String, actual: String },
     #[error("applying layer {digest}")]
@@ -172,6 +174,8 @@ pub struct ImageConfig {
     pub author: Option<String>,
     pub architecture: String,
     pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(default)]
     pub config: ContainerConfig,
     pub rootfs: RootFs,
@@ -396,6 +400,69 @@ impl Store {
             })
             .map(|e| e.manifest)
             .ok_or_else(|| StoreError::NotFound(reference.familiar()))
+    }
+
+    /// What a name a user wrote means, as Docker's `GetImage(refOrID)`:
+    /// a full image ID (`sha256:<64 hex>` or the bare 64 hex digits) names
+    /// the image whose config has that digest; otherwise a reference that
+    /// is tagged here wins; otherwise a hex string (with or without
+    /// `sha256:`) is a prefix of exactly one image ID. Never a registry.
+    pub fn find(&self, name: &str) -> Result<Descriptor, StoreError> {
+        let not_found = || StoreError::NotFound(name.to_string());
+        if let Some(hex) = full_image_id(name) {
+            return self
+                .by_image_id(|id| id == hex)?
+                .into_iter()
+                .next()
+                .map(|(_, d)| d)
+                .ok_or_else(not_found);
+        }
+        if let Ok(reference) = Reference::parse(name) {
+            match self.resolve(&reference) {
+                Ok(d) => return Ok(d),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let prefix = name.strip_prefix("sha256:").unwrap_or(name);
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(not_found());
+        }
+        let mut found = self.by_image_id(|id| id.starts_with(prefix))?;
+        match found.len() {
+            0 => Err(not_found()),
+            1 => Ok(found.remove(0).1),
+            _ => Err(StoreError::AmbiguousId {
+                prefix: name.to_string(),
+                ids: found.into_iter().map(|(id, _)| id).collect(),
+            }),
+        }
+    }
+
+    /// One manifest per distinct image ID (config digest hex) that `keep`
+    /// accepts, in index order.
+    fn by_image_id(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, Descriptor)>, StoreError> {
+        let mut out: Vec<(String, Descriptor)> = Vec::new();
+        for entry in self.list()? {
+            let manifest = self.manifest(&entry.manifest)?;
+            let id = manifest
+                .config
+                .digest
+                .strip_prefix("sha256:")
+                .unwrap_or(&manifest.config.digest)
+                .to_string();
+            if keep(&id) && !out.iter().any(|(seen, _)| *seen == id) {
+                out.push((id, entry.manifest));
+            }
+        }
+        Ok(out)
     }
 
     pub fn manifest(&self, desc: &Descriptor) -> Result<Manifest, StoreError> {
@@ -733,6 +800,13 @@ impl Store {
 }
 
 /// OCI chain IDs: `chain[0] = diff[0]`, `chain[n] = sha256(chain[n-1] + " " + diff[n])`.
+/// The hex of a full image ID (`sha256:<64 hex>` or 64 bare hex digits),
+/// which Docker never reads as a repository name.
+pub fn full_image_id(name: &str) -> Option<&str> {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
+}
+
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {

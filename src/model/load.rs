@@ -15,7 +15,7 @@ use crate::model::canonical;
 use crate::model::extends::{self, BoxError, ExtendsContext};
 use crate::model::include::{self, IncludeContext, IncludeRequest};
 use crate::model::merge::{self, Tags};
-use crate::model::node::{Map, Node, Span, Value};
+use crate::model::node::{Key, Map, Node, Span, Value};
 use crate::model::normalize::{self, NormalizeOptions};
 use crate::model::paths::{self, PathBase};
 use crate::model::project::Project;
@@ -378,7 +378,48 @@ impl Ctx<'_> {
             },
             home: self.home,
         };
-        sub.load_files(&files, &req.project_directory, &sub_env, &req.chain)
+        let mut node = sub.load_files(&files, &req.project_directory, &sub_env, &req.chain)?;
+        resolve_file_object_environment(&mut node, &sub_env);
+        Ok(node)
+    }
+}
+
+/// The extension key that carries a secret's or config's value taken from
+/// the environment of the project that declared it (compose-go's `x-#value`
+/// for secrets, whose schema has no `content`). `normalize` moves it to
+/// `content`. compose-go writes a config's value straight into `content`,
+/// which its own validation of the including project then refuses
+/// (`file|environment|content attributes are mutually exclusive`); berth
+/// keeps it aside for configs too, so such an include works.
+pub const SECRET_VALUE_KEY: &str = "x-#value";
+
+/// Secrets and configs sourced from `environment:` take their value from the
+/// environment of the (sub-)project that declares them, as compose-go's
+/// `ResolveEnvironment` does for every loaded model: an included file's
+/// secret sees its include's `env_file`, not only the including project's.
+fn resolve_file_object_environment(doc: &mut Node, env: &Environment) {
+    let Some(root) = doc.as_map_mut() else {
+        return;
+    };
+    for section in ["secrets", "configs"] {
+        let Some(objects) = root.get_mut(section).and_then(Node::as_map_mut) else {
+            continue;
+        };
+        for object in objects.values_mut() {
+            let Some(var) = object.get("environment").and_then(Node::as_str) else {
+                continue;
+            };
+            let Some(value) = env.get(var).cloned() else {
+                continue;
+            };
+            let span = object.span.clone();
+            if let Some(m) = object.as_map_mut() {
+                m.insert(
+                    Key::new(SECRET_VALUE_KEY, span.clone()),
+                    Node::new(Value::String(value), span),
+                );
+            }
+        }
     }
 }
 

@@ -331,13 +331,20 @@ fn decode_volume(_: &str, node: Node, path: &KeyPath) -> Result<Volume, Normaliz
 }
 
 fn decode_secret(_: &str, node: Node, path: &KeyPath) -> Result<Secret, NormalizeError> {
-    let (mut s, ext): (Secret, _) = decode_entity(node, path)?;
+    let (mut s, mut ext): (Secret, _) = decode_entity(node, path)?;
+    // The value an included project's environment gave it (load.rs).
+    if let Some(serde_json::Value::String(v)) = ext.remove(crate::model::load::SECRET_VALUE_KEY) {
+        s.0.content = v;
+    }
     s.0.extensions = ext;
     Ok(s)
 }
 
 fn decode_config(_: &str, node: Node, path: &KeyPath) -> Result<Config, NormalizeError> {
-    let (mut c, ext): (Config, _) = decode_entity(node, path)?;
+    let (mut c, mut ext): (Config, _) = decode_entity(node, path)?;
+    if let Some(serde_json::Value::String(v)) = ext.remove(crate::model::load::SECRET_VALUE_KEY) {
+        c.0.content = v;
+    }
     c.0.extensions = ext;
     Ok(c)
 }
@@ -391,7 +398,8 @@ fn apply_defaults(p: &mut Project) {
         if s.0.name.is_empty() {
             s.0.name = name_of(k, s.0.external);
         }
-        if !s.0.environment.is_empty() {
+        // Content already there was resolved by an include's environment.
+        if !s.0.environment.is_empty() && s.0.content.is_empty() {
             if let Some(v) = env.get(&s.0.environment) {
                 s.0.content = v.clone();
             }
@@ -401,7 +409,7 @@ fn apply_defaults(p: &mut Project) {
         if c.0.name.is_empty() {
             c.0.name = name_of(k, c.0.external);
         }
-        if !c.0.environment.is_empty() {
+        if !c.0.environment.is_empty() && c.0.content.is_empty() {
             if let Some(v) = env.get(&c.0.environment) {
                 c.0.content = v.clone();
             }
