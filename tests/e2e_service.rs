@@ -676,7 +676,11 @@ fn pre_start_hooks_run_in_order_once_per_service_before_its_containers_start() {
         env.volume_file("data", "log"),
         "A svc hook one 0\nB 65534\n"
     );
-    let log = env.log_with("app", "saw:");
+    let mut log = String::new();
+    env.wait_for("both replicas' output", Duration::from_secs(20), || {
+        log = env.ok(&["logs", "--no-log-prefix", "app"]);
+        log.matches("saw:").count() == 2
+    });
     assert_eq!(
         log.matches("saw: A svc hook one 0 B 65534").count(),
         2,
