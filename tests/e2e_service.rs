@@ -606,3 +606,293 @@ volumes:
     env.ok(&["down", "-v", "-t", "0"]);
     assert!(env.volumes().is_empty(), "{:?}", env.volumes());
 }
+
+impl Env {
+    /// The container directories under `$BERTH_ROOT/containers`: a hook's
+    /// short-lived container must not be left among them.
+    fn container_dirs(&self) -> usize {
+        std::fs::read_dir(self.root.join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    fn volume_file(&self, volume: &str, file: &str) -> String {
+        let p = self
+            .root
+            .join("volumes")
+            .join(format!("{}_{volume}", self.project))
+            .join("_data")
+            .join(file);
+        std::fs::read_to_string(&p).unwrap_or_default()
+    }
+
+    fn ids(&self, service: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .ps_json()
+            .iter()
+            .filter(|c| c["Service"] == service)
+            .map(|c| c["ID"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+const HOOKED: &str = r#"
+services:
+  app:
+    image: bb:latest
+    stop_signal: SIGKILL
+    deploy: {replicas: 2}
+    environment: {FROM_SVC: svc, GEN: "@GEN@"}
+    volumes: ["data:/shared"]
+    command: ["sh", "-c", "echo \"saw: $(cat /shared/log | tr '\\n' ' ')\"; exec sleep 1000"]
+    pre_start:
+      - command: ["sh", "-c", "echo \"A $$FROM_SVC $$FROM_HOOK $$GEN $(id -u)\" >> /shared/log; chmod 777 /shared; chmod 666 /shared/log"]
+        environment: {FROM_HOOK: hook}
+      - command: ["sh", "-c", "echo \"B $(id -u)\" >> /shared/log; @SECOND@"]
+        user: "65534"
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn pre_start_hooks_run_in_order_once_per_service_before_its_containers_start() {
+    let compose = |generation: &str, second: &str| {
+        HOOKED
+            .replace("@GEN@", generation)
+            .replace("@SECOND@", second)
+    };
+    let env = Env::new("prestart", &compose("one", "true"));
+    env.ok(&["up", "-d"]);
+    // In order, in their own containers (the hook's environment over the
+    // service's, its own user), once for both replicas, before either
+    // started: each replica saw both lines.
+    assert_eq!(
+        env.volume_file("data", "log"),
+        "A svc hook one 0\nB 65534\n"
+    );
+    let mut log = String::new();
+    env.wait_for("both replicas' output", Duration::from_secs(20), || {
+        log = env.ok(&["logs", "--no-log-prefix", "app"]);
+        log.matches("saw:").count() == 2
+    });
+    assert_eq!(
+        log.matches("saw: A svc hook one 0 B 65534").count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(env.ids("app").len(), 2);
+    assert_eq!(env.container_dirs(), 2, "no hook container left behind");
+
+    // Nothing changed: no container starts, no hook runs.
+    let before = env.ids("app");
+    env.ok(&["up", "-d"]);
+    assert_eq!(env.ids("app"), before);
+    assert_eq!(
+        env.volume_file("data", "log"),
+        "A svc hook one 0\nB 65534\n"
+    );
+
+    // A replica added beside running ones starts without the hooks.
+    env.ok(&["up", "-d", "--scale", "app=3"]);
+    assert_eq!(env.ids("app").len(), 3);
+    assert_eq!(
+        env.volume_file("data", "log"),
+        "A svc hook one 0\nB 65534\n"
+    );
+
+    // A changed service is recreated, and the hooks run again.
+    env.write(&compose("two", "true"));
+    env.ok(&["up", "-d"]);
+    assert_eq!(
+        env.volume_file("data", "log"),
+        "A svc hook one 0\nB 65534\nA svc hook two 0\nB 65534\n"
+    );
+    let after = env.ids("app");
+    assert!(after.iter().all(|id| !before.contains(id)), "recreated");
+
+    // A failing hook fails the `up`, names itself, its exit code and its
+    // output; the service's new containers are left created, not started.
+    env.write(&compose("three", "echo oops >&2; exit 17"));
+    let out = env.berth(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service \"app\" pre_start[1] exited with code 17: oops"),
+        "{err}"
+    );
+    let states: Vec<String> = env
+        .ps_json()
+        .iter()
+        .map(|c| c["State"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["created", "created"], "{:#?}", env.ps_json());
+    assert_eq!(
+        env.container_dirs(),
+        2,
+        "the failed hook's container is gone"
+    );
+
+    env.ok(&["down", "-v", "-t", "0"]);
+    assert_eq!(env.container_dirs(), 0);
+    assert!(
+        env.leftover_mounts().is_empty(),
+        "{:?}",
+        env.leftover_mounts()
+    );
+}
+
+const SHARING: &str = r#"
+services:
+  db:
+    image: bb:latest
+    stop_signal: SIGKILL
+    environment: {GEN: "@GEN@"}
+    volumes: ["/var/data", "named:/named", "./conf:/conf:ro"]
+    command: ["sh", "-c", "echo db > /var/data/f; echo n > /named/g; exec sleep 1000"]
+  app:
+    image: bb:latest
+    stop_signal: SIGKILL
+    volumes_from: [db]
+    command: ["sh", "-c", "sleep 1; echo \"app: $(cat /var/data/f) $(cat /named/g) $(cat /conf/c)\"; echo w > /var/data/by-app && echo wrote; exec sleep 1000"]
+  reader:
+    image: bb:latest
+    stop_signal: SIGKILL
+    volumes_from: ["db:ro", "container:@PROJECT@-app-1"]
+    depends_on: [app]
+    command: ["sh", "-c", "sleep 1; echo \"reader: $(cat /var/data/f)\"; touch /var/data/x 2>/dev/null || echo read-only; exec sleep 1000"]
+volumes:
+  named: {}
+"#;
+
+#[test]
+fn volumes_from_shares_the_donors_volumes_and_follows_the_donor() {
+    let compose = |env: &Env, generation: &str| {
+        SHARING
+            .replace("@GEN@", generation)
+            .replace("@PROJECT@", &env.project)
+    };
+    let env = Env::new("vfrom", "services: {}\n");
+    std::fs::create_dir_all(env.dir.join("conf")).unwrap();
+    std::fs::write(env.dir.join("conf/c"), "bound").unwrap();
+    env.write(&compose(&env, "one"));
+    env.ok(&["up", "-d"]);
+    // The donor's anonymous and named volumes and its bind, writable where
+    // the donor's are; `:ro` makes them all read-only.
+    env.log_with("app", "wrote");
+    assert!(env.log_with("app", "app:").contains("app: db n bound"));
+    let reader = env.log_with("reader", "read-only");
+    assert!(reader.contains("reader: db"), "{reader}");
+    let db = env.container("db")["ID"].as_str().unwrap().to_owned();
+    let app = env.container("app")["ID"].as_str().unwrap().to_owned();
+
+    // `up --no-deps app` with the donor there: nothing to do.
+    env.ok(&["up", "-d", "--no-deps", "app"]);
+    assert_eq!(env.container("app")["ID"], app.as_str());
+
+    // The donor recreated: the container sharing its volumes follows it.
+    env.write(&compose(&env, "two"));
+    env.ok(&["up", "-d", "db", "app"]);
+    assert_ne!(env.container("db")["ID"], db.as_str());
+    assert_ne!(env.container("app")["ID"], app.as_str());
+    env.log_with("app", "wrote");
+
+    // The donor gone: `up --no-deps` cannot make the container again, and
+    // says so in Docker Compose's words.
+    env.ok(&["rm", "-s", "-f", "db"]);
+    let out = env.berth(&["up", "-d", "--no-deps", "app"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot share volume with service db: container missing"),
+        "{err}"
+    );
+    env.ok(&["down", "-v", "-t", "0"]);
+    assert!(env.volumes().is_empty(), "{:?}", env.volumes());
+    assert!(
+        env.leftover_mounts().is_empty(),
+        "{:?}",
+        env.leftover_mounts()
+    );
+}
+
+#[test]
+fn image_volumes_mount_an_image_read_only_at_its_subpath() {
+    use image_support::{layer_tar, oci_image, Compression, E};
+    let env = Env::new(
+        "imgvol",
+        r#"
+services:
+  app:
+    image: bb:latest
+    network_mode: none
+    stop_signal: SIGKILL
+    volumes:
+      - {type: image, source: "content:2", target: /mnt/www, image: {subpath: srv/www/}}
+      - {type: image, source: "bb:latest", target: /mnt/bb, image: {subpath: vol}}
+      - {type: image, source: "content:2", target: /mnt/all}
+    command: ["sh", "-c", "echo \"www: $(cat /mnt/www/index.html) $(cat /mnt/www/extra) bb: $(cat /mnt/bb/seed) all: $(ls /mnt/all/srv)\"; touch /mnt/www/x 2>/dev/null || echo read-only; exec sleep 1000"]
+"#,
+    );
+    // A two-layer image (mounted as a read-only overlay), the second layer
+    // adding a file and a symlink leading out of the image.
+    let layout = env.tmp.join("content-layout");
+    let base = layer_tar(&[
+        E::Dir("srv", 0o755),
+        E::Dir("srv/www", 0o755),
+        E::File("srv/www/index.html", 0o644, b"v1"),
+    ]);
+    let top = layer_tar(&[
+        E::Dir("srv", 0o755),
+        E::Dir("srv/www", 0o755),
+        E::File("srv/www/extra", 0o644, b"two"),
+        E::Symlink("srv/out", "/etc"),
+    ]);
+    oci_image(
+        &layout,
+        "content:2",
+        &[(base, Compression::None), (top, Compression::Gzip)],
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all(".", &layout).unwrap();
+    let store = berth::image::Store::open(&env.root).unwrap();
+    berth::image::archive::load(&store, &b.into_inner().unwrap()[..]).unwrap();
+
+    env.ok(&["up", "-d"]);
+    let log = env.log_with("app", "read-only");
+    assert!(
+        log.contains("www: v1 two bb: from the image all: out\nwww\n"),
+        "{log}"
+    );
+    // An unchanged `up` leaves it be.
+    let id = env.container("app")["ID"].as_str().unwrap().to_owned();
+    env.ok(&["up", "-d"]);
+    assert_eq!(env.container("app")["ID"], id.as_str());
+    env.ok(&["down", "-t", "0"]);
+    assert!(
+        env.leftover_mounts().is_empty(),
+        "the image mounts go with the container: {:?}",
+        env.leftover_mounts()
+    );
+
+    // A subpath through a symlink out of the image, or one the image does
+    // not have, is refused by name, and nothing is left mounted.
+    for (sub, why) in [
+        ("srv/out", "leads out of the image"),
+        ("nope", "not found in image"),
+    ] {
+        env.write(&format!(
+            "services:\n  app:\n    image: bb:latest\n    network_mode: none\n    volumes:\n      - {{type: image, source: \"content:2\", target: /m, image: {{subpath: {sub}}}}}\n"
+        ));
+        let out = env.berth(&["up", "-d"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{sub}: {err}");
+        assert_eq!(env.container_dirs(), 0, "{sub}");
+        assert!(env.leftover_mounts().is_empty(), "{sub}");
+    }
+}

@@ -416,3 +416,124 @@ services:
         "cannot share volume with service db: container missing"
     );
 }
+
+const HOOKED: &str = "
+name: demo
+services:
+  app:
+    image: busybox
+    deploy: {replicas: 2}
+    pre_start:
+      - command: [migrate]
+";
+
+#[test]
+fn pre_start_hooks_run_once_before_the_first_start_of_a_service() {
+    let p = project(HOOKED);
+    // First up: once, with the volumes of the lowest-numbered container,
+    // after every container is made; both starts wait for the hooks.
+    assert_eq!(
+        text(&p, &Observed::default(), &UpOptions::default()),
+        "
+ 1. network create demo_default
+ 2. container create demo-app-1  [after 1]
+ 3. container create demo-app-2  [after 1]
+ 4. pre_start hooks of app (volumes of demo-app-1)  [after 2, 3]
+ 5. container start demo-app-1  [after 4]
+ 6. container start demo-app-2  [after 4]
+"
+    );
+    let running = Observed {
+        containers: vec![existing(&p, "app", 1), existing(&p, "app", 2)],
+        networks: ["demo_default".to_owned()].into(),
+        ..Observed::default()
+    };
+    // Converged: nothing, no hooks.
+    assert!(plan(&p, &running, &UpOptions::default())
+        .unwrap()
+        .is_empty());
+    // Scaled up beside a running replica: the new one starts without them.
+    let opts = UpOptions {
+        scale: [("app".to_owned(), 3)].into(),
+        ..UpOptions::default()
+    };
+    assert_eq!(
+        text(&p, &running, &opts),
+        "
+ 1. container create demo-app-3
+ 2. container start demo-app-3  [after 1]
+"
+    );
+    // Recreated (forced, or a changed config): the hooks run again.
+    let forced = UpOptions {
+        recreate: Recreate::Force,
+        ..UpOptions::default()
+    };
+    assert_eq!(
+        text(&p, &running, &forced),
+        "
+ 1. container recreate demo-app-1 (forced)
+ 2. container recreate demo-app-2 (forced)
+ 3. pre_start hooks of app (volumes of demo-app-1)  [after 1, 2]
+ 4. container start demo-app-1  [after 3]
+ 5. container start demo-app-2  [after 3]
+"
+    );
+    // All stopped: started again, after the hooks.
+    let mut stopped = running.clone();
+    for c in &mut stopped.containers {
+        c.state = ContainerState::Exited;
+    }
+    assert_eq!(
+        text(&p, &stopped, &UpOptions::default()),
+        "
+ 1. pre_start hooks of app (volumes of demo-app-1)
+ 2. container start demo-app-1  [after 1]
+ 3. container start demo-app-2  [after 1]
+"
+    );
+    // --no-start: nothing starts, so no hooks.
+    let no_start = UpOptions {
+        no_start: true,
+        ..UpOptions::default()
+    };
+    assert!(!text(&p, &Observed::default(), &no_start).contains("pre_start"));
+}
+
+#[test]
+fn a_recreated_volumes_from_donor_recreates_its_sharers() {
+    let p = project(
+        "
+name: demo
+services:
+  app:
+    image: busybox
+    volumes_from: [db]
+  db:
+    image: busybox
+",
+    );
+    // The sharer's hash is taken over the donor's container id.
+    let mut resolved = p.services["app"].clone();
+    resolved.volumes_from = vec!["container:db1id".into()];
+    let mut app = existing(&p, "app", 1);
+    app.config_hash = service_hash(&resolved).unwrap();
+    let o = Observed {
+        containers: vec![existing(&p, "db", 1), app],
+        networks: ["demo_default".to_owned()].into(),
+        ..Observed::default()
+    };
+    assert!(plan(&p, &o, &UpOptions::default()).unwrap().is_empty());
+    // The donor replaced: the sharer follows.
+    let mut changed = p.clone();
+    changed.services.get_mut("db").unwrap().command = Some(vec!["other".into()]);
+    let t = text(&changed, &o, &UpOptions::default());
+    assert!(
+        t.contains("container recreate demo-db-1 (config changed)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("container recreate demo-app-1 (config changed)"),
+        "{t}"
+    );
+}

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use berth::engine::spec::{
-    anonymous_targets, config_target, container_spec, secret_target, ImageDefaults, NetNs,
-    SpecError, SpecInputs,
+    anonymous_targets, anonymous_targets_with, apply_volumes_from_mode, config_target,
+    container_spec, parse_volumes_from, resolve_volumes_from, secret_target, shareable_mounts,
+    ImageDefaults, NetNs, SharedMount, SpecError, SpecInputs, VolumesFrom, VolumesFromSource,
 };
 use berth::model::load::{load, ConfigDetails, ConfigFile, LoadOptions};
 use berth::model::project::{Project, Service};
@@ -55,6 +56,8 @@ struct Inputs {
     volume_names: BTreeMap<String, String>,
     anonymous: BTreeMap<String, String>,
     files: Vec<(String, PathBuf)>,
+    volumes_from: Vec<SharedMount>,
+    image_volumes: BTreeMap<String, PathBuf>,
 }
 
 impl Default for Inputs {
@@ -69,8 +72,31 @@ impl Default for Inputs {
             volume_names: BTreeMap::from([("data".to_owned(), "demo_data".to_owned())]),
             anonymous: BTreeMap::new(),
             files: Vec::new(),
+            volumes_from: Vec::new(),
+            image_volumes: BTreeMap::new(),
         }
     }
+}
+
+fn volume_dir(name: &str) -> PathBuf {
+    Path::new("/var/lib/berth/volumes").join(name).join("_data")
+}
+
+fn with_inputs<T>(i: &Inputs, f: impl FnOnce(&SpecInputs<'_>) -> T) -> T {
+    let inputs = SpecInputs {
+        container_id: "0123456789abcdef0123",
+        image: &i.image,
+        netns: i.netns.clone(),
+        volume_dir: &volume_dir,
+        rootfs: i.rootfs.as_deref(),
+        etc_files: vec![("/etc/hosts", PathBuf::from("/run/berth/c/hosts"))],
+        volume_names: &i.volume_names,
+        anonymous: &i.anonymous,
+        files: i.files.clone(),
+        volumes_from: &i.volumes_from,
+        image_volumes: &i.image_volumes,
+    };
+    f(&inputs)
 }
 
 fn spec_with(svc: &Service, i: &Inputs) -> Result<Value, SpecError> {
@@ -85,6 +111,8 @@ fn spec_with(svc: &Service, i: &Inputs) -> Result<Value, SpecError> {
         volume_names: &i.volume_names,
         anonymous: &i.anonymous,
         files: i.files.clone(),
+        volumes_from: &i.volumes_from,
+        image_volumes: &i.image_volumes,
     };
     let spec = container_spec(svc, &inputs)?;
     // Whatever we produce must be a spec the runtime can read.
@@ -565,4 +593,203 @@ fn resolv_conf_without_berths_dns_takes_the_services_settings() {
     );
     let plain = service("services: {w: {image: x}}");
     assert_eq!(berth::engine::spec::host_resolv_conf(host, &plain), host);
+}
+
+fn shared(target: &str, source: &str, read_only: bool) -> SharedMount {
+    SharedMount {
+        target: target.into(),
+        source: source.into(),
+        read_only,
+    }
+}
+
+fn mounts_at<'a>(s: &'a Value, d: &str) -> Vec<&'a Value> {
+    s["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["destination"] == d)
+        .collect()
+}
+
+#[test]
+fn volumes_from_entries_parse_as_the_compose_spec_writes_them() {
+    let p = |e: &str| parse_volumes_from("app", e);
+    let service = |n: &str, ro| VolumesFrom {
+        source: VolumesFromSource::Service(n.into()),
+        read_only: ro,
+    };
+    assert_eq!(p("db"), Ok(service("db", None)));
+    assert_eq!(p("db:ro"), Ok(service("db", Some(true))));
+    assert_eq!(p("db:rw"), Ok(service("db", Some(false))));
+    assert_eq!(
+        p("container:data-1:ro"),
+        Ok(VolumesFrom {
+            source: VolumesFromSource::Container("data-1".into()),
+            read_only: Some(true),
+        })
+    );
+    for bad in ["db:rx", "", "container:", "db:ro:x"] {
+        assert!(
+            matches!(p(bad), Err(SpecError::VolumesFrom { .. })),
+            "{bad:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn volumes_from_references_resolve_to_containers_or_fail_as_compose_does() {
+    let svc = project(
+        "services: {app: {image: x, volumes_from: ['db:ro', 'cache', 'container:other']}, db: {image: x}, cache: {image: x}}",
+    )
+    .services["app"]
+    .clone();
+    let lookup = |n: &str| match n {
+        "db" => Some("1111".to_owned()),
+        "cache" => Some("2222".to_owned()),
+        _ => None,
+    };
+    let r = resolve_volumes_from(&svc, &lookup).unwrap();
+    assert_eq!(
+        r.volumes_from,
+        ["container:1111:ro", "container:2222", "container:other"]
+    );
+    let none = |_: &str| None;
+    assert_eq!(
+        resolve_volumes_from(&svc, &none).unwrap_err().to_string(),
+        // Docker Compose's words (TestNoDepsVolumeFrom checks them).
+        "cannot share volume with service db: container missing"
+    );
+}
+
+#[test]
+fn volumes_from_mounts_follow_the_donor_unless_the_service_mounts_there() {
+    let svc = project(
+        "services: {app: {image: x, volumes: ['data:/var/lib/mysql'], tmpfs: ['/tmp'], volumes_from: [db]}, db: {image: x}}\nvolumes: {data: {}}",
+    )
+    .services["app"]
+    .clone();
+    let donor = [
+        shared("/var/data", "/v/anon/_data", false),
+        shared("/etc/conf/", "/srv/conf", true),
+        // Where the service mounts its own: the donor's gives way.
+        shared("/var/lib/mysql", "/v/other/_data", false),
+        shared("/tmp", "/v/tmp/_data", false),
+    ];
+    // `:ro` makes every mount read-only; no mode keeps each one's own.
+    let ro = apply_volumes_from_mode(Some(true), &donor);
+    assert!(ro.iter().all(|m| m.read_only));
+    let rw = apply_volumes_from_mode(Some(false), &donor);
+    assert!(rw.iter().all(|m| !m.read_only));
+    let i = Inputs {
+        volumes_from: apply_volumes_from_mode(None, &donor),
+        ..Default::default()
+    };
+    let s = spec_with(&svc, &i).unwrap();
+    let data = mounts_at(&s, "/var/data");
+    assert_eq!(
+        data,
+        [
+            &json!({"destination": "/var/data", "type": "bind", "source": "/v/anon/_data", "options": ["rbind", "rw", "rprivate"]})
+        ]
+    );
+    assert_eq!(
+        strings(&mounts_at(&s, "/etc/conf/")[0]["options"]),
+        ["rbind", "ro", "rprivate"]
+    );
+    let mysql = mounts_at(&s, "/var/lib/mysql");
+    assert_eq!(mysql.len(), 1);
+    assert_eq!(mysql[0]["source"], "/var/lib/berth/volumes/demo_data/_data");
+    let tmp = mounts_at(&s, "/tmp");
+    assert_eq!(tmp.len(), 1);
+    assert_eq!(tmp[0]["type"], "tmpfs");
+
+    // What this container shares in turn: its own volumes, then what it
+    // took (not tmpfs, and not what it shadowed).
+    let mine = with_inputs(&i, |inp| shareable_mounts(&svc, inp)).unwrap();
+    assert_eq!(
+        mine,
+        [
+            shared(
+                "/var/lib/mysql",
+                "/var/lib/berth/volumes/demo_data/_data",
+                false
+            ),
+            shared("/var/data", "/v/anon/_data", false),
+            shared("/etc/conf/", "/srv/conf", true),
+        ]
+    );
+}
+
+#[test]
+fn an_image_volume_where_volumes_from_mounts_gets_no_anonymous_volume() {
+    let svc = project("services: {app: {image: x, volumes_from: [db]}, db: {image: x}}").services
+        ["app"]
+        .clone();
+    let image = ImageDefaults {
+        volumes: vec!["/var/data".into(), "/logs".into()],
+        ..Default::default()
+    };
+    let donor = [shared("/var/data", "/v/a/_data", false)];
+    assert_eq!(anonymous_targets(&svc, &image), ["/var/data", "/logs"]);
+    assert_eq!(anonymous_targets_with(&svc, &image, &donor), ["/logs"]);
+}
+
+#[test]
+fn shareable_mounts_are_binds_and_volumes_named_and_anonymous() {
+    let svc = service(
+        "services: {db: {image: x, volumes: ['/var/data', './conf:/etc/conf:ro', 'data:/srv', {type: tmpfs, target: /cache}]}}\nvolumes: {data: {}}",
+    );
+    let i = Inputs {
+        image: ImageDefaults {
+            cmd: vec!["sh".into()],
+            volumes: vec!["/logs".into()],
+            ..Default::default()
+        },
+        anonymous: BTreeMap::from([
+            ("/var/data".to_owned(), "aaa".to_owned()),
+            ("/logs".to_owned(), "bbb".to_owned()),
+        ]),
+        ..Default::default()
+    };
+    let mine = with_inputs(&i, |inp| shareable_mounts(&svc, inp)).unwrap();
+    assert_eq!(
+        mine,
+        [
+            shared("/var/data", "/var/lib/berth/volumes/aaa/_data", false),
+            shared("/etc/conf", "/srv/demo/conf", true),
+            shared("/srv", "/var/lib/berth/volumes/demo_data/_data", false),
+            shared("/logs", "/var/lib/berth/volumes/bbb/_data", false),
+        ]
+    );
+}
+
+#[test]
+fn image_volumes_are_bound_read_only_from_where_the_engine_mounted_them() {
+    let svc = service(
+        "services: {w: {image: x, volumes: [{type: image, source: 'nginx:alpine', target: /mnt/image/, image: {subpath: usr/share/nginx/html/}}]}}",
+    );
+    let i = Inputs {
+        image_volumes: BTreeMap::from([(
+            "/mnt/image".to_owned(),
+            PathBuf::from("/var/lib/berth/layers/l1/usr/share/nginx/html"),
+        )]),
+        ..Default::default()
+    };
+    let s = spec_with(&svc, &i).unwrap();
+    assert_eq!(
+        mounts_at(&s, "/mnt/image"),
+        [&json!({"destination": "/mnt/image", "type": "bind",
+            "source": "/var/lib/berth/layers/l1/usr/share/nginx/html",
+            "options": ["rbind", "ro", "rprivate"]})]
+    );
+    // An image volume is the container's own: never shared.
+    assert!(with_inputs(&i, |inp| shareable_mounts(&svc, inp))
+        .unwrap()
+        .is_empty());
+    // One the engine did not mount is an error, not a missing mount.
+    assert!(matches!(
+        spec_with(&svc, &Inputs::default()),
+        Err(SpecError::MissingImageVolume { .. })
+    ));
 }

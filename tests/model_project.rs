@@ -166,8 +166,11 @@ fn loader_cases_match_docker_compose() {
     assert!(pass >= MIN_LOADER_PASS, "only {pass} loader cases match");
 }
 
-/// Cases known to match with the stages available to this test.
-const MIN_LOADER_PASS: usize = 151;
+/// Cases known to match with the stages available to this test. One case
+/// the reference (Docker Compose 2.40.3) refuses is accepted on purpose:
+/// `pre_start` (TestPreStartInheritsServiceImage), which later Docker
+/// Compose releases run and their e2e scenarios need (issue 6).
+const MIN_LOADER_PASS: usize = 150;
 
 #[test]
 fn consistency_cases_fail_like_docker_compose() {

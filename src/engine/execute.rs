@@ -15,8 +15,8 @@ use super::net;
 use super::observe::{ContainerState, Observed, ObservedContainer};
 use super::plan::{Action, Plan};
 use super::spec::{
-    anonymous_targets, check_subpath, config_target, container_spec, host_resolv_conf,
-    secret_target, ImageDefaults, NetNs, SpecInputs,
+    anonymous_targets_with, check_subpath, config_target, container_spec, host_resolv_conf,
+    secret_target, shareable_mounts, ImageDefaults, NetNs, SharedMount, SpecInputs,
 };
 use super::state::{
     self, alive, new_id, write_atomic, ContainerRecord, HealthSpec, Paths, RunState, Status,
@@ -265,6 +265,12 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                 }
                 opts.progress(&format!("Container {name}"), "Started");
             }
+            Action::PreStart { service, name } => {
+                let svc = &project.services[service];
+                wait_dependencies(paths, project, svc, opts)?;
+                let id = find_by_name(paths, &project.name, name)?;
+                super::hooks::run_pre_start(paths, project, svc, &id)?;
+            }
             Action::Restart {
                 service,
                 name,
@@ -350,6 +356,7 @@ pub fn preflight(paths: &Paths, project: &Project, plan: &Plan) -> Result<()> {
         platform_check(&store, svc)?;
         network_check(svc)?;
         unsupported_check(project, svc)?;
+        super::hooks::check_pre_start(&store, svc)?;
         if matches!(step.action, Action::Create { .. }) && !svc.ports.is_empty() {
             net::check_ports(paths, &net::port_specs(svc)?)
                 .with_context(|| format!("service {service:?}"))?;
@@ -372,7 +379,6 @@ fn unsupported_check(project: &Project, svc: &Service) -> Result<()> {
     let refused = [
         (!svc.devices.is_empty(), "devices"),
         (!svc.device_cgroup_rules.is_empty(), "device_cgroup_rules"),
-        (!svc.volumes_from.is_empty(), "volumes_from"),
         (!svc.gpus.is_empty(), "gpus"),
         (!svc.userns_mode.is_empty(), "userns_mode"),
         (blkio_devices, "blkio_config per-device limits"),
@@ -559,7 +565,7 @@ pub fn create_container(
 
 /// The container a new one replaces, whose anonymous volumes it takes over
 /// (unless `renew`), as Docker Compose does at recreation.
-struct Inherit<'a> {
+pub(super) struct Inherit<'a> {
     /// The container replaced (its record, read before it may be removed).
     old: Option<&'a ContainerRecord>,
     renew: bool,
@@ -587,7 +593,11 @@ fn create_in_new(
 
 /// Undoes a failed create: its own anonymous volumes go too, but not ones
 /// it inherited (they still belong to the container it was to replace).
-fn teardown_new(paths: &Paths, id: &str, replaced: Option<&ContainerRecord>) -> Result<()> {
+pub(super) fn teardown_new(
+    paths: &Paths,
+    id: &str,
+    replaced: Option<&ContainerRecord>,
+) -> Result<()> {
     if let Ok(record) = ContainerRecord::load(paths, id) {
         let mut own = record.clone();
         own.anonymous_volumes.retain(|_, v| {
@@ -666,7 +676,7 @@ pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<
 }
 
 #[allow(clippy::too_many_arguments)]
-fn create_in(
+pub(super) fn create_in(
     paths: &Paths,
     project: &Project,
     svc: &Service,
@@ -705,6 +715,8 @@ fn create_in(
         rootfs_mounted: true,
         anonymous_volumes: BTreeMap::new(),
         pre_stop: svc.pre_stop.clone(),
+        mounts: Vec::new(),
+        image_mounts: Vec::new(),
         stdin_open: svc.stdin_open,
     };
     // Saved first, before the image is read and before any kernel object,
@@ -712,6 +724,7 @@ fn create_in(
     // `teardown`, or by the next `up`/`down` of the project
     // (`reclaim_half_made`: the labels come last).
     record.save(paths)?;
+    let shared = volumes_from_mounts(paths, &project.name, svc)?;
     let store = Store::open(&paths.root)?;
     if svc.image.is_empty() {
         bail!(
@@ -729,6 +742,7 @@ fn create_in(
     }
     record.save(paths)?;
     mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+    let image_volumes = mount_image_volumes(paths, &store, svc, &mut record)?;
 
     // The network namespace.
     let networks = net::networks(paths);
@@ -904,7 +918,7 @@ fn create_in(
         .and_then(|i| i.old)
         .map(|r| r.anonymous_volumes.clone())
         .unwrap_or_default();
-    for target in anonymous_targets(svc, &image) {
+    for target in anonymous_targets_with(svc, &image, &shared) {
         let (vol, fresh) = match inherited.get(&target) {
             Some(v) if paths.volume_data(v).is_dir() => (v.clone(), false),
             _ => (new_id()?, true),
@@ -990,8 +1004,11 @@ fn create_in(
         volume_names: &volume_names,
         anonymous: &record.anonymous_volumes,
         files,
+        volumes_from: &shared,
+        image_volumes: &image_volumes,
     };
     let spec = container_spec(svc, &inputs)?;
+    let mounts = shareable_mounts(svc, &inputs)?;
     record.command = spec["process"]["args"]
         .as_array()
         .map(|a| {
@@ -1002,11 +1019,145 @@ fn create_in(
         .unwrap_or_default();
     write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&spec)?)?;
 
-    let hash = service_hash(svc)?;
+    record.mounts = mounts;
+    let hash = service_hash(&resolved_refs(paths, &project.name, svc)?)?;
     record.labels = naming::container_labels(project, svc, number, oneoff, &hash, Some(&image_id));
     record.save(paths)?;
     RunState::default().save(paths, id)?;
     Ok(())
+}
+
+/// The container of `service` that a `volumes_from` reference resolves
+/// to: its lowest-numbered (not a one-off), as Docker Compose picks.
+fn service_container<'a>(
+    all: &'a [ContainerRecord],
+    project: &str,
+    service: &str,
+) -> Option<&'a ContainerRecord> {
+    all.iter()
+        .filter(|c| c.service == service && !c.oneoff && c.label(naming::LABEL_PROJECT) == project)
+        .min_by_key(|c| (c.number, c.created))
+}
+
+/// `svc` with its `volumes_from` service references resolved to the
+/// containers there are now: what its config hash is taken of, so a
+/// container is recreated when its donor is replaced or gone.
+pub fn resolved_refs(paths: &Paths, project: &str, svc: &Service) -> Result<Service> {
+    if svc.volumes_from.is_empty() {
+        return Ok(svc.clone());
+    }
+    let all = state::all_containers(paths)?;
+    let lookup = |name: &str| service_container(&all, project, name).map(|c| c.id.clone());
+    Ok(super::spec::resolve_volumes_from(svc, &lookup)?)
+}
+
+/// The mounts `svc`'s `volumes_from` entries take, from the donors'
+/// records, in the entries' order.
+fn volumes_from_mounts(paths: &Paths, project: &str, svc: &Service) -> Result<Vec<SharedMount>> {
+    use super::spec::{apply_volumes_from_mode, parse_volumes_from, SpecError, VolumesFromSource};
+    let mut out = Vec::new();
+    if svc.volumes_from.is_empty() {
+        return Ok(out);
+    }
+    let all = state::all_containers(paths)?;
+    for entry in &svc.volumes_from {
+        let from = parse_volumes_from(&svc.name, entry)?;
+        let donor =
+            match &from.source {
+                VolumesFromSource::Service(name) => service_container(&all, project, name)
+                    .ok_or_else(|| SpecError::VolumesFromMissing {
+                        service: name.clone(),
+                    })?,
+                VolumesFromSource::Container(name) => all
+                    .iter()
+                    .find(|c| c.name == *name || c.id == *name)
+                    .or_else(|| {
+                        let mut by_prefix = all.iter().filter(|c| c.id.starts_with(name.as_str()));
+                        match (by_prefix.next(), by_prefix.next()) {
+                            (Some(c), None) => Some(c),
+                            _ => None,
+                        }
+                    })
+                    .with_context(|| {
+                        format!(
+                            "service {:?}: volumes_from {entry:?}: no such container: {name}",
+                            svc.name
+                        )
+                    })?,
+            };
+        out.extend(apply_volumes_from_mode(from.read_only, &donor.mounts));
+    }
+    Ok(out)
+}
+
+/// Mounts the images of `svc`'s `type: image` volumes read-only under the
+/// container's `image-volumes/` (recorded first, so teardown unmounts
+/// them); returns mount point → the host directory to bind there (the
+/// image's root joined with `image.subpath`, which must stay inside it).
+fn mount_image_volumes(
+    paths: &Paths,
+    store: &Store,
+    svc: &Service,
+    record: &mut ContainerRecord,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    let volumes = svc
+        .volumes
+        .iter()
+        .filter(|v| v.r#type == crate::model::project::VOLUME_IMAGE);
+    for (n, v) in volumes.enumerate() {
+        let what = || format!("service {:?}: image volume {}", svc.name, v.target);
+        if v.source.is_empty() {
+            bail!("{}: no source image", what());
+        }
+        let (_, _, layers) = image_of(store, &v.source).with_context(what)?;
+        // Read-only overlayfs needs two layers or more; a single layer is
+        // bound as it is (read-only, like every image volume).
+        let root = if layers.len() == 1 {
+            layers[0].clone()
+        } else {
+            let at = paths
+                .container(&record.id)
+                .join("image-volumes")
+                .join(n.to_string());
+            fs_err::create_dir_all(&at)?;
+            record.image_mounts.push(at.clone());
+            record.save(paths)?;
+            crate::image::overlay::mount(&layers, None, &at).with_context(what)?;
+            at
+        };
+        let sub = v.image.as_ref().map_or("", |i| i.subpath.as_str());
+        let host = if sub.is_empty() {
+            root
+        } else {
+            check_subpath(&svc.name, &v.source, sub)?;
+            // The image's content is the image author's: a symlink on the
+            // way must not lead out of it (the bind would follow it on the
+            // host).
+            let real_root = fs_err::canonicalize(&root)?;
+            let host = std::fs::canonicalize(root.join(sub)).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: subpath {sub:?} not found in image {}: {e}",
+                    what(),
+                    v.source
+                )
+            })?;
+            if !host.starts_with(&real_root) {
+                bail!(
+                    "{}: subpath {sub:?} of image {} leads out of the image",
+                    what(),
+                    v.source
+                );
+            }
+            host
+        };
+        let target = v.target.trim_end_matches('/');
+        out.insert(
+            if target.is_empty() { "/" } else { target }.to_owned(),
+            host,
+        );
+    }
+    Ok(out)
 }
 
 fn restart_policy(svc: &Service) -> String {
@@ -1389,6 +1540,9 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
     let networks = net::networks(paths);
     let ns = networks.netns_path(id);
     if let Ok(record) = ContainerRecord::load(paths, id) {
+        for m in &record.image_mounts {
+            let _ = umount2(m, MntFlags::MNT_DETACH);
+        }
         super::events::emit(paths, &record, "destroy", &[]);
         net::detach(
             paths,

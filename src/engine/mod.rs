@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod execute;
+pub mod hooks;
 pub mod naming;
 pub mod net;
 pub mod observe;

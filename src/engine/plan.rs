@@ -114,6 +114,13 @@ pub enum Action {
         service: String,
         name: String,
     },
+    /// Run the service's `pre_start` hooks, each in a short-lived container
+    /// sharing the volumes of container `name` (the lowest-numbered one to
+    /// start), before any of its containers starts.
+    PreStart {
+        service: String,
+        name: String,
+    },
     /// Stop and start a kept container: a dependency it has
     /// `depends_on.restart: true` on was recreated.
     Restart {
@@ -145,6 +152,9 @@ impl fmt::Display for Action {
                 write!(f, "container recreate {name} ({reason})")
             }
             Action::Start { name, .. } => write!(f, "container start {name}"),
+            Action::PreStart { service, name } => {
+                write!(f, "pre_start hooks of {service} (volumes of {name})")
+            }
             Action::Restart {
                 name, dependency, ..
             } => write!(f, "container restart {name} ({dependency} recreated)"),
@@ -337,7 +347,25 @@ pub fn plan(project: &Project, observed: &Observed, opts: &UpOptions) -> Result<
         after.sort_unstable();
         after.dedup();
         let first = plan.steps.len();
-        let mut steps = plan_service(project, service, observed, opts, &after, &mut plan)?;
+        // A `volumes_from` donor recreated: the container made with the old
+        // one goes too (Docker Compose's cascade), as its hash would say
+        // once the donor is replaced.
+        let donor_recreated = service
+            .volumes_from
+            .iter()
+            .filter(|v| !v.starts_with("container:"))
+            .any(|v| recreated.contains(v.split(':').next().unwrap_or(v)));
+        let mut steps = plan_service(
+            project,
+            service,
+            observed,
+            &ServicePlan {
+                opts,
+                after: &after,
+                donor_recreated,
+            },
+            &mut plan,
+        )?;
         let made: Vec<String> = plan.steps[first..]
             .iter()
             .filter_map(|s| match &s.action {
@@ -466,16 +494,47 @@ fn plan_restarts(
         .collect()
 }
 
+/// `service` with its `volumes_from` service references resolved against
+/// the containers observed, as the engine hashes it at create
+/// (`execute::resolved_refs`). An unresolved one is left as written: the
+/// hash cannot match then, and the re-creation names the missing donor.
+fn with_resolved_refs(service: &Service, observed: &Observed) -> Service {
+    if service.volumes_from.is_empty() {
+        return service.clone();
+    }
+    let lookup = |name: &str| {
+        observed
+            .containers
+            .iter()
+            .filter(|c| !c.oneoff && c.service == name)
+            .min_by_key(|c| (c.number, c.created))
+            .map(|c| c.id.clone())
+    };
+    super::spec::resolve_volumes_from(service, &lookup).unwrap_or_else(|_| service.clone())
+}
+
+/// What the plan of one service depends on besides the project.
+struct ServicePlan<'a> {
+    opts: &'a UpOptions,
+    /// The steps its containers wait for.
+    after: &'a [usize],
+    /// A service it takes `volumes_from` is recreated by this plan.
+    donor_recreated: bool,
+}
+
 fn must_recreate(
     service: &Service,
     hash: &str,
     c: &ObservedContainer,
     opts: &UpOptions,
+    donor_recreated: bool,
 ) -> Option<Reason> {
     match opts.recreate {
         Recreate::Never => None,
         Recreate::Force => Some(Reason::Forced),
-        Recreate::Diverged if c.config_hash != hash => Some(Reason::ConfigChanged),
+        Recreate::Diverged if c.config_hash != hash || donor_recreated => {
+            Some(Reason::ConfigChanged)
+        }
         Recreate::Diverged => match opts.image_digests.get(&service.name) {
             Some(d) if c.image_digest.as_deref() != Some(d.as_str()) => Some(Reason::ImageChanged),
             _ => None,
@@ -487,10 +546,10 @@ fn plan_service(
     project: &Project,
     service: &Service,
     observed: &Observed,
-    opts: &UpOptions,
-    after: &[usize],
+    sp: &ServicePlan<'_>,
     plan: &mut Plan,
 ) -> Result<Vec<usize>, PlanError> {
+    let (opts, after) = (sp.opts, sp.after);
     let expected = expected_scale(service, opts)?;
     if expected > 1 && !service.container_name.is_empty() {
         return Err(PlanError::ContainerNameScale {
@@ -498,15 +557,21 @@ fn plan_service(
             scale: expected,
         });
     }
-    let hash = service_hash(service).map_err(|source| PlanError::Hash {
-        service: service.name.clone(),
-        source,
-    })?;
+    let hash =
+        service_hash(&with_resolved_refs(service, observed)).map_err(|source| PlanError::Hash {
+            service: service.name.clone(),
+            source,
+        })?;
     let mut containers: Vec<(&ObservedContainer, Option<Reason>)> = observed
         .containers
         .iter()
         .filter(|c| !c.oneoff && c.service == service.name)
-        .map(|c| (c, must_recreate(service, &hash, c, opts)))
+        .map(|c| {
+            (
+                c,
+                must_recreate(service, &hash, c, opts, sp.donor_recreated),
+            )
+        })
         .collect();
     // Kept first: up to date before obsolete, then lowest number first, so
     // scaling down removes obsolete and high-numbered containers.
@@ -518,20 +583,31 @@ fn plan_service(
     });
     let next = containers.iter().map(|(c, _)| c.number).max().unwrap_or(0) + 1;
     let mut ends = Vec::new();
+    // With `pre_start` hooks, the starts wait for them: gathered here
+    // (number, name, what the start waits for) and pushed at the end.
+    let hooked = !service.pre_start.is_empty() && !opts.no_start;
+    let mut deferred: Vec<(u32, String, Vec<usize>)> = Vec::new();
     // The step after which a container counts as up: its start, or with
     // --no-start the step that made it.
-    let finish = |plan: &mut Plan, name: &str, made: Option<usize>, after: Vec<usize>| {
-        if opts.no_start {
-            return made;
-        }
-        Some(plan.push(
-            Action::Start {
-                service: service.name.clone(),
-                name: name.to_owned(),
-            },
-            after,
-        ))
-    };
+    let mut finish =
+        |plan: &mut Plan, number: u32, name: &str, made: Option<usize>, after: Vec<usize>| {
+            if opts.no_start {
+                return made;
+            }
+            if hooked {
+                deferred.push((number, name.to_owned(), after));
+                return None;
+            }
+            Some(plan.push(
+                Action::Start {
+                    service: service.name.clone(),
+                    name: name.to_owned(),
+                },
+                after,
+            ))
+        };
+    // A kept container already running: the hooks ran for this service.
+    let mut running_kept = false;
     for (i, (c, reason)) in containers.iter().enumerate() {
         if i as u32 >= expected {
             plan.push(
@@ -557,9 +633,11 @@ fn plan_service(
                 },
                 after.to_vec(),
             );
-            ends.extend(finish(plan, &name, Some(made), vec![made]));
+            ends.extend(finish(plan, c.number, &name, Some(made), vec![made]));
         } else if c.state != ContainerState::Running {
-            ends.extend(finish(plan, &c.name, None, after.to_vec()));
+            ends.extend(finish(plan, c.number, &c.name, None, after.to_vec()));
+        } else {
+            running_kept = true;
         }
     }
     let have = containers.len().min(expected as usize) as u32;
@@ -574,7 +652,44 @@ fn plan_service(
             },
             after.to_vec(),
         );
-        ends.extend(finish(plan, &name, Some(made), vec![made]));
+        ends.extend(finish(plan, number, &name, Some(made), vec![made]));
+    }
+    if deferred.is_empty() {
+        return Ok(ends);
+    }
+    // Docker Compose runs `pre_start` once per service, only when none of
+    // its containers is running (first `up`, recreation, `--force-recreate`).
+    let mut start_after = Vec::new();
+    if !running_kept {
+        let mut waits: Vec<usize> = deferred.iter().flat_map(|d| d.2.clone()).collect();
+        waits.sort_unstable();
+        waits.dedup();
+        let first = deferred
+            .iter()
+            .min_by_key(|d| d.0)
+            .map(|d| d.1.clone())
+            .unwrap_or_default();
+        start_after.push(plan.push(
+            Action::PreStart {
+                service: service.name.clone(),
+                name: first,
+            },
+            waits,
+        ));
+    }
+    for (_, name, after) in deferred {
+        let after = if start_after.is_empty() {
+            after
+        } else {
+            start_after.clone()
+        };
+        ends.push(plan.push(
+            Action::Start {
+                service: service.name.clone(),
+                name,
+            },
+            after,
+        ));
     }
     Ok(ends)
 }

@@ -127,6 +127,17 @@ pub fn pull_images(
             wanted.push((svc.name.clone(), reference));
         }
     }
+    // Hook images and image-volume sources, under their service's policy.
+    for svc in project.services.values() {
+        for (image, policy) in extra_images(svc) {
+            let reference = Reference::parse(image).with_context(|| format!("image {image:?}"))?;
+            let present = store.find(image).is_ok();
+            let decision = decide(&svc.name, image, policy, cli, present)?;
+            if decision == PullDecision::Pull && !wanted.iter().any(|(_, r)| *r == reference) {
+                wanted.push((svc.name.clone(), reference));
+            }
+        }
+    }
     if wanted.is_empty() {
         return Ok(0);
     }
@@ -152,6 +163,28 @@ pub fn pull_images(
         opts.progress(&what, "Pulled");
     }
     Ok(wanted.len())
+}
+
+/// The images a service needs besides its own, each with the pull policy
+/// that applies to it: its `pre_start` hooks' images and its `type: image`
+/// volumes' sources, under the service's policy (`build` builds only the
+/// service's own image: the others are pulled when missing).
+pub fn extra_images(svc: &Service) -> Vec<(&str, &str)> {
+    let policy = match svc.pull_policy.as_str() {
+        "build" => "missing",
+        p => p,
+    };
+    let hooks = svc
+        .pre_start
+        .iter()
+        .map(|h| h.image.as_str())
+        .filter(|i| !i.is_empty() && *i != svc.image);
+    let volumes = svc
+        .volumes
+        .iter()
+        .filter(|v| v.r#type == crate::model::project::VOLUME_IMAGE && !v.source.is_empty())
+        .map(|v| v.source.as_str());
+    hooks.chain(volumes).map(|i| (i, policy)).collect()
 }
 
 /// Whether the store holds the service's image (by name or image ID,
@@ -190,6 +223,12 @@ pub fn platform_mismatch(store: &Store, svc: &Service) -> Option<String> {
 pub fn check_policies(paths: &Paths, project: &Project, cli: Option<&str>) -> Result<()> {
     let store = Store::open(&paths.root)?;
     for svc in project.services.values() {
+        for (image, policy) in extra_images(svc) {
+            if Reference::parse(image).is_err() {
+                bail!("service {:?}: invalid image {:?}", svc.name, image);
+            }
+            decide(&svc.name, image, policy, cli, store.find(image).is_ok())?;
+        }
         if svc.image.is_empty() {
             continue;
         }
@@ -231,6 +270,27 @@ mod tests {
             d("daily", None, true),
             Err(PullPolicyError::Unsupported { .. })
         ));
+    }
+
+    #[test]
+    fn hook_images_and_image_volumes_are_pulled_under_the_services_policy() {
+        let yaml = "services:\n  web:\n    image: app\n    pull_policy: build\n    pre_start:\n      - command: [\"true\"]\n      - image: tools\n        command: [\"true\"]\n    volumes:\n      - type: image\n        source: content:1\n        target: /srv\n";
+        let details = crate::model::load::ConfigDetails {
+            files: vec![crate::model::load::ConfigFile {
+                path: "/srv/p/compose.yaml".into(),
+                content: yaml.into(),
+            }],
+            working_dir: "/srv/p".into(),
+            environment: Default::default(),
+            explicit_name: Some("p".into()),
+        };
+        let p = crate::model::load::load(&details, &Default::default()).expect("loads");
+        let svc = &p.services["web"];
+        // The first hook runs the service's own image: not an extra.
+        assert_eq!(
+            extra_images(svc),
+            [("tools", "missing"), ("content:1", "missing")]
+        );
     }
 
     #[test]

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::model::project::{FileReference, Service, VOLUME_BIND, VOLUME_TMPFS, VOLUME_VOLUME};
+use serde::{Deserialize, Serialize};
+
+use crate::model::project::{
+    FileReference, Service, VOLUME_BIND, VOLUME_IMAGE, VOLUME_TMPFS, VOLUME_VOLUME,
+};
 
 /// What the image says about how to run it (the OCI image config's
 /// `config` section).
@@ -62,6 +66,243 @@ pub struct SpecInputs<'a> {
     /// Secrets and configs: (path in the container, the container's own
     /// copy on the host), bound read-only.
     pub files: Vec<(String, PathBuf)>,
+    /// The mounts `volumes_from` takes from other containers (their
+    /// [`shareable_mounts`], with the entry's mode applied).
+    pub volumes_from: &'a [SharedMount],
+    /// `type: image` volumes: mount point → the host directory to bind
+    /// there read-only (the source image's rootfs, mounted by the engine,
+    /// joined with `image.subpath`).
+    pub image_volumes: &'a BTreeMap<String, PathBuf>,
+}
+
+/// A volume or bind mount of a container, as `volumes_from` shares it with
+/// another: kept in the container's record, so the sharer needs nothing
+/// but the record (tmpfs and image mounts are the container's own and are
+/// not shared, as with Docker).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedMount {
+    /// The mount point in the container.
+    pub target: String,
+    /// The host directory (or file) bound there.
+    pub source: PathBuf,
+    pub read_only: bool,
+}
+
+/// Where a `volumes_from` entry takes its mounts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumesFromSource {
+    /// `service_name[:mode]`: the service's container (the lowest-numbered).
+    Service(String),
+    /// `container:name[:mode]`: any container, by name or id.
+    Container(String),
+}
+
+/// One `volumes_from` entry: its source and its mode (`Some(true)` for
+/// `:ro`, `Some(false)` for `:rw`, `None` to keep each mount's own mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumesFrom {
+    pub source: VolumesFromSource,
+    pub read_only: Option<bool>,
+}
+
+/// Parses a `volumes_from` entry as the Compose specification writes it:
+/// `service`, `service:ro`, `container:name`, `container:name:rw`.
+pub fn parse_volumes_from(service: &str, entry: &str) -> Result<VolumesFrom, SpecError> {
+    let bad = || SpecError::VolumesFrom {
+        service: service.to_owned(),
+        entry: entry.to_owned(),
+    };
+    let (source, rest) = match entry.strip_prefix("container:") {
+        Some(rest) => {
+            let (name, mode) = rest
+                .split_once(':')
+                .map_or((rest, None), |(n, m)| (n, Some(m)));
+            (VolumesFromSource::Container(name.to_owned()), mode)
+        }
+        None => {
+            let (name, mode) = entry
+                .split_once(':')
+                .map_or((entry, None), |(n, m)| (n, Some(m)));
+            (VolumesFromSource::Service(name.to_owned()), mode)
+        }
+    };
+    let name = match &source {
+        VolumesFromSource::Service(n) | VolumesFromSource::Container(n) => n,
+    };
+    if name.is_empty() {
+        return Err(bad());
+    }
+    let read_only = match rest {
+        None => None,
+        Some("ro") => Some(true),
+        Some("rw") => Some(false),
+        Some(_) => return Err(bad()),
+    };
+    Ok(VolumesFrom { source, read_only })
+}
+
+/// `service` with each `volumes_from` service reference replaced by the
+/// container it resolves to (`container:<id>[:mode]`), as Docker Compose
+/// does before it hashes and creates a container: a container made with
+/// one donor is recreated when the donor is replaced. `lookup` gives a
+/// service's container id; an unresolved reference is an error naming the
+/// service, in Docker Compose's words.
+pub fn resolve_volumes_from(
+    service: &Service,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Service, SpecError> {
+    let mut out = service.clone();
+    for entry in out.volumes_from.iter_mut() {
+        let parsed = parse_volumes_from(&service.name, entry)?;
+        if let VolumesFromSource::Service(name) = &parsed.source {
+            let id = lookup(name).ok_or_else(|| SpecError::VolumesFromMissing {
+                service: name.clone(),
+            })?;
+            *entry = match parsed.read_only {
+                Some(true) => format!("container:{id}:ro"),
+                Some(false) => format!("container:{id}:rw"),
+                None => format!("container:{id}"),
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// The mounts a `volumes_from` entry with mode `read_only` takes from a
+/// container that has `mounts`.
+pub fn apply_volumes_from_mode(
+    read_only: Option<bool>,
+    mounts: &[SharedMount],
+) -> Vec<SharedMount> {
+    mounts
+        .iter()
+        .map(|m| SharedMount {
+            read_only: read_only.unwrap_or(m.read_only),
+            ..m.clone()
+        })
+        .collect()
+}
+
+fn clean_target(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() {
+        "/".to_owned()
+    } else {
+        t.to_owned()
+    }
+}
+
+/// The mount points the service itself mounts something at (volumes of
+/// every type, tmpfs): a `volumes_from` mount there gives way.
+fn own_targets(service: &Service) -> Vec<String> {
+    service
+        .volumes
+        .iter()
+        .map(|v| clean_target(&v.target))
+        .chain(
+            service
+                .tmpfs
+                .iter()
+                .map(|t| clean_target(t.split_once(':').map_or(t.as_str(), |x| x.0))),
+        )
+        .collect()
+}
+
+/// The `volumes_from` mounts that apply: not where the service mounts
+/// something of its own, each mount point once (the first entry wins).
+pub fn inherited_mounts<'a>(service: &Service, shared: &'a [SharedMount]) -> Vec<&'a SharedMount> {
+    let own = own_targets(service);
+    let mut seen: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for m in shared {
+        let t = clean_target(&m.target);
+        if own.contains(&t) || seen.contains(&t) {
+            continue;
+        }
+        seen.push(t);
+        out.push(m);
+    }
+    out
+}
+
+/// What a container made from `service` with `inputs` can share through
+/// `volumes_from`: its binds, named and anonymous volumes (with their
+/// modes), and what it took with `volumes_from` itself, as Docker does.
+pub fn shareable_mounts(
+    service: &Service,
+    inputs: &SpecInputs<'_>,
+) -> Result<Vec<SharedMount>, SpecError> {
+    let mut out = Vec::new();
+    for v in &service.volumes {
+        let source = match v.r#type.as_str() {
+            VOLUME_BIND => PathBuf::from(&v.source),
+            VOLUME_VOLUME => volume_source(&service.name, v, inputs)?,
+            _ => continue,
+        };
+        out.push(SharedMount {
+            target: v.target.clone(),
+            source,
+            read_only: v.read_only,
+        });
+    }
+    let declared: Vec<String> = service
+        .volumes
+        .iter()
+        .map(|v| clean_target(&v.target))
+        .collect();
+    for target in anonymous_targets_with(service, inputs.image, inputs.volumes_from) {
+        if declared.contains(&target) {
+            continue;
+        }
+        if let Some(vol) = inputs.anonymous.get(&target) {
+            out.push(SharedMount {
+                source: (inputs.volume_dir)(vol),
+                target,
+                read_only: false,
+            });
+        }
+    }
+    out.extend(
+        inherited_mounts(service, inputs.volumes_from)
+            .into_iter()
+            .cloned(),
+    );
+    Ok(out)
+}
+
+/// The host directory of a `type: volume` mount: its anonymous volume,
+/// or the named volume (joined with `volume.subpath`).
+fn volume_source(
+    name: &str,
+    v: &crate::model::project::ServiceVolume,
+    inputs: &SpecInputs<'_>,
+) -> Result<PathBuf, SpecError> {
+    if v.source.is_empty() {
+        let target = clean_target(&v.target);
+        let vol = inputs
+            .anonymous
+            .get(&target)
+            .ok_or_else(|| SpecError::MissingAnonymous {
+                service: name.to_owned(),
+                target: target.clone(),
+            })?;
+        return Ok((inputs.volume_dir)(vol));
+    }
+    let real = inputs
+        .volume_names
+        .get(&v.source)
+        .ok_or_else(|| SpecError::UndeclaredVolume {
+            service: name.to_owned(),
+            volume: v.source.clone(),
+        })?;
+    let mut dir = (inputs.volume_dir)(real);
+    if let Some(sub) = v.volume.as_ref().map(|x| x.subpath.as_str()) {
+        if !sub.is_empty() {
+            check_subpath(name, &v.source, sub)?;
+            dir = dir.join(sub);
+        }
+    }
+    Ok(dir)
 }
 
 /// A service that cannot become a container.
@@ -93,6 +334,12 @@ pub enum SpecError {
     },
     #[error("service {service:?}: anonymous volume at {target} was not made")]
     MissingAnonymous { service: String, target: String },
+    #[error("service {service:?}: volumes_from {entry:?}: expected SERVICE[:ro|rw] or container:NAME[:ro|rw]")]
+    VolumesFrom { service: String, entry: String },
+    #[error("cannot share volume with service {service}: container missing")]
+    VolumesFromMissing { service: String },
+    #[error("service {service:?}: image volume at {target} was not mounted")]
+    MissingImageVolume { service: String, target: String },
 }
 
 /// Where a secret appears in the container: `target`, under
@@ -124,14 +371,17 @@ fn file_target(base: &str, r: &FileReference) -> String {
 /// without a source (`- /data`), then the image's `Volumes` where the
 /// service mounts nothing (as Docker Engine does at create), each once.
 pub fn anonymous_targets(service: &Service, image: &ImageDefaults) -> Vec<String> {
-    let clean = |p: &str| {
-        let t = p.trim_end_matches('/');
-        if t.is_empty() {
-            "/".to_owned()
-        } else {
-            t.to_owned()
-        }
-    };
+    anonymous_targets_with(service, image, &[])
+}
+
+/// [`anonymous_targets`] for a container that also takes `shared` mounts
+/// with `volumes_from`: an image volume where one of them lands gets none.
+pub fn anonymous_targets_with(
+    service: &Service,
+    image: &ImageDefaults,
+    shared: &[SharedMount],
+) -> Vec<String> {
+    let clean = |p: &str| clean_target(p);
     let mut out: Vec<String> = service
         .volumes
         .iter()
@@ -148,6 +398,7 @@ pub fn anonymous_targets(service: &Service, image: &ImageDefaults) -> Vec<String
                 .iter()
                 .map(|t| clean(t.split_once(':').map_or(t.as_str(), |x| x.0))),
         )
+        .chain(shared.iter().map(|m| clean(&m.target)))
         .collect();
     for v in &image.volumes {
         let v = clean(v);
@@ -692,35 +943,24 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
                 );
             }
             VOLUME_VOLUME => {
-                let source = if v.source.is_empty() {
-                    let target = v.target.trim_end_matches('/');
-                    let target = if target.is_empty() { "/" } else { target };
-                    let vol = inputs.anonymous.get(target).ok_or_else(|| {
-                        SpecError::MissingAnonymous {
-                            service: name.to_owned(),
-                            target: target.to_owned(),
-                        }
-                    })?;
-                    (inputs.volume_dir)(vol)
-                } else {
-                    let real = inputs.volume_names.get(&v.source).ok_or_else(|| {
-                        SpecError::UndeclaredVolume {
-                            service: name.to_owned(),
-                            volume: v.source.clone(),
-                        }
-                    })?;
-                    let mut dir = (inputs.volume_dir)(real);
-                    if let Some(sub) = v.volume.as_ref().map(|x| x.subpath.as_str()) {
-                        if !sub.is_empty() {
-                            check_subpath(name, &v.source, sub)?;
-                            dir = dir.join(sub);
-                        }
-                    }
-                    dir
-                };
+                let source = volume_source(name, v, inputs)?;
                 mounts.push(
                     json!({"destination": v.target, "type": "bind", "source": source,
                     "options": ["rbind", ro, "rprivate"]}),
+                );
+            }
+            VOLUME_IMAGE => {
+                let source = inputs
+                    .image_volumes
+                    .get(&clean_target(&v.target))
+                    .ok_or_else(|| SpecError::MissingImageVolume {
+                        service: name.to_owned(),
+                        target: v.target.clone(),
+                    })?;
+                // An image's content is never written through a volume.
+                mounts.push(
+                    json!({"destination": v.target, "type": "bind", "source": source,
+                    "options": ["rbind", "ro", "rprivate"]}),
                 );
             }
             VOLUME_TMPFS => {
@@ -742,13 +982,22 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
             other => return Err(unsupported(&format!("volume type {other:?}"))),
         }
     }
+    // What `volumes_from` takes from other containers, where the service
+    // mounts nothing itself.
+    for m in inherited_mounts(service, inputs.volumes_from) {
+        let ro = if m.read_only { "ro" } else { "rw" };
+        mounts.push(
+            json!({"destination": m.target, "type": "bind", "source": m.source,
+            "options": ["rbind", ro, "rprivate"]}),
+        );
+    }
     // The image's volumes the service leaves alone: anonymous volumes.
     let declared: Vec<&str> = service
         .volumes
         .iter()
         .map(|v| v.target.trim_end_matches('/'))
         .collect();
-    for target in anonymous_targets(service, inputs.image) {
+    for target in anonymous_targets_with(service, inputs.image, inputs.volumes_from) {
         if declared.contains(&target.as_str()) {
             continue;
         }

@@ -18,6 +18,8 @@
 //!   secrets/<name> configs/<name>  the container's own copies of its
 //!                       secrets and configs (owner and mode as asked),
 //!                       bound read-only
+//!   image-volumes/<n>/  read-only overlay mounts of the images of its
+//!                       `type: image` volumes (lower: the image's layers)
 //! $BERTH_ROOT/volumes/<name>/_data   named volumes, and anonymous ones
 //!                                     (64 hex digits, held by the
 //!                                     container that lists them)
@@ -177,6 +179,13 @@ pub struct ContainerRecord {
     /// The service's `pre_stop` hooks, run in the container before a stop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre_stop: Vec<crate::model::project::ServiceHook>,
+    /// Its volumes and binds, for another container's `volumes_from`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<super::spec::SharedMount>,
+    /// Where its `type: image` volumes' images are mounted (read-only
+    /// overlays under `image-volumes/`), unmounted at removal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_mounts: Vec<PathBuf>,
     /// `stdin_open` (and `run`'s default `--interactive`): with nobody
     /// attached, the container's stdin is a pipe that stays open and never
     /// yields anything, as Docker's; otherwise it is `/dev/null`.
