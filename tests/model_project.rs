@@ -71,6 +71,9 @@ fn config(text: &str, workdir: &Path) -> Result<serde_json::Value, String> {
         ..NormalizeOptions::default()
     };
     let project = normalize(doc, &opts).map_err(|e| e.to_string())?;
+    // As `berth config` (and compose's): container names are unique
+    // across the file; loading alone leaves that to `up`.
+    berth::model::consistency::check_container_names(&project).map_err(|e| e.to_string())?;
     let text = serde_json::to_string(&project).map_err(|e| e.to_string())?;
     let text = text.replace(&workdir.display().to_string(), "__WORK__/project");
     serde_json::from_str(&text).map_err(|e| e.to_string())
