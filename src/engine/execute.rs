@@ -323,6 +323,9 @@ pub fn reclaim_half_made(paths: &Paths, project: &str) -> Result<()> {
         tracing::info!(container = %id, "removing a container a killed berth left half-made");
         teardown(paths, &id)?;
     }
+    for dir in state::abandoned_staging(paths) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     for id in state::recordless(paths, Duration::from_secs(10)) {
         tracing::info!(container = %id, "removing a container directory without a record");
         teardown(paths, &id)?;
@@ -580,8 +583,6 @@ fn create_in_new(
     inherit: Option<&Inherit<'_>>,
 ) -> Result<String> {
     let id = new_id()?;
-    let dir = paths.container(&id);
-    fs_err::create_dir_all(&dir)?;
     let result = create_in(paths, project, svc, number, name, &id, false, inherit);
     if result.is_err() {
         let _ = teardown_new(paths, &id, inherit.and_then(|i| i.old));
@@ -665,7 +666,6 @@ pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<
     } else {
         svc.container_name.clone()
     };
-    fs_err::create_dir_all(paths.container(&id))?;
     let result = create_in(paths, project, svc, 1, &name, &id, true, None);
     if result.is_err() {
         let _ = teardown_new(paths, &id, None);
@@ -722,8 +722,9 @@ pub(super) fn create_in(
     // Saved first, before the image is read and before any kernel object,
     // so a failure below (or a kill -9 of this process) is cleaned up: by
     // `teardown`, or by the next `up`/`down` of the project
-    // (`reclaim_half_made`: the labels come last).
-    record.save(paths)?;
+    // (`reclaim_half_made`: the labels come last). The directory is
+    // made with the record in it.
+    record.save_new(paths)?;
     let shared = volumes_from_mounts(paths, &project.name, svc)?;
     let store = Store::open(&paths.root)?;
     if svc.image.is_empty() {

@@ -211,6 +211,26 @@ impl ContainerRecord {
         )
     }
 
+    /// Makes the container's directory with this record already in it:
+    /// the record is written into `.new-<id>-<pid>` and that is renamed
+    /// into place, so a kill -9 at any point leaves either no container
+    /// directory or one with a record (which `reclaim_half_made` handles),
+    /// never a recordless one another berth must leave alone for a while
+    /// in case it is being made. A staging directory whose pid is gone is
+    /// abandoned ([`abandoned_staging`]).
+    pub fn save_new(&self, paths: &Paths) -> Result<()> {
+        let staging = paths
+            .containers()
+            .join(format!(".new-{}-{}", self.id, std::process::id()));
+        fs_err::create_dir_all(&staging)?;
+        fs_err::write(
+            staging.join("container.json"),
+            serde_json::to_vec_pretty(self)?,
+        )?;
+        fs_err::rename(&staging, paths.container(&self.id))?;
+        Ok(())
+    }
+
     pub fn label(&self, key: &str) -> &str {
         self.labels.get(key).map_or("", String::as_str)
     }
@@ -403,6 +423,26 @@ pub fn recordless(paths: &Paths, age: std::time::Duration) -> Vec<String> {
         .collect()
 }
 
+/// Staging directories of [`ContainerRecord::save_new`] whose berth died
+/// before renaming them into place.
+pub fn abandoned_staging(paths: &Paths) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(paths.containers()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(".new-")) else {
+                return false;
+            };
+            let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
+            pid.is_some_and(|p| p as u32 != std::process::id() && !alive(p))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 /// A project's containers.
 pub fn project_containers(paths: &Paths, project: &str) -> Result<Vec<ContainerRecord>> {
     Ok(all_containers(paths)?
@@ -468,7 +508,26 @@ impl Lock {
 
 #[cfg(test)]
 mod tests {
-    use super::alive;
+    use super::{abandoned_staging, alive, Paths};
+
+    #[test]
+    fn staging_of_a_dead_berth_is_abandoned_and_a_live_ones_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            root: tmp.path().join("root"),
+            run: tmp.path().join("run"),
+        };
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let dirs = paths.containers();
+        for pid in [dead, std::process::id(), 1] {
+            std::fs::create_dir_all(dirs.join(format!(".new-{:064x}-{pid}", 7))).unwrap();
+        }
+        std::fs::create_dir_all(dirs.join("abc")).unwrap();
+        let found = abandoned_staging(&paths);
+        assert_eq!(found, vec![dirs.join(format!(".new-{:064x}-{dead}", 7))]);
+    }
 
     #[test]
     fn alive_tells_running_zombie_and_gone_apart() {
