@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::engine::naming::LABEL_DEPENDS_ON;
 use crate::engine::state::{self as engine_state, Paths};
-use crate::model::load::{self, ConfigDetails, ConfigFile, LoadOptions};
+use crate::model::load::{ConfigDetails, ConfigFile, LoadOptions};
 use crate::model::project::{Network, Project, Service, ServiceDependency};
 use crate::settings::{
     self, ConfigSource, ProcessContext, ProjectArgs, ProjectNameSource, ProjectSettings,
@@ -61,7 +61,8 @@ pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project> {
         keep_unused_resources: args.all_resources,
         ..LoadOptions::default()
     };
-    let mut project = load::load(&details, &opts)?;
+    let cache = Paths::from_env().run.join("cache").join("load");
+    let mut project = crate::model::cache::load(&details, &opts, &cache)?;
     // As compose: the flag, or COMPOSE_COMPATIBILITY from the environment
     // or the project's `.env`.
     project.compatibility = args.compatibility

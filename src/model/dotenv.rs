@@ -116,6 +116,7 @@ pub fn read_file_into(
     lookup: &dyn Fn(&str) -> Option<String>,
     out: &mut IndexMap<String, String>,
 ) -> Result<(), DotenvError> {
+    super::inputs::note_kind(path);
     let meta = match fs_err::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -126,7 +127,9 @@ pub fn read_file_into(
     if meta.is_dir() {
         return Err(DotenvError::IsDirectory(path.to_owned()));
     }
-    let bytes = fs_err::read(path)?;
+    let bytes = fs_err::read(path);
+    super::inputs::note_read(path, bytes.as_deref().ok());
+    let bytes = bytes?;
     let text = String::from_utf8(bytes).map_err(|_| DotenvError::NotUtf8(path.to_owned()))?;
     parse_format_into(&text, path, format, lookup, out)
 }

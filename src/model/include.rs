@@ -246,6 +246,7 @@ fn request_for(
     let env_files = match env_files.filter(|e| !e.is_empty()) {
         None => {
             let dot_env = project_directory.join(".env");
+            super::inputs::note_kind(&dot_env);
             if dot_env.is_file() {
                 vec![dot_env]
             } else {
@@ -256,6 +257,7 @@ fn request_for(
             let mut out = Vec::new();
             for f in list.iter().filter(|f| *f != "/dev/null") {
                 let path = absolute(f, ctx);
+                super::inputs::note_kind(&path);
                 let meta = fs_err::metadata(&path).map_err(|source| IncludeError::EnvFile {
                     path: path.clone(),
                     span: entry.span.clone(),

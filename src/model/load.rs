@@ -366,9 +366,11 @@ impl Ctx<'_> {
             .files
             .iter()
             .map(|p| {
+                let content = fs_err::read_to_string(p);
+                crate::model::inputs::note_read(p, content.as_ref().ok().map(|c| c.as_bytes()));
                 Ok(ConfigFile {
                     path: p.clone(),
-                    content: fs_err::read_to_string(p).map_err(|e| LoadError::Read {
+                    content: content.map_err(|e| LoadError::Read {
                         path: p.clone(),
                         source: e,
                     })?,
@@ -434,7 +436,9 @@ fn read_documents(
     env: &Environment,
     interpolate_on: bool,
 ) -> Result<Vec<Node>, LoadError> {
-    let text = fs_err::read_to_string(path).map_err(|e| LoadError::Read {
+    let text = fs_err::read_to_string(path);
+    crate::model::inputs::note_read(path, text.as_ref().ok().map(|t| t.as_bytes()));
+    let text = text.map_err(|e| LoadError::Read {
         path: path.to_owned(),
         source: e,
     })?;

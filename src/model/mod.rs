@@ -7,6 +7,7 @@
 //! `normalize` (into the typed `Project`) → `consistency`. `load` runs them in
 //! that order. Everything here is pure: no kernel access, no network.
 
+pub mod cache;
 pub mod canonical;
 pub mod consistency;
 pub mod dotenv;
@@ -14,6 +15,7 @@ pub mod extends;
 pub mod graph;
 pub mod hash;
 pub mod include;
+pub mod inputs;
 pub mod interpolate;
 pub mod load;
 pub mod merge;

@@ -606,6 +606,7 @@ fn resolve_env_files(p: &mut Project, discard: bool) -> Result<(), NormalizeErro
             .collect();
         for ef in &s.env_file {
             let path = absolute(base, &ef.path);
+            super::inputs::note_kind(&path);
             if !path.exists() {
                 if ef.required {
                     return Err(NormalizeError::EnvFileNotFound {
@@ -653,6 +654,7 @@ fn resolve_label_files(p: &mut Project, discard: bool) -> Result<(), NormalizeEr
         let mut labels: IndexMap<String, String> = IndexMap::new();
         for lf in &s.label_file {
             let path = absolute(base, lf);
+            super::inputs::note_kind(&path);
             if !path.exists() {
                 return Err(NormalizeError::LabelFileNotFound {
                     service: s.name.clone(),

@@ -184,7 +184,11 @@ pub fn resolve_service(service: &mut Node, at: &str, base: PathBase<'_>) -> Resu
                 abs_path(p, base, &format!("{at}.develop.watch[{i}].path"))?;
                 let span = p.span.clone();
                 if let Value::String(s) = &mut p.value {
-                    match through_symlink(s) {
+                    let resolved = through_symlink(s);
+                    if let Ok(to) = &resolved {
+                        super::inputs::note_resolved(s, to.as_deref());
+                    }
+                    match resolved {
                         Ok(Some(real)) => *s = real,
                         Ok(None) => {}
                         Err(source) => {
@@ -353,7 +357,7 @@ pub fn clean(p: &str) -> String {
 /// Compose's `ResolveSymbolicLink`: the first component of `p` that is a
 /// symbolic link is replaced by its fully resolved target; `None` when no
 /// component is a link.
-fn through_symlink(p: &str) -> Result<Option<String>, std::io::Error> {
+pub(crate) fn through_symlink(p: &str) -> Result<Option<String>, std::io::Error> {
     let mut current = PathBuf::from("/");
     for part in p.split('/').filter(|s| !s.is_empty()) {
         current.push(part);
