@@ -2,7 +2,8 @@
 //! Docker Compose does — a `service_healthy` dependency that exits, an
 //! optional (`required: false`) dependency that fails, `up --no-deps` of a
 //! service sharing a removed container's network namespace, two services
-//! with one `container_name`, a detached `run` whose stdin stays open, the
+//! with one `container_name`, a detached `run` whose stdin stays open (and
+//! `run --interactive=false`, whose stdin is empty), the
 //! orphan warning of `run`, and foreground `up`'s exit lines. Needs root;
 //! every container is `network_mode: none` (or shares one), so nothing
 //! touches the host's network. Each test takes its stack down on drop.
@@ -312,6 +313,79 @@ services:
     env.ok(&["down", "-t", "1", "--remove-orphans"]);
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(env.ps().is_empty(), "{:?}", env.ps());
+}
+
+/// `run -i/--interactive` (compose's default true): attached, the one-off
+/// reads our stdin; with `--interactive=false` its stdin is empty, attached
+/// or detached (a detached `cat` ends at once instead of waiting).
+#[test]
+fn run_interactive_false_gives_the_one_off_an_empty_stdin() {
+    let env = Env::new(
+        "stdin",
+        r#"
+services:
+  test:
+    image: bb:latest
+    network_mode: none
+    command: tail -f /dev/null
+"#,
+    );
+    // Attached, with text on our stdin.
+    let fed = |args: &[&str]| -> Output {
+        use std::io::Write;
+        let mut child = env
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"typed in\n").unwrap();
+        drop(stdin);
+        e2e_support::wait_child(child, Duration::from_secs(30), &format!("berth {args:?}"))
+    };
+    for args in [
+        &["run", "--rm", "-T", "test", "cat"][..],
+        &["run", "--rm", "-T", "-i", "test", "cat"],
+        &["run", "--rm", "-T", "--interactive=true", "test", "cat"],
+    ] {
+        let out = fed(args);
+        assert!(out.status.success(), "{args:?}: {}", both(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "typed in\n",
+            "{args:?}"
+        );
+    }
+    for args in [
+        &["run", "--rm", "-T", "--interactive=false", "test", "cat"][..],
+        &["run", "--rm", "-T", "-i=false", "test", "cat"],
+    ] {
+        let out = fed(args);
+        assert!(out.status.success(), "{args:?}: {}", both(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+    }
+
+    // Detached: `cat` meets the end of its empty stdin and exits 0.
+    let name = env.ok(&["run", "-d", "--interactive=false", "test", "cat"]);
+    let name = name
+        .lines()
+        .find(|l| l.contains("-test-run-"))
+        .unwrap_or_else(|| panic!("no one-off name in {name:?}"))
+        .trim()
+        .to_owned();
+    env.wait_for("the one-off `cat` to exit", Duration::from_secs(10), || {
+        env.state_of(&name).as_deref() == Some("exited")
+    });
+    let ps = env.ok(&["ps", "-a", "--format", "json"]);
+    let row = ps
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_else(|| panic!("{name} in {ps}"));
+    let v: serde_json::Value = serde_json::from_str(row).unwrap();
+    assert_eq!(v["ExitCode"], 0, "{row}");
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
 }
 
 #[test]

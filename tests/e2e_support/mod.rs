@@ -208,7 +208,10 @@ impl Env {
         c.args(args)
             .current_dir(dir)
             .env("BERTH_ROOT", &self.root)
-            .env("BERTH_RUN", &self.run);
+            .env("BERTH_RUN", &self.run)
+            // The caller's project settings must not reach the test's.
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .env_remove("COMPOSE_FILE");
         for (k, v) in &self.extra_env {
             c.env(k, v);
         }
