@@ -95,6 +95,15 @@ impl Drop for Env {
     }
 }
 
+/// The name `run -d` printed for a one-off of service `test`.
+fn one_off_name(out: &str) -> String {
+    out.lines()
+        .find(|l| l.contains("-test-run-"))
+        .unwrap_or_else(|| panic!("no one-off name in {out:?}"))
+        .trim()
+        .to_owned()
+}
+
 fn both(out: &Output) -> String {
     format!(
         "{}{}",
@@ -284,25 +293,20 @@ services:
     assert_eq!(env.state_of(&fixed).as_deref(), Some("exited"));
 }
 
-#[test]
-fn a_detached_one_off_keeps_an_open_stdin() {
-    let env = Env::new(
-        "cat",
-        r#"
+/// One service that idles, for one-offs of `test`.
+const ONE_OFF_STACK: &str = r#"
 services:
   test:
     image: bb:latest
     network_mode: none
     command: tail -f /dev/null
-"#,
-    );
+"#;
+
+#[test]
+fn a_detached_one_off_keeps_an_open_stdin() {
+    let env = Env::new("cat", ONE_OFF_STACK);
     let name = env.ok(&["run", "-d", "test", "cat"]);
-    let name = name
-        .lines()
-        .find(|l| l.contains("-test-run-"))
-        .unwrap_or_else(|| panic!("no one-off name in {name:?}"))
-        .trim()
-        .to_owned();
+    let name = one_off_name(&name);
     // `cat` on a closed stdin would be gone well within this.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(env.state_of(&name).as_deref(), Some("running"));
@@ -320,16 +324,7 @@ services:
 /// or detached (a detached `cat` ends at once instead of waiting).
 #[test]
 fn run_interactive_false_gives_the_one_off_an_empty_stdin() {
-    let env = Env::new(
-        "stdin",
-        r#"
-services:
-  test:
-    image: bb:latest
-    network_mode: none
-    command: tail -f /dev/null
-"#,
-    );
+    let env = Env::new("stdin", ONE_OFF_STACK);
     // Attached, with text on our stdin.
     let fed = |args: &[&str]| -> Output {
         use std::io::Write;
@@ -369,12 +364,7 @@ services:
 
     // Detached: `cat` meets the end of its empty stdin and exits 0.
     let name = env.ok(&["run", "-d", "--interactive=false", "test", "cat"]);
-    let name = name
-        .lines()
-        .find(|l| l.contains("-test-run-"))
-        .unwrap_or_else(|| panic!("no one-off name in {name:?}"))
-        .trim()
-        .to_owned();
+    let name = one_off_name(&name);
     env.wait_for("the one-off `cat` to exit", Duration::from_secs(10), || {
         env.state_of(&name).as_deref() == Some("exited")
     });
