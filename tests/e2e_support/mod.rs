@@ -275,11 +275,16 @@ impl Env {
             .unwrap_or_else(|| panic!("no {service} in {ps:#?}"))
     }
 
-    /// Container records of this env (`container.json`): (name, id).
+    /// Container records of this env (`container.json`): (name, id). A
+    /// directory being made (`.new-<id>-<pid>`, its record maybe half
+    /// written) is not a container yet.
     pub fn containers(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Ok(entries) = std::fs::read_dir(self.root.join("containers")) {
             for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
                 if let Ok(text) = std::fs::read_to_string(e.path().join("container.json")) {
                     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                     out.push((
