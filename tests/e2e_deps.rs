@@ -2,7 +2,8 @@
 //! Docker Compose does — a `service_healthy` dependency that exits, an
 //! optional (`required: false`) dependency that fails, `up --no-deps` of a
 //! service sharing a removed container's network namespace, two services
-//! with one `container_name`, a detached `run` whose stdin stays open, the
+//! with one `container_name`, a detached `run` whose stdin stays open (and
+//! `run --interactive=false`, whose stdin is empty), the
 //! orphan warning of `run`, and foreground `up`'s exit lines. Needs root;
 //! every container is `network_mode: none` (or shares one), so nothing
 //! touches the host's network. Each test takes its stack down on drop.
@@ -92,6 +93,15 @@ impl Drop for Env {
         // shared guard follows.
         let _ = self.berth(&["down", "-v", "-t", "0", "--remove-orphans"]);
     }
+}
+
+/// The name `run -d` printed for a one-off of service `test`.
+fn one_off_name(out: &str) -> String {
+    out.lines()
+        .find(|l| l.contains("-test-run-"))
+        .unwrap_or_else(|| panic!("no one-off name in {out:?}"))
+        .trim()
+        .to_owned()
 }
 
 fn both(out: &Output) -> String {
@@ -283,25 +293,20 @@ services:
     assert_eq!(env.state_of(&fixed).as_deref(), Some("exited"));
 }
 
-#[test]
-fn a_detached_one_off_keeps_an_open_stdin() {
-    let env = Env::new(
-        "cat",
-        r#"
+/// One service that idles, for one-offs of `test`.
+const ONE_OFF_STACK: &str = r#"
 services:
   test:
     image: bb:latest
     network_mode: none
     command: tail -f /dev/null
-"#,
-    );
+"#;
+
+#[test]
+fn a_detached_one_off_keeps_an_open_stdin() {
+    let env = Env::new("cat", ONE_OFF_STACK);
     let name = env.ok(&["run", "-d", "test", "cat"]);
-    let name = name
-        .lines()
-        .find(|l| l.contains("-test-run-"))
-        .unwrap_or_else(|| panic!("no one-off name in {name:?}"))
-        .trim()
-        .to_owned();
+    let name = one_off_name(&name);
     // `cat` on a closed stdin would be gone well within this.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(env.state_of(&name).as_deref(), Some("running"));
@@ -312,6 +317,65 @@ services:
     env.ok(&["down", "-t", "1", "--remove-orphans"]);
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(env.ps().is_empty(), "{:?}", env.ps());
+}
+
+/// `run -i/--interactive` (compose's default true): attached, the one-off
+/// reads our stdin; with `--interactive=false` its stdin is empty, attached
+/// or detached (a detached `cat` ends at once instead of waiting).
+#[test]
+fn run_interactive_false_gives_the_one_off_an_empty_stdin() {
+    let env = Env::new("stdin", ONE_OFF_STACK);
+    // Attached, with text on our stdin.
+    let fed = |args: &[&str]| -> Output {
+        use std::io::Write;
+        let mut child = env
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"typed in\n").unwrap();
+        drop(stdin);
+        e2e_support::wait_child(child, Duration::from_secs(30), &format!("berth {args:?}"))
+    };
+    for args in [
+        &["run", "--rm", "-T", "test", "cat"][..],
+        &["run", "--rm", "-T", "-i", "test", "cat"],
+        &["run", "--rm", "-T", "--interactive=true", "test", "cat"],
+    ] {
+        let out = fed(args);
+        assert!(out.status.success(), "{args:?}: {}", both(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "typed in\n",
+            "{args:?}"
+        );
+    }
+    for args in [
+        &["run", "--rm", "-T", "--interactive=false", "test", "cat"][..],
+        &["run", "--rm", "-T", "-i=false", "test", "cat"],
+    ] {
+        let out = fed(args);
+        assert!(out.status.success(), "{args:?}: {}", both(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+    }
+
+    // Detached: `cat` meets the end of its empty stdin and exits 0.
+    let name = env.ok(&["run", "-d", "--interactive=false", "test", "cat"]);
+    let name = one_off_name(&name);
+    env.wait_for("the one-off `cat` to exit", Duration::from_secs(10), || {
+        env.state_of(&name).as_deref() == Some("exited")
+    });
+    let ps = env.ok(&["ps", "-a", "--format", "json"]);
+    let row = ps
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_else(|| panic!("{name} in {ps}"));
+    let v: serde_json::Value = serde_json::from_str(row).unwrap();
+    assert_eq!(v["ExitCode"], 0, "{row}");
+    env.ok(&["down", "-t", "0", "--remove-orphans"]);
 }
 
 #[test]

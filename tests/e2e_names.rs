@@ -1,37 +1,46 @@
 //! End to end, names: a project found by name alone (`-p NAME` with no
 //! compose file in reach), images named by their ID, link aliases on a
 //! project network (DNS) and on the default bridge (`/etc/hosts`), and a
-//! service pinned to another platform. Needs root; run it in a throw-away
-//! network namespace (`unshare -n sh -c 'ip link set lo up; cargo test
-//! --release --test e2e_names'`), as it makes bridges.
+//! service pinned to another platform. Needs root; every test runs berth in
+//! a network namespace of its own (`tests/e2e_support`), as it makes
+//! bridges, and its Drop guard takes the stack down even on failure.
 
+mod e2e_support;
+
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use berth::image::import::import;
 use berth::image::{Reference, Store};
+use e2e_support::Setup;
 
+/// The shared e2e env, with a directory where no compose file is in reach
+/// and the id of its image.
 struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    run: PathBuf,
-    dir: PathBuf,
+    env: e2e_support::Env,
     /// A directory with no compose file in it or above it.
     elsewhere: PathBuf,
-    project: String,
     /// The image id (config digest hex) of `bb:latest`.
     image_id: String,
 }
 
+impl Deref for Env {
+    type Target = e2e_support::Env;
+
+    fn deref(&self) -> &e2e_support::Env {
+        &self.env
+    }
+}
+
 impl Env {
+    /// Project `nm<tag><pid>` with `compose`, in which `@ID@` stands for the
+    /// image id of `bb:latest`.
     fn new(tag: &str, compose: &str) -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        let run = tmp.path().join("run");
-        let dir = tmp.path().join("proj");
-        let elsewhere = tmp.path().join("elsewhere");
-        std::fs::create_dir_all(&dir).unwrap();
+        let env = Setup::new(format!("nm{tag}{}", std::process::id()))
+            .netns()
+            .build();
+        let elsewhere = env.tmp.join("elsewhere");
         std::fs::create_dir_all(&elsewhere).unwrap();
         for d in elsewhere.ancestors() {
             for f in [
@@ -47,79 +56,21 @@ impl Env {
                 );
             }
         }
-        let project = format!("nm{tag}{}", std::process::id());
-        let rootfs = tmp.path().join("bb");
-        let st = Command::new("sh")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/bench/busybox-rootfs.sh"
-            ))
-            .arg(&rootfs)
-            .status()
-            .expect("precondition: sh and ../shared/bench/busybox-rootfs.sh");
-        assert!(st.success(), "busybox-rootfs.sh failed");
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .args(["-cf", "-", "."])
-            .output()
-            .expect("precondition: tar");
-        assert!(tar.status.success());
-        let store = Store::open(&root).unwrap();
-        let desc = import(
-            &store,
-            &tar.stdout[..],
-            &Reference::parse("bb:latest").unwrap(),
-            &["CMD [\"sh\"]".into()],
-        )
-        .unwrap();
+        let store = Store::open(&env.root).unwrap();
+        let desc = store
+            .resolve(&Reference::parse("bb:latest").unwrap())
+            .unwrap();
         let image_id = store.manifest(&desc).unwrap().config.digest[7..].to_owned();
-        let compose = compose.replace("@ID@", &image_id);
-        std::fs::write(
-            dir.join("compose.yaml"),
-            format!("name: {project}\n{compose}"),
-        )
-        .unwrap();
+        env.write_compose(&compose.replace("@ID@", &image_id));
         Env {
-            _tmp: tmp,
-            root,
-            run,
-            dir,
+            env,
             elsewhere,
-            project,
             image_id,
         }
     }
 
-    fn berth_in(&self, cwd: &Path, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(args)
-            .current_dir(cwd)
-            .env("BERTH_ROOT", &self.root)
-            .env("BERTH_RUN", &self.run)
-            .env_remove("COMPOSE_PROJECT_NAME")
-            .env_remove("COMPOSE_FILE")
-            .output()
-            .unwrap()
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        self.berth_in(&self.dir, args)
-    }
-
     fn ok_in(&self, cwd: &Path, args: &[&str]) -> String {
-        let out = self.berth_in(cwd, args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(&self.dir, args)
+        String::from_utf8_lossy(&self.ok_bytes_in(cwd, args)).into_owned()
     }
 
     /// `berth -p NAME ps -a --format json` from the directory without a
@@ -175,13 +126,6 @@ impl Env {
                     .collect()
             })
             .unwrap_or_default()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Whatever happened, take the stack down.
-        let _ = self.berth(&["down", "-v", "-t", "0"]);
     }
 }
 

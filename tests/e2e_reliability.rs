@@ -209,6 +209,10 @@ services:
 "#,
     );
     env.ok(&["up", "-d"]);
+    // `up -d` returns once the containers started, maybe before their
+    // first output: what is still in the output pipe when the monitor and
+    // then the container are killed dies with the pipe (process.rs).
+    env.log_with("always", "started");
     let mut pids = Vec::new();
     for s in ["always", "never"] {
         let id = env.id_of(&format!("{}-{s}-1", env.project));
@@ -254,11 +258,19 @@ services:
     assert!(code == 137 || code == 255, "exit code {code}");
     let ps = env.ok(&["ps", "-a", "--format", "json"]);
     assert!(ps.contains("never"), "{ps}");
-    env.wait_for(
-        "the restarted container's output",
-        Duration::from_secs(5),
-        || env.logs("always").matches("started").count() == 2,
-    );
+    // Both runs' output: the first one's, logged before the kills, and the
+    // restarted one's.
+    let end = Instant::now() + Duration::from_secs(5);
+    while env.logs("always").matches("started").count() != 2 {
+        if Instant::now() > end {
+            let log = env.ok(&["logs", "-t", "always"]);
+            panic!(
+                "timed out waiting for the restarted container's output; log:\n{log}state: {}",
+                env.state(always)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let ids: BTreeSet<String> = env.containers().into_iter().map(|(_, id)| id).collect();
     env.ok(&["down", "-t", "0"]);

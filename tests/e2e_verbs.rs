@@ -44,13 +44,29 @@ fn spawn_events(env: &Env, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// `events ARGS…` that reports everything from this call on, however long
+/// the process takes to start: `--since` now. Plain `events` follows from
+/// when it has started, which under load (2 cores, parallel tests) took up
+/// to 370 ms, after an `up` that came 300 ms later had written `create`.
+fn spawn_events_from_now(env: &Env, args: &[&str]) -> std::process::Child {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let since = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    env.command(args)
+        .args(["--since", &since])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn events_wait_cp_stats_scale_logs_and_images() {
     let env = Env::new(STACK);
-    // `events` first: it follows the journal from now on.
-    let events = spawn_events(&env, &["events", "--json"]);
-    let app_events = spawn_events(&env, &["events", "app"]);
-    std::thread::sleep(Duration::from_millis(300));
+    // `events` first: from now on, it follows the journal.
+    let events = spawn_events_from_now(&env, &["events", "--json"]);
+    let app_events = spawn_events_from_now(&env, &["events", "app"]);
     env.ok(&["up", "-d"]);
     let ps = env.ps_json();
     let app = env.container(&ps, "app")["ID"].as_str().unwrap().to_owned();
@@ -411,8 +427,7 @@ services:
     command: ["sh", "-c", "sleep 0.3; tail -c 100000000 /dev/zero | wc -c; exit 5"]
 "#,
     );
-    let events = spawn_events(&env, &["events", "--json"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let events = spawn_events_from_now(&env, &["events", "--json"]);
     env.ok(&["up", "-d"]);
     let out = env.berth(&["wait", "hog"]);
     assert_eq!(out.status.code(), Some(5), "{out:?}");

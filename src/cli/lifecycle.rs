@@ -433,6 +433,9 @@ pub struct RunArgs {
     /// Disable pseudo-TTY allocation (by default a TTY is allocated when standard input is one)
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
+    /// Keep STDIN open even if not attached (the default; --interactive=false gives the container an empty stdin)
+    #[arg(short = 'i', long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub interactive: bool,
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,

@@ -1176,7 +1176,7 @@ fn exec_target<T>(
 /// Runs `process` with a terminal: the runtime hands the pty master over
 /// a console socket; we relay it to our own terminal, put in raw mode.
 fn exec_tty(rt: &berth_runtime::Runtime, id: &str, process: &berth_runtime::Process) -> Result<u8> {
-    with_tty(|sock| {
+    with_tty(true, |sock| {
         rt.exec(
             id,
             process,
@@ -1189,8 +1189,12 @@ fn exec_tty(rt: &berth_runtime::Runtime, id: &str, process: &berth_runtime::Proc
 }
 
 /// Runs `f` with a console socket whose pty master is relayed to our
-/// terminal (put in raw mode meanwhile); returns `f`'s exit code.
+/// terminal; returns `f`'s exit code. With `input`, what we read is typed
+/// into it and our terminal is in raw mode meanwhile; without (`run
+/// --interactive=false`), only its output is shown, as `docker run -t`
+/// without `-i`.
 fn with_tty(
+    input: bool,
     f: impl FnOnce(std::path::PathBuf) -> Result<i32, berth_runtime::RuntimeError>,
 ) -> Result<u8> {
     use std::io::Read;
@@ -1212,19 +1216,22 @@ fn with_tty(
         if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
             let _ = rustix::termios::tcsetwinsize(&master, ws);
         }
-        if let Ok(t) = nix::sys::termios::tcgetattr(std::io::stdin()) {
-            let mut raw = t;
-            nix::sys::termios::cfmakeraw(&mut raw);
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                &raw,
-            );
+        // Without input (output only) our terminal stays as it is.
+        if input {
+            if let Ok(t) = nix::sys::termios::tcgetattr(std::io::stdin()) {
+                let mut raw = t;
+                nix::sys::termios::cfmakeraw(&mut raw);
+                let _ = nix::sys::termios::tcsetattr(
+                    std::io::stdin(),
+                    nix::sys::termios::SetArg::TCSANOW,
+                    &raw,
+                );
+            }
+            let mut writer = std::fs::File::from(master.try_clone()?);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut writer);
+            });
         }
-        let mut writer = std::fs::File::from(master.try_clone()?);
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut writer);
-        });
         let mut reader = std::fs::File::from(master);
         let mut buf = [0u8; 8192];
         let mut out = std::io::stdout();
@@ -1468,10 +1475,12 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
     }
     let tty = !a.no_tty && !a.detach && std::io::stdin().is_terminal();
     svc.tty = tty;
-    // compose's `run` is `--interactive` unless told otherwise: detached,
-    // the one-off keeps an open stdin nobody writes to (`run -d svc cat`
-    // keeps running); attached, stdin is ours.
-    svc.stdin_open = true;
+    // compose's `run` is `--interactive` unless told otherwise (its
+    // applyRunOptions: StdinOpen = Interactive, and stdin is attached only
+    // then): detached, the one-off keeps an open stdin nobody writes to
+    // (`run -d svc cat` keeps running); attached, stdin is ours. With
+    // `--interactive=false` its stdin is empty either way.
+    svc.stdin_open = a.interactive;
 
     // Networks first (a one-off may run before any `up`).
     if matches!(svc.network_mode.as_str(), "" | "bridge" | "default") {
@@ -1518,7 +1527,7 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
     run.save(&paths, &id)?;
     let bundle = paths.container(&id);
     let code = if tty {
-        with_tty(|sock| {
+        with_tty(a.interactive, |sock| {
             rt.run(
                 &id,
                 &bundle,
@@ -1529,7 +1538,17 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
             )
         })
     } else {
-        rt.run(&id, &bundle, &berth_runtime::CreateOptions::default())
+        // Not interactive: the container reads an empty stdin, not ours.
+        let stdin = if a.interactive {
+            None
+        } else {
+            Some(std::fs::File::open("/dev/null")?.into())
+        };
+        let opts = berth_runtime::CreateOptions {
+            stdio: [stdin, None, None],
+            ..Default::default()
+        };
+        rt.run(&id, &bundle, &opts)
             .map(|c| c.clamp(0, 255) as u8)
             .map_err(Into::into)
     };

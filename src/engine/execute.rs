@@ -1433,11 +1433,19 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
             .unwrap_or(0);
     }
     let grace = timeout.unwrap_or(Duration::from_millis(record.stop_grace_ms));
-    let was_up = (run.monitor_pid > 0 && alive(run.monitor_pid)) || (run.pid > 0 && alive(run.pid));
+    // A monitor that recorded the exit may still be finishing it (its `die`
+    // event, its pid file): the container ended by itself, so stopping it
+    // signals nothing, as Docker's stop of a stopped container. The monitor
+    // is still waited for below, so its `die` comes before our `destroy`.
+    let ended = matches!(run.status, Status::Exited | Status::Dead);
+    let was_up = !ended
+        && ((run.monitor_pid > 0 && alive(run.monitor_pid)) || (run.pid > 0 && alive(run.pid)));
     if run.monitor_pid > 0 && alive(run.monitor_pid) {
         let signal =
             crate::monitor::process::parse_signal(&record.stop_signal).map_or(15, |s| s as i32);
-        super::events::emit(paths, &record, "kill", &[("signal", signal.to_string())]);
+        if !ended {
+            super::events::emit(paths, &record, "kill", &[("signal", signal.to_string())]);
+        }
         let pid = nix::unistd::Pid::from_raw(run.monitor_pid);
         if let Some(t) = timeout {
             // The monitor's own grace is the container's: tell it ours.

@@ -270,6 +270,19 @@ pub fn shareable_mounts(
     Ok(out)
 }
 
+/// The host directory of the anonymous volume of service `name` at
+/// `target` (a cleaned path); the engine made one for each before the spec.
+fn anonymous_dir(name: &str, target: &str, inputs: &SpecInputs<'_>) -> Result<PathBuf, SpecError> {
+    let vol = inputs
+        .anonymous
+        .get(target)
+        .ok_or_else(|| SpecError::MissingAnonymous {
+            service: name.to_owned(),
+            target: target.to_owned(),
+        })?;
+    Ok((inputs.volume_dir)(vol))
+}
+
 /// The host directory of a `type: volume` mount: its anonymous volume,
 /// or the named volume (joined with `volume.subpath`).
 fn volume_source(
@@ -278,15 +291,7 @@ fn volume_source(
     inputs: &SpecInputs<'_>,
 ) -> Result<PathBuf, SpecError> {
     if v.source.is_empty() {
-        let target = clean_target(&v.target);
-        let vol = inputs
-            .anonymous
-            .get(&target)
-            .ok_or_else(|| SpecError::MissingAnonymous {
-                service: name.to_owned(),
-                target: target.clone(),
-            })?;
-        return Ok((inputs.volume_dir)(vol));
+        return anonymous_dir(name, &clean_target(&v.target), inputs);
     }
     let real = inputs
         .volume_names
@@ -1001,15 +1006,9 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
         if declared.contains(&target.as_str()) {
             continue;
         }
-        let vol = inputs
-            .anonymous
-            .get(&target)
-            .ok_or_else(|| SpecError::MissingAnonymous {
-                service: name.to_owned(),
-                target: target.clone(),
-            })?;
+        let source = anonymous_dir(name, &target, inputs)?;
         mounts.push(json!({"destination": target, "type": "bind",
-            "source": (inputs.volume_dir)(vol), "options": ["rbind", "rw", "rprivate"]}));
+            "source": source, "options": ["rbind", "rw", "rprivate"]}));
     }
     for (target, host) in &inputs.files {
         mounts.push(

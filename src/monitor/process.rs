@@ -17,7 +17,10 @@
 //! parent, so it cannot wait for it), and from then on does all a monitor
 //! does. The exit status of a process reaped by someone else is unknown:
 //! it is read from the zombie while one is there, else recorded as 255, as
-//! Docker does when it has none.
+//! Docker does when it has none. What the container wrote after its
+//! monitor's last read is kept only while someone holds the FIFOs open: if
+//! the container too ends before a monitor adopts it, that output goes with
+//! the pipe buffer (fifo(7)); the exit and the restart policy do not.
 //!
 //! The spawner learns the outcome of the first start (or of the adoption)
 //! through the monitor's stdout: one line, `ok` or `error: …`, then the
@@ -185,7 +188,7 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
             }
             how => {
                 let adopted = matches!(how, First::Adopted(_));
-                let (run, started) = match how {
+                let (mut run, started) = match how {
                     First::Adopted(run) => {
                         let up_for =
                             Duration::from_millis(now_millis().saturating_sub(prior.started_at));
@@ -245,9 +248,7 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                 if !adopted {
                     events::emit(paths, &record, "start", &[]);
                 }
-                // Read while the container lives: its cgroup goes with it.
-                let cgroups = Cgroups::of(pid, Path::new("/sys/fs/cgroup")).ok();
-                let ooms_before = cgroups.as_ref().map_or(0, Cgroups::oom_kills);
+                let oom = run.oom.take();
                 let generation = Arc::new(AtomicBool::new(true));
                 let unhealthy = Arc::new(AtomicBool::new(false));
                 if let Some(h) = &record.healthcheck {
@@ -278,10 +279,7 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
                     &mut dependency_restarted,
                 );
                 generation.store(false, Ordering::SeqCst);
-                if cgroups
-                    .as_ref()
-                    .is_some_and(|c| c.oom_kills() > ooms_before)
-                {
+                if oom.is_some_and(|o| o.killed()) {
                     events::emit(paths, &record, "oom", &[]);
                 }
                 let _ = log.flush_partial();
@@ -426,6 +424,7 @@ fn adopt(paths: &Paths, id: &str, prior: &RunState) -> First {
         out,
         err,
         pidfd,
+        oom: OomWatch::of(saved.pid),
     })
 }
 
@@ -505,6 +504,35 @@ struct Running {
     err: Option<OwnedFd>,
     /// For an adopted init (not our child): readable when it exits.
     pidfd: Option<OwnedFd>,
+    /// Its memory cgroup's OOM kills, counted from before it ran.
+    oom: Option<OomWatch>,
+}
+
+/// Whether the kernel's OOM killer struck in a container's cgroup during
+/// one run of it.
+struct OomWatch {
+    cgroups: Cgroups,
+    /// The cgroup's `oom_kill` count when the watch began.
+    before: u64,
+}
+
+impl OomWatch {
+    /// Begins counting for the process `pid`. Called on a created init
+    /// before it is started: the container's command has not run yet, so
+    /// an OOM kill at once (or while a loaded monitor is slow to get to
+    /// it) is still seen; the cgroup is read while it exists (it goes
+    /// with the container).
+    fn of(pid: i32) -> Option<OomWatch> {
+        let cgroups = Cgroups::of(pid, Path::new("/sys/fs/cgroup")).ok()?;
+        let before = cgroups.oom_kills();
+        Some(OomWatch { cgroups, before })
+    }
+
+    /// Whether an OOM kill happened since the watch began (read before the
+    /// container is deleted).
+    fn killed(&self) -> bool {
+        self.cgroups.oom_kills() > self.before
+    }
 }
 
 /// Our end of an output FIFO: read-only and non-blocking, so opening it
@@ -601,6 +629,8 @@ fn start(rt: &Runtime, paths: &Paths, id: &str, stdin_open: bool) -> Result<Runn
         .create(id, &paths.container(id), &opts)
         .with_context(|| format!("creating container {id}"))?;
     drop(opts);
+    // Counted before the command runs: it may be OOM-killed at once.
+    let oom = OomWatch::of(saved.pid);
     rt.start(id)
         .with_context(|| format!("starting container {id}"))?;
     Ok(Running {
@@ -609,6 +639,7 @@ fn start(rt: &Runtime, paths: &Paths, id: &str, stdin_open: bool) -> Result<Runn
         out: Some(out_r),
         err: Some(err_r),
         pidfd: None,
+        oom,
     })
 }
 

@@ -208,7 +208,10 @@ impl Env {
         c.args(args)
             .current_dir(dir)
             .env("BERTH_ROOT", &self.root)
-            .env("BERTH_RUN", &self.run);
+            .env("BERTH_RUN", &self.run)
+            // The caller's project settings must not reach the test's.
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .env_remove("COMPOSE_FILE");
         for (k, v) in &self.extra_env {
             c.env(k, v);
         }
@@ -272,11 +275,16 @@ impl Env {
             .unwrap_or_else(|| panic!("no {service} in {ps:#?}"))
     }
 
-    /// Container records of this env (`container.json`): (name, id).
+    /// Container records of this env (`container.json`): (name, id). A
+    /// directory being made (`.new-<id>-<pid>`, its record maybe half
+    /// written) is not a container yet.
     pub fn containers(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Ok(entries) = std::fs::read_dir(self.root.join("containers")) {
             for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
                 if let Ok(text) = std::fs::read_to_string(e.path().join("container.json")) {
                     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                     out.push((
