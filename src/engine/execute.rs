@@ -1545,12 +1545,17 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
             let _ = umount2(m, MntFlags::MNT_DETACH);
         }
         super::events::emit(paths, &record, "destroy", &[]);
-        net::detach(
-            paths,
-            id,
-            &record.networks,
-            ns.exists().then_some(ns.as_path()),
-        );
+        if ns.exists() && record.own_netns && !netns_may_be_shared(paths, &record) {
+            // Its veths die with its namespace, deleted below.
+            net::release(paths, id, &record.networks);
+        } else {
+            net::detach(
+                paths,
+                id,
+                &record.networks,
+                ns.exists().then_some(ns.as_path()),
+            );
+        }
     }
     if ns.exists() {
         networks.delete_netns(id)?;
@@ -1564,6 +1569,18 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
         fs_err::remove_dir_all(&dir)?;
     }
     Ok(())
+}
+
+/// Whether another container may live in `record`'s network namespace
+/// (`network_mode: service:…` or `container:…`), which would keep the
+/// namespace, and the veths in it, after its owner is removed. Such a
+/// container has no namespace of its own; a project without one (nearly
+/// all) lets its containers' veths die with their namespaces.
+fn netns_may_be_shared(paths: &Paths, record: &ContainerRecord) -> bool {
+    state::all_containers(paths).map_or(true, |all| {
+        all.iter()
+            .any(|c| c.project == record.project && c.id != record.id && !c.own_netns)
+    })
 }
 
 /// Waits until every dependency of `svc` meets its condition.
