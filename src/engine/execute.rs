@@ -818,6 +818,9 @@ pub(super) fn create_in(
                             && (c.name == target || c.id.starts_with(target)))
                 })
                 .with_context(|| format!("network_mode {m}: no such container"))?;
+            // Marked before this container can hold the namespace: its
+            // owner's removal must then delete its veths itself.
+            fs_err::write(paths.container(&other.id).join(NETNS_SHARED), b"")?;
             NetNs::Path(networks.netns_path(&other.id))
         }
         "bridge" => {
@@ -1601,7 +1604,7 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
             let _ = umount2(m, MntFlags::MNT_DETACH);
         }
         super::events::emit(paths, &record, "destroy", &[]);
-        if ns.exists() && record.own_netns && !netns_may_be_shared(paths, &record) {
+        if ns.exists() && record.own_netns && !netns_may_be_shared(paths, id) {
             // Its veths die with its namespace, deleted below.
             net::release(paths, id, &record.networks);
         } else {
@@ -1627,16 +1630,20 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether another container may live in `record`'s network namespace
-/// (`network_mode: service:…` or `container:…`), which would keep the
-/// namespace, and the veths in it, after its owner is removed. Such a
-/// container has no namespace of its own; a project without one (nearly
-/// all) lets its containers' veths die with their namespaces.
-fn netns_may_be_shared(paths: &Paths, record: &ContainerRecord) -> bool {
-    state::all_containers(paths).map_or(true, |all| {
-        all.iter()
-            .any(|c| c.project == record.project && c.id != record.id && !c.own_netns)
-    })
+/// In a container's directory: another container joined its network
+/// namespace (see `state`'s layout).
+const NETNS_SHARED: &str = "netns-shared";
+
+/// Whether another container joined `id`'s network namespace
+/// (`network_mode: service:…` or `container:…`, marked when it was made),
+/// which would keep the namespace, and the veths in it, after `id` is
+/// removed. One `stat`, where reading every record would cost
+/// milliseconds on a host with hundreds of containers.
+fn netns_may_be_shared(paths: &Paths, id: &str) -> bool {
+    !matches!(
+        std::fs::symlink_metadata(paths.container(id).join(NETNS_SHARED)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    )
 }
 
 /// Waits until every dependency of `svc` meets its condition.
