@@ -117,7 +117,6 @@ fn two_hundred_layers_mount_past_the_option_page_and_show_every_layer() {
         Some(Upper {
             upper: &upper,
             work: &work,
-            volatile: false,
         }),
         &target,
     )
@@ -145,7 +144,6 @@ fn two_hundred_layers_mount_past_the_option_page_and_show_every_layer() {
         Some(Upper {
             upper: &upper,
             work: &work,
-            volatile: false,
         }),
         &target,
     )
@@ -244,7 +242,6 @@ fn a_short_layer_list_also_mounts_with_mount2() {
     let rw = Some(Upper {
         upper: &upper,
         work: &work,
-        volatile: false,
     });
     let err = overlay::mount_legacy(&lowers, rw, &target).unwrap_err();
     assert!(matches!(err, OverlayError::TooManyLayers { .. }), "{err}");

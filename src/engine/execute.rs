@@ -674,8 +674,7 @@ pub enum Kind {
     /// A one-off (`run`), kept after it exits.
     OneOff,
     /// A one-off removed when it exits (`run --rm`, a `pre_start` hook):
-    /// its writable layer is never synced (overlayfs `volatile`), and no
-    /// `state.json` is written at creation (a missing one reads as
+    /// no `state.json` is written at creation (a missing one reads as
     /// created; whoever runs it writes the next).
     Throwaway,
 }
@@ -793,13 +792,7 @@ pub(super) fn create_in(
     for d in ["rootfs", "upper", "work"] {
         fs_err::create_dir_all(dir.join(d))?;
     }
-    mount_overlay(
-        &layers,
-        &dir.join("upper"),
-        &dir.join("work"),
-        &rootfs,
-        kind == Kind::Throwaway,
-    )?;
+    mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
     let image_volumes = mount_image_volumes(paths, &store, svc, &mut record)?;
 
     // The network namespace.
@@ -1290,18 +1283,8 @@ fn restart_on_unhealthy(svc: &Service) -> bool {
     ext || label
 }
 
-fn mount_overlay(
-    layers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    volatile: bool,
-) -> Result<()> {
-    let upper = crate::image::overlay::Upper {
-        upper,
-        work,
-        volatile,
-    };
+fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    let upper = crate::image::overlay::Upper { upper, work };
     let method = crate::image::overlay::mount(layers, Some(upper), target)
         .with_context(|| format!("mounting the rootfs at {}", target.display()))?;
     tracing::debug!(layers = layers.len(), ?method, "rootfs mounted");

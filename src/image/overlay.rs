@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_fd, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen,
-    move_mount, FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags,
+    fsconfig_create, fsconfig_set_fd, fsconfig_set_string, fsmount, fsopen, move_mount,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags,
 };
 
 /// The most lower layers overlayfs stacks (`OVL_MAX_STACK`, fs/overlayfs).
@@ -99,13 +99,6 @@ pub enum OverlayMethod {
 pub struct Upper<'a> {
     pub upper: &'a Path,
     pub work: &'a Path,
-    /// overlayfs's `volatile` (Linux 5.10+, overlayfs.rst "Volatile
-    /// mount"): no sync of the upper filesystem, neither on `syncfs` nor
-    /// at unmount, which otherwise waits for a journal commit of the whole
-    /// disk (1-200 ms on a busy ext4). After a crash the upper layer may
-    /// be incomplete and overlayfs refuses to mount it again: only for a
-    /// writable layer thrown away with its container (`run --rm`).
-    pub volatile: bool,
 }
 
 /// Mounts overlayfs on `target` over `lowers` (top layer first), writable
@@ -197,9 +190,6 @@ fn mount_with_api(
     if let Some(u) = upper {
         set_path(&fs, "upperdir", u.upper)?;
         set_path(&fs, "workdir", u.work)?;
-        if u.volatile {
-            fsconfig_set_flag(&fs, "volatile").map_err(|e| fail(&fs, "volatile".into(), e))?;
-        }
     }
     if let Err(errno) = fsconfig_create(&fs) {
         let err = fail(&fs, "creating the superblock".into(), errno);
@@ -268,9 +258,6 @@ fn mount_with_data(
         tail.extend_from_slice(u.upper.as_os_str().as_bytes());
         tail.extend_from_slice(b",workdir=");
         tail.extend_from_slice(u.work.as_os_str().as_bytes());
-        if u.volatile {
-            tail.extend_from_slice(b",volatile");
-        }
     }
     let limit = rustix::param::page_size();
     let options = |names: &mut dyn Iterator<Item = &[u8]>| {
