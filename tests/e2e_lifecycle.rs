@@ -547,3 +547,149 @@ services:
     let left = env.leftovers(&ids);
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
+
+/// The host-side interfaces in the env's namespace other than `lo`.
+fn links_in(env: &Env) -> Vec<String> {
+    let out = env.in_ns(&["ip", "-o", "link"]);
+    assert!(out.status.success(), "precondition: ip -o link: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let name = l.split(':').nth(1).unwrap_or("").trim();
+            name.split('@').next().unwrap_or("").to_owned()
+        })
+        .filter(|n| n != "lo")
+        .collect()
+}
+
+/// A one-off's command: its address, and whether it reaches `web` by name.
+const ADDRESS_AND_WEB: &str =
+    "ip -o -4 addr show eth0; ping -c 1 -W 2 web >/dev/null && echo reached web";
+
+/// `run --rm` on the project network: the one-off's lease, DNS names and
+/// namespace are gone when it returns, its veth pair (left to die with the
+/// namespace) within a moment, and the next one-off gets a fresh address
+/// and finds the service by name. With a container sharing a namespace
+/// (`network_mode: service:…`), whose veth cannot die with it, removal
+/// deletes the veth itself, at once.
+#[test]
+fn run_rm_releases_its_network_at_once_and_its_veth_dies_with_its_namespace() {
+    let env = e2e_support::Setup::new(format!("e2erun{}", std::process::id()))
+        .compose(
+            r#"
+services:
+  web:
+    image: bb:latest
+    command: ["sleep", "1000"]
+    stop_signal: SIGKILL
+  side:
+    image: bb:latest
+    network_mode: "service:web"
+    command: ["sleep", "1000"]
+    stop_signal: SIGKILL
+    profiles: [side]
+"#,
+        )
+        .netns()
+        .build();
+    env.ok(&["up", "-d", "web"]);
+    let paths = berth::engine::state::Paths {
+        root: env.root.clone(),
+        run: env.run.clone(),
+    };
+    let network = format!("{}_default", env.project);
+    let nets = berth::engine::net::networks(&paths);
+    let web = nets.attachments(&network).unwrap();
+    assert_eq!(web.len(), 1, "{web:#?}");
+    let web_veth = web[0].host_ifname.clone();
+    let netns_dir = env.run.join("networks/netns");
+    let namespaces = || -> Vec<String> {
+        std::fs::read_dir(&netns_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let before = namespaces();
+    let dns_records = || -> Vec<String> {
+        let t = berth_network::dns::DnsTable::load(&env.run.join("dns/table.json")).unwrap();
+        t.networks
+            .iter()
+            .filter(|n| n.name == network)
+            .flat_map(|n| n.records.iter().map(|r| r.container_id.clone()))
+            .collect()
+    };
+    let mut addresses = Vec::new();
+    for _ in 0..2 {
+        let out = env.berth(&["run", "--rm", "-T", "web", "sh", "-c", ADDRESS_AND_WEB]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{out:?}");
+        assert!(text.contains("reached web"), "{text}");
+        let addr = text
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .expect("the one-off's address")
+            .to_owned();
+        addresses.push(addr);
+        // Released when `run` returns: lease, DNS names, namespace, state.
+        let leases = nets.attachments(&network).unwrap();
+        assert_eq!(
+            leases.iter().map(|a| &a.container_id).collect::<Vec<_>>(),
+            vec![&web[0].container_id],
+            "only web's lease is left"
+        );
+        assert_eq!(dns_records(), vec![web[0].container_id.clone()]);
+        assert_eq!(namespaces(), before, "the one-off's namespace is gone");
+        // The veth pair goes with the namespace, within a bounded time.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let links = links_in(&env);
+            let extra: Vec<&String> = links
+                .iter()
+                .filter(|l| **l != web_veth && !l.starts_with("br-"))
+                .collect();
+            if extra.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the one-off's veth is still there after 2 s: {extra:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_ne!(
+        addresses[0], addresses[1],
+        "an address is not reused at once"
+    );
+    // A one-off without --rm is kept (and removed by `down`).
+    let out = env.berth(&["run", "-T", "web", "sh", "-c", ADDRESS_AND_WEB]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("reached web"),
+        "{out:?}"
+    );
+    let kept = env
+        .containers()
+        .into_iter()
+        .find(|(n, _)| n.contains("-web-run-"))
+        .expect("the one-off run without --rm is kept")
+        .1;
+
+    // A namespace shared with `side`: removing web deletes its veth itself.
+    env.ok(&["--profile", "side", "up", "-d", "side"]);
+    env.ok(&["--profile", "side", "rm", "-s", "-f", "web"]);
+    assert!(
+        !links_in(&env).contains(&web_veth),
+        "web's veth is deleted by its removal while side holds its namespace: {:?}",
+        links_in(&env)
+    );
+    let ids: Vec<String> = env.containers().into_iter().map(|(_, id)| id).collect();
+    env.ok(&["--profile", "side", "down", "-t", "0"]);
+    let mut all = ids;
+    all.push(web[0].container_id.clone());
+    all.push(kept);
+    let left = env.leftovers(&all);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}

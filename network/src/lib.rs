@@ -17,6 +17,7 @@
 //!   .attach(&AttachConfig)            veth (peer made inside the netns), address, MAC, routes,
 //!                                     published ports (given here, in AttachConfig::ports)
 //!   .detach(network, container_id, Some(netns))
+//!   .release(network, container_id)  the lease only: the veth dies with the netns deleted next
 //!   .sync_firewall()                  rewrite the nft table from disk (after a reboot, or after
 //!                                     Docker started and set FORWARD to DROP)
 //!   .sync_docker_user()               only the DOCKER-USER rules, and only if Docker's chain
@@ -981,6 +982,38 @@ impl Networks {
         Ok(())
     }
 
+    /// Release a container's lease on a network (its address, its published
+    /// ports, their firewall rules and proxy) without touching its veth
+    /// pair; the lease released, if there was one. Missing network or lease
+    /// is not an error.
+    ///
+    /// For a container whose own network namespace is destroyed right after
+    /// ([`Networks::delete_netns`]): the kernel then deletes the pair with
+    /// the namespace, in its cleanup worker, so the caller does not wait for
+    /// the RCU grace period an `RTM_DELLINK` of a veth waits out (15-50 ms).
+    /// The host end stays on the bridge for those few milliseconds; its
+    /// name is the container's own and its address is not handed out again
+    /// at once (IPAM goes round the pool), so nothing new collides with it.
+    pub fn release(
+        &self,
+        network: &str,
+        container_id: &str,
+    ) -> Result<Option<Attachment>, NetworkError> {
+        let _lock = self.store.lock()?;
+        let Some(mut state) = self.store.load(network)? else {
+            return Ok(None);
+        };
+        let Some(lease) = state.leases.remove(container_id) else {
+            return Ok(None);
+        };
+        self.stop_proxy(network, container_id)?;
+        self.store.save(&mut state)?;
+        if !lease.ports.is_empty() {
+            self.sync_locked(false)?;
+        }
+        Ok(Some(lease))
+    }
+
     /// Detach a container from a network: delete its veth pair, release its
     /// lease and unpublish its ports. Missing network or lease is not an
     /// error. `netns_path` (when the container's namespace still exists) lets
@@ -991,24 +1024,15 @@ impl Networks {
         container_id: &str,
         netns_path: Option<&Path>,
     ) -> Result<(), NetworkError> {
-        let lock = self.store.lock()?;
-        let Some(mut state) = self.store.load(network)? else {
+        // The veth goes after the lock (`release` holds it): deleting a
+        // link waits for an RCU grace period (15-50 ms), and the kernel
+        // overlaps those waits of links deleted at once, so containers
+        // stopped together are detached together instead of one after
+        // another. The lease is released already; the pair's names are the
+        // container's own.
+        let Some(lease) = self.release(network, container_id)? else {
             return Ok(());
         };
-        let Some(lease) = state.leases.remove(container_id) else {
-            return Ok(());
-        };
-        self.stop_proxy(network, container_id)?;
-        self.store.save(&mut state)?;
-        if !lease.ports.is_empty() {
-            self.sync_locked(false)?;
-        }
-        // The veth goes after the lock: deleting a link waits for an RCU
-        // grace period (15-50 ms), and the kernel overlaps those waits of
-        // links deleted at once, so containers stopped together are
-        // detached together instead of one after another. The lease is
-        // released already; the pair's names are the container's own.
-        drop(lock);
         let mut nl = host_netlink()?;
         let host_gone = nl
             .link_by_name(&lease.host_ifname)

@@ -989,6 +989,54 @@ fn netns_made_by_berth_keeps_a_container_attached_until_deleted() {
     });
 }
 
+#[test]
+fn release_frees_lease_and_ports_at_once_and_the_veth_goes_with_its_namespace() {
+    let w = World::new("rel");
+    let _guard = RunDirGuard(w.nets.run_dir().join("netns"));
+    w.run(|nets| {
+        nets.ensure(&net("n")).unwrap();
+        let path = nets.create_netns("ctr1").unwrap();
+        let a = nets
+            .attach(&AttachConfig {
+                network: "n".into(),
+                container_id: "ctr1".into(),
+                netns_path: path.clone(),
+                default_route: true,
+                ports: vec![tcp(8089, 80)],
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(nft_ruleset().contains("8089"), "{}", nft_ruleset());
+        let released = nets.release("n", "ctr1").unwrap();
+        assert_eq!(released.as_ref(), Some(&a));
+        // The lease and the published port go at once ...
+        assert!(nets.attachments("n").unwrap().is_empty());
+        assert!(!nft_ruleset().contains("8089"), "{}", nft_ruleset());
+        // ... the veth stays while its namespace lives ...
+        assert!(link_names().contains(&a.host_ifname));
+        // ... and dies with it, in the kernel's own time (bounded here).
+        nets.delete_netns("ctr1").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while link_names().contains(&a.host_ifname) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} still there 2 s after its namespace was deleted",
+                a.host_ifname
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Releasing again, or on a missing network, is nothing.
+        assert_eq!(nets.release("n", "ctr1").unwrap(), None);
+        assert_eq!(nets.release("gone", "ctr1").unwrap(), None);
+        // The address is not handed out again at once.
+        let c2 = TestNs::new("c2");
+        let b = attach(nets, "n", &c2, "c2");
+        assert_ne!(b.ipv4, a.ipv4);
+        nets.remove("n").unwrap();
+        assert!(!nft_ruleset().contains("berth"), "{}", nft_ruleset());
+    });
+}
+
 const WORKER_ENV: &str = "BERTH_TEST_ATTACH_WORKER";
 
 /// Not a test of its own: the body of one process of

@@ -583,7 +583,16 @@ fn create_in_new(
     inherit: Option<&Inherit<'_>>,
 ) -> Result<String> {
     let id = new_id()?;
-    let result = create_in(paths, project, svc, number, name, &id, false, inherit);
+    let result = create_in(
+        paths,
+        project,
+        svc,
+        number,
+        name,
+        &id,
+        Kind::Service,
+        inherit,
+    );
     if result.is_err() {
         let _ = teardown_new(paths, &id, inherit.and_then(|i| i.old));
     } else {
@@ -657,16 +666,40 @@ pub fn remove_anonymous_volumes(paths: &Paths, record: &ContainerRecord) -> Resu
     Ok(())
 }
 
+/// What [`create_in`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A service's container (`project-service-N`).
+    Service,
+    /// A one-off (`run`), kept after it exits.
+    OneOff,
+    /// A one-off removed when it exits (`run --rm`, a `pre_start` hook):
+    /// no `state.json` is written at creation (a missing one reads as
+    /// created; whoever runs it writes the next).
+    Throwaway,
+}
+
 /// Makes a one-off (`run`) container of `svc`, named
-/// `project-service-run-<id>`; returns its id and name.
-pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<(String, String)> {
+/// `project-service-run-<id>`; returns its id and name. `remove`: it is
+/// removed when it exits (`run --rm`).
+pub fn create_oneoff(
+    paths: &Paths,
+    project: &Project,
+    svc: &Service,
+    remove: bool,
+) -> Result<(String, String)> {
     let id = new_id()?;
     let name = if svc.container_name.is_empty() {
         naming::oneoff_name(project, &svc.name, &id)
     } else {
         svc.container_name.clone()
     };
-    let result = create_in(paths, project, svc, 1, &name, &id, true, None);
+    let kind = if remove {
+        Kind::Throwaway
+    } else {
+        Kind::OneOff
+    };
+    let result = create_in(paths, project, svc, 1, &name, &id, kind, None);
     if result.is_err() {
         let _ = teardown_new(paths, &id, None);
     } else {
@@ -683,10 +716,28 @@ pub(super) fn create_in(
     number: u32,
     name: &str,
     id: &str,
-    oneoff: bool,
+    kind: Kind,
     inherit: Option<&Inherit<'_>>,
 ) -> Result<()> {
     let dir = paths.container(id);
+    let oneoff = kind != Kind::Service;
+    // A namespace of its own, and the project networks it joins, are
+    // known now: recorded from the start, so the record is written twice
+    // (here and with its labels) rather than before each step. A failure
+    // in between is undone by `teardown`, to which a network not joined
+    // yet and a namespace not made yet are nothing to undo.
+    let own_netns = matches!(
+        svc.network_mode.as_str(),
+        "none" | "" | "default" | "bridge"
+    );
+    let networks = if matches!(svc.network_mode.as_str(), "" | "default") {
+        svc.networks_by_priority()
+            .iter()
+            .map(|k| net::network_name(project, k))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut record = ContainerRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -710,8 +761,8 @@ pub(super) fn create_in(
         healthcheck: health_spec(svc),
         restart_on_unhealthy: restart_on_unhealthy(svc),
         ports: Vec::new(),
-        networks: Vec::new(),
-        own_netns: false,
+        networks,
+        own_netns,
         rootfs_mounted: true,
         anonymous_volumes: BTreeMap::new(),
         pre_stop: svc.pre_stop.clone(),
@@ -741,7 +792,6 @@ pub(super) fn create_in(
     for d in ["rootfs", "upper", "work"] {
         fs_err::create_dir_all(dir.join(d))?;
     }
-    record.save(paths)?;
     mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
     let image_volumes = mount_image_volumes(paths, &store, svc, &mut record)?;
 
@@ -750,12 +800,7 @@ pub(super) fn create_in(
     let mut attached = None;
     let netns = match svc.network_mode.as_str() {
         "host" => NetNs::Host,
-        "none" => {
-            let p = networks.create_netns(id)?;
-            record.own_netns = true;
-            record.save(paths)?;
-            NetNs::Path(p)
-        }
+        "none" => NetNs::Path(networks.create_netns(id)?),
         m if m.starts_with("service:") || m.starts_with("container:") => {
             let target = m.split_once(':').map_or("", |x| x.1);
             let other = state::project_containers(paths, &project.name)?
@@ -766,11 +811,16 @@ pub(super) fn create_in(
                             && (c.name == target || c.id.starts_with(target)))
                 })
                 .with_context(|| format!("network_mode {m}: no such container"))?;
+            // Marked before this container can hold the namespace: its
+            // owner's removal must then delete its veths itself.
+            fs_err::write(paths.container(&other.id).join(NETNS_SHARED), b"")?;
             NetNs::Path(networks.netns_path(&other.id))
         }
         "bridge" => {
             let p = networks.create_netns(id)?;
-            record.own_netns = true;
+            // Recorded only now: removing a container on the default
+            // bridge may remove the bridge, which another container may
+            // be joining.
             record.networks = vec![net::DEFAULT_BRIDGE.to_owned()];
             // Saved before attaching, so a failure is undone by teardown.
             record.save(paths)?;
@@ -785,14 +835,6 @@ pub(super) fn create_in(
         }
         "" | "default" => {
             let p = networks.create_netns(id)?;
-            record.own_netns = true;
-            record.networks = svc
-                .networks_by_priority()
-                .iter()
-                .map(|k| net::network_name(project, k))
-                .collect();
-            // Saved before attaching, so a failure is undone by teardown.
-            record.save(paths)?;
             let hostname = if svc.hostname.is_empty() {
                 &id[..12]
             } else {
@@ -1024,7 +1066,9 @@ pub(super) fn create_in(
     let hash = service_hash(&resolved_refs(paths, &project.name, svc)?)?;
     record.labels = naming::container_labels(project, svc, number, oneoff, &hash, Some(&image_id));
     record.save(paths)?;
-    RunState::default().save(paths, id)?;
+    if kind != Kind::Throwaway {
+        RunState::default().save(paths, id)?;
+    }
     Ok(())
 }
 
@@ -1551,12 +1595,17 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
             let _ = umount2(m, MntFlags::MNT_DETACH);
         }
         super::events::emit(paths, &record, "destroy", &[]);
-        net::detach(
-            paths,
-            id,
-            &record.networks,
-            ns.exists().then_some(ns.as_path()),
-        );
+        if ns.exists() && record.own_netns && !netns_may_be_shared(paths, id) {
+            // Its veths die with its namespace, deleted below.
+            net::release(paths, id, &record.networks);
+        } else {
+            net::detach(
+                paths,
+                id,
+                &record.networks,
+                ns.exists().then_some(ns.as_path()),
+            );
+        }
     }
     if ns.exists() {
         networks.delete_netns(id)?;
@@ -1570,6 +1619,22 @@ pub fn teardown(paths: &Paths, id: &str) -> Result<()> {
         fs_err::remove_dir_all(&dir)?;
     }
     Ok(())
+}
+
+/// In a container's directory: another container joined its network
+/// namespace (see `state`'s layout).
+const NETNS_SHARED: &str = "netns-shared";
+
+/// Whether another container joined `id`'s network namespace
+/// (`network_mode: service:…` or `container:…`, marked when it was made),
+/// which would keep the namespace, and the veths in it, after `id` is
+/// removed. One `stat`, where reading every record would cost
+/// milliseconds on a host with hundreds of containers.
+fn netns_may_be_shared(paths: &Paths, id: &str) -> bool {
+    !matches!(
+        std::fs::symlink_metadata(paths.container(id).join(NETNS_SHARED)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    )
 }
 
 /// Waits until every dependency of `svc` meets its condition.

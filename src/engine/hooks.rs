@@ -20,7 +20,7 @@ use std::io::BufRead;
 
 use anyhow::{bail, Context, Result};
 
-use super::execute::{create_in, remove_anonymous_volumes, teardown, teardown_new};
+use super::execute::{create_in, remove_anonymous_volumes, teardown, teardown_new, Kind};
 use super::state::{self, new_id, ContainerRecord, Paths};
 use crate::image::reference::Reference;
 use crate::image::store::Store;
@@ -151,7 +151,7 @@ fn run_once(paths: &Paths, project: &Project, h: &Service) -> Result<(i32, Strin
     let id = new_id()?;
     let short: String = id.chars().take(12).collect();
     let name = format!("{}-{}-{PRE_START}-{short}", project.name, h.name);
-    let made = create_in(paths, project, h, 1, &name, &id, true, None).and_then(|()| {
+    let made = create_in(paths, project, h, 1, &name, &id, Kind::Throwaway, None).and_then(|()| {
         let mut record = ContainerRecord::load(paths, &id)?;
         record
             .labels

@@ -445,6 +445,25 @@ pub fn detach(paths: &Paths, id: &str, networks_of: &[String], netns: Option<&Pa
             tracing::warn!(network = %n, error = %e, "detaching");
         }
     }
+    forget(paths, &net, id, networks_of);
+}
+
+/// As [`detach`], but leaves the veth pairs to die with the container's own
+/// network namespace, which the caller deletes next (see
+/// `Networks::release`): its leases, published ports and DNS names go now.
+pub fn release(paths: &Paths, id: &str, networks_of: &[String]) {
+    let net = networks(paths);
+    for n in networks_of {
+        if let Err(e) = net.release(n, id) {
+            tracing::warn!(network = %n, error = %e, "releasing");
+        }
+    }
+    forget(paths, &net, id, networks_of);
+}
+
+/// What goes with a container's last attachment: the default bridge if it
+/// was its last user, and its DNS names.
+fn forget(paths: &Paths, net: &Networks, id: &str, networks_of: &[String]) {
     // The default bridge goes with its last container.
     if networks_of.iter().any(|n| n == DEFAULT_BRIDGE)
         && net.attachments(DEFAULT_BRIDGE).is_ok_and(|a| a.is_empty())

@@ -20,6 +20,10 @@
 //!                       bound read-only
 //!   image-volumes/<n>/  read-only overlay mounts of the images of its
 //!                       `type: image` volumes (lower: the image's layers)
+//!   netns-shared        (empty) another container joined its network
+//!                       namespace (`network_mode: service:…`/`container:…`):
+//!                       its veths are deleted at removal, not left to die
+//!                       with the namespace, which the other one may hold
 //! $BERTH_ROOT/volumes/<name>/_data   named volumes, and anonymous ones
 //!                                     (64 hex digits, held by the
 //!                                     container that lists them)

@@ -452,13 +452,24 @@ impl Env {
             left.push(format!("network: {}", n.name));
         }
         if self.netns.is_some() {
-            let links = self.in_ns(&["ip", "-o", "link"]);
-            for l in String::from_utf8_lossy(&links.stdout).lines() {
-                let name = l.split(':').nth(1).unwrap_or("").trim();
-                if name != "lo" {
-                    left.push(format!("link: {l}"));
+            // A removed container's veth pair dies with its network
+            // namespace, in the kernel's cleanup worker, a few milliseconds
+            // after berth returns: it is given 2 s to go, and reported if it
+            // is still there then.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let links = loop {
+                let out = self.in_ns(&["ip", "-o", "link"]);
+                let links: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.split(':').nth(1).unwrap_or("").trim() != "lo")
+                    .map(str::to_owned)
+                    .collect();
+                if links.is_empty() || std::time::Instant::now() > deadline {
+                    break links;
                 }
-            }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            left.extend(links.into_iter().map(|l| format!("link: {l}")));
             let nft = self.in_ns(&["nft", "list", "tables"]);
             assert!(nft.status.success(), "precondition: nft list tables");
             for l in String::from_utf8_lossy(&nft.stdout).lines() {
