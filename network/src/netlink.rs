@@ -222,6 +222,14 @@ impl Netlink {
         self.change(RouteNetlinkMessage::SetLink(msg), 0)
     }
 
+    /// [`Netlink::set_no_ipv6_addresses`] for the link called `name`.
+    pub fn set_no_ipv6_addresses_by_name(&mut self, name: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.attributes.push(no_ipv6_addresses());
+        self.change(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
     /// Set a link up, optionally enslaving it to `controller` in the same request.
     pub fn set_up(&mut self, index: u32, controller: Option<u32>) -> io::Result<()> {
         let mut msg = LinkMessage::default();
