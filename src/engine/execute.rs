@@ -687,6 +687,24 @@ pub(super) fn create_in(
     inherit: Option<&Inherit<'_>>,
 ) -> Result<()> {
     let dir = paths.container(id);
+    // The network namespace and attachments the container will hold, in
+    // its first record: teardown undoes what exists of them (a missing
+    // namespace or lease is not an error), so nothing more need be saved
+    // before they are made. Each rewrite of the record is an inode
+    // allocated and one freed, which on a busy ext4 costs more than
+    // everything else a create does.
+    let (own_netns, networks_of) = match svc.network_mode.as_str() {
+        "none" => (true, Vec::new()),
+        "bridge" => (true, vec![net::DEFAULT_BRIDGE.to_owned()]),
+        "" | "default" => (
+            true,
+            svc.networks_by_priority()
+                .iter()
+                .map(|k| net::network_name(project, k))
+                .collect(),
+        ),
+        _ => (false, Vec::new()),
+    };
     let mut record = ContainerRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -710,8 +728,8 @@ pub(super) fn create_in(
         healthcheck: health_spec(svc),
         restart_on_unhealthy: restart_on_unhealthy(svc),
         ports: Vec::new(),
-        networks: Vec::new(),
-        own_netns: false,
+        networks: networks_of,
+        own_netns,
         rootfs_mounted: true,
         anonymous_volumes: BTreeMap::new(),
         pre_stop: svc.pre_stop.clone(),
@@ -741,7 +759,6 @@ pub(super) fn create_in(
     for d in ["rootfs", "upper", "work"] {
         fs_err::create_dir_all(dir.join(d))?;
     }
-    record.save(paths)?;
     mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
     let image_volumes = mount_image_volumes(paths, &store, svc, &mut record)?;
 
@@ -750,12 +767,7 @@ pub(super) fn create_in(
     let mut attached = None;
     let netns = match svc.network_mode.as_str() {
         "host" => NetNs::Host,
-        "none" => {
-            let p = networks.create_netns(id)?;
-            record.own_netns = true;
-            record.save(paths)?;
-            NetNs::Path(p)
-        }
+        "none" => NetNs::Path(networks.create_netns(id)?),
         m if m.starts_with("service:") || m.starts_with("container:") => {
             let target = m.split_once(':').map_or("", |x| x.1);
             let other = state::project_containers(paths, &project.name)?
@@ -770,10 +782,6 @@ pub(super) fn create_in(
         }
         "bridge" => {
             let p = networks.create_netns(id)?;
-            record.own_netns = true;
-            record.networks = vec![net::DEFAULT_BRIDGE.to_owned()];
-            // Saved before attaching, so a failure is undone by teardown.
-            record.save(paths)?;
             let a = net::attach_default_bridge(paths, project, svc, id, name, &p)?;
             record.ports = a
                 .attachments
@@ -785,14 +793,6 @@ pub(super) fn create_in(
         }
         "" | "default" => {
             let p = networks.create_netns(id)?;
-            record.own_netns = true;
-            record.networks = svc
-                .networks_by_priority()
-                .iter()
-                .map(|k| net::network_name(project, k))
-                .collect();
-            // Saved before attaching, so a failure is undone by teardown.
-            record.save(paths)?;
             let hostname = if svc.hostname.is_empty() {
                 &id[..12]
             } else {
@@ -1023,8 +1023,9 @@ pub(super) fn create_in(
     record.mounts = mounts;
     let hash = service_hash(&resolved_refs(paths, &project.name, svc)?)?;
     record.labels = naming::container_labels(project, svc, number, oneoff, &hash, Some(&image_id));
+    // No state.json yet: a missing one reads as `created` (the default
+    // RunState), and the monitor writes the first.
     record.save(paths)?;
-    RunState::default().save(paths, id)?;
     Ok(())
 }
 

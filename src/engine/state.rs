@@ -41,8 +41,8 @@
 //!                       output waits in the pipe until a monitor drains it
 //!   stdin               FIFO: the stdin of a `stdin_open` container, which
 //!                       holds it O_RDWR (open, silent, never at EOF)
-//!   monitor.lock        flock'd by the container's monitor for its whole
-//!                       life: never two monitors for one container
+//!   (the directory itself is flock'd by the container's monitor for its
+//!   whole life: never two monitors for one container)
 //!   stop                a stop's grace period in ms (`-t`), written before
 //!                       the monitor gets its SIGTERM
 //! ```
@@ -485,6 +485,20 @@ impl Lock {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .with_context(|| format!("locking {}", path.display()))?;
         Ok(Lock { _file: file })
+    }
+
+    /// The lock on directory `dir` itself (made if missing) if nobody
+    /// holds it, `None` if somebody does: no lock file to create, which on
+    /// ext4 is an inode allocated (and one freed when the directory goes).
+    pub fn try_acquire_dir(dir: &Path) -> Result<Option<Lock>> {
+        fs_err::create_dir_all(dir)?;
+        let file =
+            std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("locking {}", dir.display())),
+        }
     }
 
     /// The lock if nobody holds it, `None` if somebody does.
