@@ -124,6 +124,7 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
         error: None,
     });
     let changed = std::sync::Condvar::new();
+    let made = Made::default();
     let worker = || loop {
         let mut w = walk.lock().unwrap_or_else(|e| e.into_inner());
         let next = loop {
@@ -146,8 +147,9 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
         w.started[i] = true;
         w.running += 1;
         drop(w);
-        let step =
-            std::panic::AssertUnwindSafe(|| run_step(paths, project, &plan.steps[i].action, opts));
+        let step = std::panic::AssertUnwindSafe(|| {
+            run_step(paths, project, &plan.steps[i].action, opts, &made)
+        });
         let result = std::panic::catch_unwind(step)
             .unwrap_or_else(|_| Err(anyhow::anyhow!("a step panicked")));
         let mut w = walk.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,7 +177,44 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
     Ok(())
 }
 
-fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOptions) -> Result<()> {
+/// The containers this walk made, by name: a later step (the start of a
+/// container made by an earlier one) finds its id here instead of reading
+/// every record of the project, which made an `up` of n services read n²
+/// records.
+#[derive(Default)]
+struct Made(std::sync::Mutex<BTreeMap<String, String>>);
+
+impl Made {
+    fn insert(&self, name: &str, id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), id.to_owned());
+    }
+
+    /// The id of the container called `name`: made by this walk, or found
+    /// among the project's records.
+    fn id(&self, paths: &Paths, project: &str, name: &str) -> Result<String> {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        match known {
+            Some(id) => Ok(id),
+            None => find_by_name(paths, project, name),
+        }
+    }
+}
+
+fn run_step(
+    paths: &Paths,
+    project: &Project,
+    action: &Action,
+    opts: &ExecOptions,
+    made: &Made,
+) -> Result<()> {
     {
         match action {
             Action::CreateNetwork { name } => {
@@ -209,7 +248,8 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
             } => {
                 let svc = &project.services[service];
                 opts.progress(&format!("Container {name}"), "Creating");
-                create_container(paths, project, svc, *number, name)?;
+                let id = create_container(paths, project, svc, *number, name)?;
+                made.insert(name, &id);
                 opts.progress(&format!("Container {name}"), "Created");
             }
             Action::Recreate {
@@ -236,6 +276,7 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                     remove_container(paths, old_id, opts.timeout)?;
                 }
                 let id = create_in_new(paths, project, svc, *number, name, Some(&inherit))?;
+                made.insert(name, &id);
                 // The old container's anonymous volumes the new one did not
                 // take (`-V`, or a mount point gone from the service) go
                 // with it: nothing could ever name them again.
@@ -253,7 +294,7 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
             Action::Start { service, name } => {
                 let svc = &project.services[service];
                 wait_dependencies(paths, project, svc, opts)?;
-                let id = find_by_name(paths, &project.name, name)?;
+                let id = made.id(paths, &project.name, name)?;
                 let run = RunState::load(paths, &id);
                 if run.effective_status() == Status::Running {
                     return Ok(());
@@ -268,7 +309,7 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
             Action::PreStart { service, name } => {
                 let svc = &project.services[service];
                 wait_dependencies(paths, project, svc, opts)?;
-                let id = find_by_name(paths, &project.name, name)?;
+                let id = made.id(paths, &project.name, name)?;
                 super::hooks::run_pre_start(paths, project, svc, &id)?;
             }
             Action::Restart {
@@ -287,7 +328,7 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                     // dependency is ours to wait for.
                     wait_condition(paths, &project.name, dependency, &d.condition, true, opts)?;
                 }
-                let id = find_by_name(paths, &project.name, name)?;
+                let id = made.id(paths, &project.name, name)?;
                 opts.progress(&format!("Container {name}"), "Restarting");
                 stop_container(paths, &id, opts.timeout)?;
                 start_container(paths, &id)?;
