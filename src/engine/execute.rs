@@ -99,6 +99,16 @@ const PARALLEL: usize = 16;
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
     reclaim_half_made(paths, &project.name)?;
+    // Each container's directories in a block group of their own (see
+    // `spread_subdirs`): its record and bundle, its monitor's FIFOs, its
+    // runtime state.
+    for dir in [
+        paths.containers(),
+        paths.run.join("containers"),
+        paths.runtime_root(),
+    ] {
+        state::spread_subdirs(&dir)?;
+    }
     if plan.steps.iter().any(|s| {
         matches!(
             s.action,
