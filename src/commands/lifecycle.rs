@@ -573,6 +573,9 @@ fn human(d: Duration) -> String {
 }
 
 pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
+    // One look at each monitor and container process, shared by adoption
+    // and the status columns.
+    let _memo = state::AliveMemo::begin();
     let project = load_existing(args)?;
     let paths = Paths::from_env();
     let containers = state::project_containers(&paths, &project.name)?;

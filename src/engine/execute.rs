@@ -1477,9 +1477,7 @@ pub fn stop_container(paths: &Paths, id: &str, timeout: Option<Duration>) -> Res
         // was killed) has written its pid file but not yet its state.
         // Only if that pid is still a monitor of this container (a stale
         // pid file may name a reused pid).
-        run.monitor_pid = std::fs::read_to_string(paths.monitor_pid(id))
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
+        run.monitor_pid = state::read_monitor_pid(paths, id)
             .filter(|pid| {
                 std::fs::read(format!("/proc/{pid}/cmdline"))
                     .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))

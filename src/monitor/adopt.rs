@@ -2,10 +2,11 @@
 //! one from the next berth command (`../DESIGN.md`, Processes: "the next
 //! `berth` command notices and repairs").
 //!
-//! A monitor removes its pid file (`$BERTH_RUN/monitors/<id>.pid`) when it
-//! ends; one that was killed leaves it naming a dead process. Finding those
-//! costs a directory read and two small reads (`/proc/<pid>/stat`) per
-//! running container, so every command can afford it. For each, if the container's state says it
+//! A monitor removes its pid link (`$BERTH_RUN/monitors/<id>.pid`, whose
+//! target is the pid) when it ends; one that was killed leaves it naming a
+//! dead process. Finding those costs a directory read, a `readlink` and
+//! one small read (`/proc/<pid>/stat`) per running container, so every
+//! command can afford it. For each, if the container's state says it
 //! runs (or was restarting or paused), a monitor is spawned in
 //! [`Mode::Adopt`](super::process::Mode::Adopt): it takes over the still
 //! running container, or applies the restart policy to one that ended
@@ -23,18 +24,31 @@ use crate::engine::state::{Paths, RunState, Status};
 /// The containers whose monitor died while they ran (or were restarting
 /// or paused). Stale pid files of containers that had ended are removed.
 pub fn orphans(paths: &Paths) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(paths.monitors()) else {
+    let dir = paths.monitors();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
+    let Ok(dirfd) = rustix::fs::open(
+        &dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let mut buf = Vec::new();
     let mut out = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".pid")) else {
             continue;
         };
-        let Some(pid) = std::fs::read_to_string(e.path())
+        let Some(pid) = rustix::fs::readlinkat(&dirfd, name.as_os_str(), std::mem::take(&mut buf))
             .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
+            .and_then(|target| {
+                let pid = target.to_str().ok()?.parse::<i32>().ok();
+                buf = target.into_bytes();
+                pid
+            })
         else {
             continue;
         };

@@ -114,7 +114,7 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
     };
     let record = ContainerRecord::load(paths, id)?;
     let pid_file = paths.monitor_pid(id);
-    crate::engine::state::write_atomic(&pid_file, std::process::id().to_string().as_bytes())?;
+    crate::engine::state::symlink_atomic(&std::process::id().to_string(), &pid_file)?;
 
     let mut mask = SigSet::empty();
     for s in [
