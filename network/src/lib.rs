@@ -923,11 +923,15 @@ impl Networks {
         // A bridge port needs no IPv6 of its own; without it the port sends
         // no DAD, MLD or router solicitation, which the bridge would flood to
         // every other container on each attach. (addrgenmode cannot be given
-        // at veth creation: EAFNOSUPPORT.) Hosts without IPv6 lack the file.
-        let _ = write_sysctl(
-            &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", a.host_ifname),
-            "1",
-        );
+        // at veth creation: EAFNOSUPPORT.) Not the `disable_ipv6` sysctl: its
+        // handler only try-locks RTNL and restarts the write while another
+        // attach holds it, so parallel attaches spun on it (6.5% of an
+        // `up`'s CPU); this request waits for RTNL like any other. Hosts
+        // without IPv6 refuse it, which is fine.
+        match nl.set_no_ipv6_addresses_by_name(&a.host_ifname) {
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
+            r => r.map_err(NetworkError::netlink("set addrgenmode", &a.host_ifname))?,
+        }
         nl.set_up_by_name(&a.host_ifname)
             .map_err(NetworkError::netlink("set up", &a.host_ifname))?;
 

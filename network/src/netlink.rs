@@ -71,6 +71,28 @@ impl Netlink {
         message: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut answers = Vec::new();
+        self.exchange(message, flags, |bytes| {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            if let NetlinkPayload::InnerMessage(m) = m.payload {
+                answers.push(m);
+            }
+            Ok(())
+        })?;
+        Ok(answers)
+    }
+
+    /// Send one request and hand each answer message (header included) to
+    /// `answer`, until the ACK (for changes) or `NLMSG_DONE` (for dumps).
+    /// A NACK becomes the kernel's errno. Only the netlink header is decoded
+    /// here, so a caller may read what it needs of the answers itself.
+    fn exchange(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+        mut answer: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
@@ -81,49 +103,64 @@ impl Netlink {
         packet.serialize(&mut out);
         self.socket.send(&out, 0)?;
 
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut answers = Vec::new();
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
         loop {
             self.buf.clear();
             let n = self.socket.recv(&mut self.buf, 0)?;
             if n > self.buf.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "netlink answer truncated",
-                ));
+                return Err(invalid("netlink answer truncated"));
             }
             let mut offset = 0;
-            while offset < n {
-                let reply =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..n])
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = reply.header.length as usize;
+            while offset + NLMSG_HDRLEN <= n {
+                let m = &self.buf[offset..n];
+                let len = u32_at(m, 0) as usize;
                 if len == 0 {
                     break;
                 }
+                if len < NLMSG_HDRLEN || len > m.len() {
+                    return Err(invalid("netlink message length out of bounds"));
+                }
                 offset += (len + 3) & !3;
-                if reply.header.sequence_number != self.seq {
+                let kind = u16::from_ne_bytes([m[4], m[5]]);
+                if u32_at(m, 8) != self.seq {
                     continue;
                 }
-                match reply.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(answers),
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                match kind {
+                    NLMSG_ERROR => {
+                        if len < NLMSG_HDRLEN + 4 {
+                            return Err(invalid("netlink error message too short"));
+                        }
+                        let code = i32::from_ne_bytes([m[16], m[17], m[18], m[19]]);
+                        return if code == 0 {
+                            Ok(())
+                        } else {
+                            Err(io::Error::from_raw_os_error(-code))
                         };
                     }
-                    NetlinkPayload::Done(_) => return Ok(answers),
-                    NetlinkPayload::InnerMessage(m) => {
-                        answers.push(m);
-                        if !dump {
-                            // A non-dump request answered with data still ends with an ACK.
-                            continue;
-                        }
-                    }
-                    _ => {}
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_NOOP | NLMSG_OVERRUN => {}
+                    // A non-dump request answered with data still ends with
+                    // an ACK.
+                    _ => answer(&m[..len])?,
                 }
             }
         }
+    }
+
+    /// The links a `GetLink` request answers, read straight from the wire:
+    /// only the header, name, MTU and controller. (netlink-packet-route's
+    /// parser formats every nested attribute of a bridge or an inet6
+    /// `AF_SPEC` as text whether or not it fails, which made a link lookup
+    /// cost more than the change it preceded.)
+    fn get_links(&mut self, message: LinkMessage, flags: u16) -> io::Result<Vec<Link>> {
+        let mut links = Vec::new();
+        self.exchange(RouteNetlinkMessage::GetLink(message), flags, |m| {
+            if u16::from_ne_bytes([m[4], m[5]]) == RTM_NEWLINK {
+                links.push(parse_link(&m[NLMSG_HDRLEN..])?);
+            }
+            Ok(())
+        })?;
+        Ok(links)
     }
 
     fn change(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
@@ -132,28 +169,15 @@ impl Netlink {
 
     /// All links of this namespace.
     pub fn links(&mut self) -> io::Result<Vec<Link>> {
-        let answers = self.request(
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        Ok(answers
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(l)),
-                _ => None,
-            })
-            .collect())
+        self.get_links(LinkMessage::default(), NLM_F_DUMP)
     }
 
     /// The link called `name`, or `None`.
     pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        match self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_ACK) {
-            Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(l)),
-                _ => None,
-            })),
+        match self.get_links(msg, NLM_F_ACK) {
+            Ok(links) => Ok(links.into_iter().next()),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -218,6 +242,14 @@ impl Netlink {
     pub fn set_no_ipv6_addresses(&mut self, index: u32) -> io::Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
+        msg.attributes.push(no_ipv6_addresses());
+        self.change(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// [`Netlink::set_no_ipv6_addresses`] for the link called `name`.
+    pub fn set_no_ipv6_addresses_by_name(&mut self, name: &str) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
         msg.attributes.push(no_ipv6_addresses());
         self.change(RouteNetlinkMessage::SetLink(msg), 0)
     }
@@ -411,21 +443,122 @@ fn no_ipv6_addresses() -> LinkAttribute {
     )])])
 }
 
-fn to_link(l: LinkMessage) -> Link {
+/// Netlink's fixed header: length, type, flags, sequence number, port id.
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+const RTM_NEWLINK: u16 = 16;
+/// `struct ifinfomsg`: family, pad, type, index, flags, change mask.
+const IFINFOMSG_LEN: usize = 16;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
+const IFF_UP: u32 = 1;
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// A link from an `RTM_NEWLINK` payload (`ifinfomsg` and its attributes,
+/// rtnetlink(7)); attributes other than the name, MTU and controller are
+/// skipped unread.
+fn parse_link(p: &[u8]) -> io::Result<Link> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    if p.len() < IFINFOMSG_LEN {
+        return Err(invalid("link message too short"));
+    }
     let mut link = Link {
-        index: l.header.index,
+        index: u32_at(p, 4),
         name: String::new(),
         mtu: 0,
         controller: None,
-        up: l.header.flags.contains(LinkFlags::Up),
+        up: u32_at(p, 8) & IFF_UP != 0,
     };
-    for at in l.attributes {
-        match at {
-            LinkAttribute::IfName(n) => link.name = n,
-            LinkAttribute::Mtu(m) => link.mtu = m,
-            LinkAttribute::Controller(c) => link.controller = Some(c),
+    let mut at = IFINFOMSG_LEN;
+    while at + 4 <= p.len() {
+        let len = u16::from_ne_bytes([p[at], p[at + 1]]) as usize;
+        // The top two bits are NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+        let kind = u16::from_ne_bytes([p[at + 2], p[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > p.len() {
+            return Err(invalid("link attribute length out of bounds"));
+        }
+        let data = &p[at + 4..at + len];
+        match kind {
+            IFLA_IFNAME => {
+                let name = data.split(|b| *b == 0).next().unwrap_or_default();
+                link.name = String::from_utf8_lossy(name).into_owned();
+            }
+            IFLA_MTU if data.len() >= 4 => link.mtu = u32_at(data, 0),
+            IFLA_MASTER if data.len() >= 4 => link.controller = Some(u32_at(data, 0)),
             _ => {}
         }
+        at += (len + 3) & !3;
     }
-    link
+    Ok(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload (after the netlink header) of `msg` as the kernel would
+    /// send it.
+    fn wire(msg: LinkMessage) -> Vec<u8> {
+        let mut packet = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(msg)),
+        );
+        packet.finalize();
+        let mut out = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut out);
+        out.split_off(NLMSG_HDRLEN)
+    }
+
+    /// What `parse_link` reads of a link message is what
+    /// netlink-packet-route reads of the same bytes, nested attributes
+    /// (link info, `AF_SPEC`) skipped.
+    #[test]
+    fn a_link_is_read_from_the_wire_as_the_full_parser_reads_it() {
+        let mut msg = LinkMessage::default();
+        msg.header.index = 42;
+        msg.header.flags = LinkFlags::Up | LinkFlags::Broadcast;
+        msg.attributes
+            .push(LinkAttribute::IfName("br-0123456789a".into()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![
+                InfoBridge::StpState(0),
+                InfoBridge::ForwardDelay(1500),
+            ])),
+        ]));
+        msg.attributes.push(LinkAttribute::Mtu(1450));
+        msg.attributes.push(no_ipv6_addresses());
+        msg.attributes.push(LinkAttribute::Controller(7));
+        let link = parse_link(&wire(msg)).unwrap();
+        assert_eq!(
+            (
+                link.index,
+                link.name.as_str(),
+                link.mtu,
+                link.controller,
+                link.up
+            ),
+            (42, "br-0123456789a", 1450, Some(7), true)
+        );
+        let mut down = LinkMessage::default();
+        down.header.index = 1;
+        down.attributes.push(LinkAttribute::IfName("lo".into()));
+        let bytes = wire(down);
+        let link = parse_link(&bytes).unwrap();
+        assert_eq!(
+            (link.name.as_str(), link.up, link.controller),
+            ("lo", false, None)
+        );
+        // A truncated attribute is an error, not a wrong answer ("lo\0"
+        // is 7 bytes with its header, padded to 8: cut into the name).
+        assert!(parse_link(&bytes[..bytes.len() - 1]).is_ok());
+        assert!(parse_link(&bytes[..bytes.len() - 2]).is_err());
+    }
 }

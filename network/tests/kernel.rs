@@ -101,6 +101,30 @@ fn two_containers_reach_each_other_on_one_network() {
     });
 }
 
+/// A bridge port (the host end of a container's veth) and an IPv4-only
+/// container end get no IPv6 address of their own, so attaching one sends
+/// no DAD or router solicitation for the bridge to flood to every other
+/// container.
+#[test]
+fn bridge_ports_get_no_ipv6_addresses() {
+    let w = World::new("nov6");
+    let c1 = TestNs::new("c1");
+    w.run(|nets| {
+        nets.ensure(&net("proj_default")).unwrap();
+        let a = attach(nets, "proj_default", &c1, "c1");
+        // Both ends are up, so the kernel would have given the host end a
+        // link-local address by now (at carrier on) without addrgenmode none.
+        let link = sh_ok("ip", &["-d", "-o", "link", "show", &a.host_ifname]);
+        assert!(link.contains("state UP"), "{link}");
+        assert!(link.contains("addrgenmode none"), "{link}");
+        let v6 = sh_ok("ip", &["-6", "-o", "addr", "show", "dev", &a.host_ifname]);
+        assert_eq!(v6.trim(), "", "host end has IPv6 addresses");
+        let inner = c1.exec_ok(&["ip", "-6", "-o", "addr", "show", "dev", "eth0"]);
+        assert_eq!(inner.trim(), "", "container end has IPv6 addresses");
+        nets.remove("proj_default").unwrap();
+    });
+}
+
 #[test]
 fn nothing_crosses_two_networks() {
     let w = World::new("two");

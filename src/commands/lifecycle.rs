@@ -1511,7 +1511,7 @@ pub fn run(args: &ProjectArgs, a: RunArgs) -> Result<u8> {
     let pull_flag = a.pull.as_deref().filter(|p| *p != "policy");
     crate::engine::pull::pull_images(&paths, &only, pull_flag, &pull_opts)?;
     execute::preflight(&paths, &one, &check)?;
-    let (id, name) = execute::create_oneoff(&paths, &one, &svc, a.rm && !a.detach)?;
+    let (id, name) = execute::create_oneoff(&paths, &one, &svc)?;
     if a.detach {
         execute::start_container(&paths, &id)?;
         println!("{name}");

@@ -99,6 +99,16 @@ const PARALLEL: usize = 16;
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
     reclaim_half_made(paths, &project.name)?;
+    // Each container's directories in a block group of their own (see
+    // `spread_subdirs`): its record and bundle, its monitor's FIFOs, its
+    // runtime state.
+    for dir in [
+        paths.containers(),
+        paths.run.join("containers"),
+        paths.runtime_root(),
+    ] {
+        state::spread_subdirs(&dir)?;
+    }
     if plan.steps.iter().any(|s| {
         matches!(
             s.action,
@@ -124,6 +134,7 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
         error: None,
     });
     let changed = std::sync::Condvar::new();
+    let made = Made::default();
     let worker = || loop {
         let mut w = walk.lock().unwrap_or_else(|e| e.into_inner());
         let next = loop {
@@ -146,8 +157,9 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
         w.started[i] = true;
         w.running += 1;
         drop(w);
-        let step =
-            std::panic::AssertUnwindSafe(|| run_step(paths, project, &plan.steps[i].action, opts));
+        let step = std::panic::AssertUnwindSafe(|| {
+            run_step(paths, project, &plan.steps[i].action, opts, &made)
+        });
         let result = std::panic::catch_unwind(step)
             .unwrap_or_else(|_| Err(anyhow::anyhow!("a step panicked")));
         let mut w = walk.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,7 +187,44 @@ pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions
     Ok(())
 }
 
-fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOptions) -> Result<()> {
+/// The containers this walk made, by name: a later step (the start of a
+/// container made by an earlier one) finds its id here instead of reading
+/// every record of the project, which made an `up` of n services read n²
+/// records.
+#[derive(Default)]
+struct Made(std::sync::Mutex<BTreeMap<String, String>>);
+
+impl Made {
+    fn insert(&self, name: &str, id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), id.to_owned());
+    }
+
+    /// The id of the container called `name`: made by this walk, or found
+    /// among the project's records.
+    fn id(&self, paths: &Paths, project: &str, name: &str) -> Result<String> {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        match known {
+            Some(id) => Ok(id),
+            None => find_by_name(paths, project, name),
+        }
+    }
+}
+
+fn run_step(
+    paths: &Paths,
+    project: &Project,
+    action: &Action,
+    opts: &ExecOptions,
+    made: &Made,
+) -> Result<()> {
     {
         match action {
             Action::CreateNetwork { name } => {
@@ -209,7 +258,8 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
             } => {
                 let svc = &project.services[service];
                 opts.progress(&format!("Container {name}"), "Creating");
-                create_container(paths, project, svc, *number, name)?;
+                let id = create_container(paths, project, svc, *number, name)?;
+                made.insert(name, &id);
                 opts.progress(&format!("Container {name}"), "Created");
             }
             Action::Recreate {
@@ -236,6 +286,7 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                     remove_container(paths, old_id, opts.timeout)?;
                 }
                 let id = create_in_new(paths, project, svc, *number, name, Some(&inherit))?;
+                made.insert(name, &id);
                 // The old container's anonymous volumes the new one did not
                 // take (`-V`, or a mount point gone from the service) go
                 // with it: nothing could ever name them again.
@@ -253,7 +304,7 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
             Action::Start { service, name } => {
                 let svc = &project.services[service];
                 wait_dependencies(paths, project, svc, opts)?;
-                let id = find_by_name(paths, &project.name, name)?;
+                let id = made.id(paths, &project.name, name)?;
                 let run = RunState::load(paths, &id);
                 if run.effective_status() == Status::Running {
                     return Ok(());
@@ -268,7 +319,7 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
             Action::PreStart { service, name } => {
                 let svc = &project.services[service];
                 wait_dependencies(paths, project, svc, opts)?;
-                let id = find_by_name(paths, &project.name, name)?;
+                let id = made.id(paths, &project.name, name)?;
                 super::hooks::run_pre_start(paths, project, svc, &id)?;
             }
             Action::Restart {
@@ -287,7 +338,7 @@ fn run_step(paths: &Paths, project: &Project, action: &Action, opts: &ExecOption
                     // dependency is ours to wait for.
                     wait_condition(paths, &project.name, dependency, &d.condition, true, opts)?;
                 }
-                let id = find_by_name(paths, &project.name, name)?;
+                let id = made.id(paths, &project.name, name)?;
                 opts.progress(&format!("Container {name}"), "Restarting");
                 stop_container(paths, &id, opts.timeout)?;
                 start_container(paths, &id)?;
@@ -671,22 +722,16 @@ pub fn remove_anonymous_volumes(paths: &Paths, record: &ContainerRecord) -> Resu
 pub enum Kind {
     /// A service's container (`project-service-N`).
     Service,
-    /// A one-off (`run`), kept after it exits.
+    /// A one-off (`run`, a `pre_start` hook).
     OneOff,
-    /// A one-off removed when it exits (`run --rm`, a `pre_start` hook):
-    /// no `state.json` is written at creation (a missing one reads as
-    /// created; whoever runs it writes the next).
-    Throwaway,
 }
 
 /// Makes a one-off (`run`) container of `svc`, named
-/// `project-service-run-<id>`; returns its id and name. `remove`: it is
-/// removed when it exits (`run --rm`).
+/// `project-service-run-<id>`; returns its id and name.
 pub fn create_oneoff(
     paths: &Paths,
     project: &Project,
     svc: &Service,
-    remove: bool,
 ) -> Result<(String, String)> {
     let id = new_id()?;
     let name = if svc.container_name.is_empty() {
@@ -694,12 +739,7 @@ pub fn create_oneoff(
     } else {
         svc.container_name.clone()
     };
-    let kind = if remove {
-        Kind::Throwaway
-    } else {
-        Kind::OneOff
-    };
-    let result = create_in(paths, project, svc, 1, &name, &id, kind, None);
+    let result = create_in(paths, project, svc, 1, &name, &id, Kind::OneOff, None);
     if result.is_err() {
         let _ = teardown_new(paths, &id, None);
     } else {
@@ -1065,10 +1105,9 @@ pub(super) fn create_in(
     record.mounts = mounts;
     let hash = service_hash(&resolved_refs(paths, &project.name, svc)?)?;
     record.labels = naming::container_labels(project, svc, number, oneoff, &hash, Some(&image_id));
+    // No state.json yet: a missing one reads as `created` (the default
+    // RunState), and the monitor writes the first.
     record.save(paths)?;
-    if kind != Kind::Throwaway {
-        RunState::default().save(paths, id)?;
-    }
     Ok(())
 }
 

@@ -151,7 +151,7 @@ fn run_once(paths: &Paths, project: &Project, h: &Service) -> Result<(i32, Strin
     let id = new_id()?;
     let short: String = id.chars().take(12).collect();
     let name = format!("{}-{}-{PRE_START}-{short}", project.name, h.name);
-    let made = create_in(paths, project, h, 1, &name, &id, Kind::Throwaway, None).and_then(|()| {
+    let made = create_in(paths, project, h, 1, &name, &id, Kind::OneOff, None).and_then(|()| {
         let mut record = ContainerRecord::load(paths, &id)?;
         record
             .labels

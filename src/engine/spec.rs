@@ -673,8 +673,15 @@ pub fn container_spec(service: &Service, inputs: &SpecInputs<'_>) -> Result<Valu
         service: name.to_owned(),
         what: what.to_owned(),
     };
-    let mut spec = serde_json::to_value(berth_runtime::spec::docker_default(&["sh"]))
-        .expect("the default spec serializes");
+    // Built once per process: the default seccomp profile alone is some
+    // three hundred rules, and an `up` makes every container's spec from it.
+    static DEFAULT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let mut spec = DEFAULT
+        .get_or_init(|| {
+            serde_json::to_value(berth_runtime::spec::docker_default(&["sh"]))
+                .expect("the default spec serializes")
+        })
+        .clone();
 
     let hostname = if service.hostname.is_empty() {
         inputs.container_id.chars().take(12).collect()

@@ -334,10 +334,10 @@ pub fn run(paths: &Paths, id: &str, mode: Mode) -> Result<()> {
 /// another command adopted it first; in [`Mode::Start`] a monitor spawned
 /// by an `up` that was killed is starting it (the next `up` asks again).
 fn take_lock(paths: &Paths, id: &str, mode: Mode) -> Result<Option<Lock>> {
-    let path = paths.container_run(id).join("monitor.lock");
+    let dir = paths.container_run(id);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(lock) = Lock::try_acquire(&path)? {
+        if let Some(lock) = Lock::try_acquire_dir(&dir)? {
             return Ok(Some(lock));
         }
         if mode == Mode::Adopt {
