@@ -728,11 +728,7 @@ pub enum Kind {
 
 /// Makes a one-off (`run`) container of `svc`, named
 /// `project-service-run-<id>`; returns its id and name.
-pub fn create_oneoff(
-    paths: &Paths,
-    project: &Project,
-    svc: &Service,
-) -> Result<(String, String)> {
+pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<(String, String)> {
     let id = new_id()?;
     let name = if svc.container_name.is_empty() {
         naming::oneoff_name(project, &svc.name, &id)

@@ -207,10 +207,11 @@ fn default_log_driver() -> String {
 
 impl ContainerRecord {
     pub fn load(paths: &Paths, id: &str) -> Result<Self> {
-        let path = paths.container(id).join("container.json");
         let mut buf = Vec::new();
-        read_whole(None, &path, &mut buf).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&buf).with_context(|| format!("reading {}", path.display()))
+        let path = || paths.container(id).join("container.json");
+        read_in_container(paths, id, "container.json", &mut buf)
+            .with_context(|| format!("reading {}", path().display()))?;
+        serde_json::from_slice(&buf).with_context(|| format!("reading {}", path().display()))
     }
 
     pub fn save(&self, paths: &Paths) -> Result<()> {
@@ -297,9 +298,8 @@ pub struct RunState {
 
 impl RunState {
     pub fn load(paths: &Paths, id: &str) -> RunState {
-        let path = paths.container(id).join("state.json");
         let mut buf = Vec::new();
-        read_whole(None, &path, &mut buf)
+        read_in_container(paths, id, "state.json", &mut buf)
             .ok()
             .and_then(|()| serde_json::from_slice(&buf).ok())
             .unwrap_or_default()
@@ -409,6 +409,58 @@ impl Drop for AliveMemo {
     }
 }
 
+/// Reads `<containers>/<id>/<file>` whole into `buf`, opened relative to
+/// the containers directory, which each process opens once: a path walk of
+/// two names instead of the whole path, for `ps`'s hundreds of reads.
+pub fn read_in_container(
+    paths: &Paths,
+    id: &str,
+    file: &str,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::sync::{Arc, Mutex};
+    type Open = Vec<(PathBuf, Arc<std::os::fd::OwnedFd>)>;
+    static OPEN: Mutex<Open> = Mutex::new(Vec::new());
+    let dir = paths.containers();
+    let rel = Path::new(id).join(file);
+    let held = {
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        match open.iter().find(|(p, _)| *p == dir) {
+            Some((_, fd)) => Some(fd.clone()),
+            None => rustix::fs::open(
+                &dir,
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok()
+            .map(|fd| {
+                let fd = Arc::new(fd);
+                open.push((dir.clone(), fd.clone()));
+                fd
+            }),
+        }
+    };
+    let Some(fd) = held else {
+        return read_whole(None, &dir.join(rel), buf);
+    };
+    match read_whole(Some(&fd), &rel, buf) {
+        // The directory held may have been removed (and made again): then
+        // the path is asked, and the next read opens the new one.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && rustix::fs::fstat(&*fd).is_ok_and(|st| st.st_nlink == 0) =>
+        {
+            let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+            open.retain(|(p, _)| *p != dir);
+            drop(open);
+            read_whole(None, &dir.join(rel), buf)
+        }
+        r => r,
+    }
+}
+
 /// Reads a small file whole into `buf` (cleared first): one open, one
 /// read for a file under 8 KiB, one close — without the stat and seek `std::fs::read`
 /// makes to size its buffer, which for the hundreds of records `ps` reads
@@ -489,13 +541,6 @@ pub fn all_containers(paths: &Paths) -> Result<Vec<ContainerRecord>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
-    // Records are opened relative to the directory, into one buffer.
-    let dirfd = rustix::fs::open(
-        &dir,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .with_context(|| format!("opening {}", dir.display()))?;
     let mut buf = Vec::new();
     let mut out = Vec::new();
     for e in entries {
@@ -506,8 +551,7 @@ pub fn all_containers(paths: &Paths) -> Result<Vec<ContainerRecord>> {
         }
         // A container half-made by a killed `up` has no record yet: it is
         // cleaned by the next `up`/`down` of its project through `orphans`.
-        let record = Path::new(&id).join("container.json");
-        if read_whole(Some(&dirfd), &record, &mut buf).is_ok() {
+        if read_in_container(paths, &id, "container.json", &mut buf).is_ok() {
             if let Ok(r) = serde_json::from_slice::<ContainerRecord>(&buf) {
                 out.push(r);
             }
@@ -680,7 +724,10 @@ impl Lock {
 
 #[cfg(test)]
 mod tests {
-    use super::{abandoned_staging, alive, alive_by_stat, spread_subdirs, AliveMemo, Paths};
+    use super::{
+        abandoned_staging, alive, alive_by_stat, read_in_container, spread_subdirs, AliveMemo,
+        Paths,
+    };
 
     /// On ext4 (where berth's state lives on this host: the test's temp
     /// dir) the containers' parent gets the top-directory flag, once.
@@ -726,6 +773,36 @@ mod tests {
         std::fs::create_dir_all(dirs.join("abc")).unwrap();
         let found = abandoned_staging(&paths);
         assert_eq!(found, vec![dirs.join(format!(".new-{:064x}-{dead}", 7))]);
+    }
+
+    #[test]
+    fn container_files_are_read_through_a_held_directory_even_once_it_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            root: tmp.path().join("root"),
+            run: tmp.path().join("run"),
+        };
+        let write = |text: &str| {
+            let d = paths.container("c1");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("state.json"), text).unwrap();
+        };
+        let mut buf = Vec::new();
+        write("one");
+        read_in_container(&paths, "c1", "state.json", &mut buf).unwrap();
+        assert_eq!(buf, b"one");
+        let missing = read_in_container(&paths, "c2", "state.json", &mut buf).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        // The containers directory removed and made again.
+        std::fs::remove_dir_all(paths.containers()).unwrap();
+        write("two");
+        read_in_container(&paths, "c1", "state.json", &mut buf).unwrap();
+        assert_eq!(buf, b"two");
+        // A file larger than the first read.
+        let big = "x".repeat(20_000);
+        write(&big);
+        read_in_container(&paths, "c1", "state.json", &mut buf).unwrap();
+        assert_eq!(buf, big.as_bytes());
     }
 
     #[test]
