@@ -119,7 +119,11 @@ esac
             .spawn()
             .unwrap();
         if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+            // berth may refuse and exit before it reads its input.
+            match child.stdin.take().unwrap().write_all(s.as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                r => r.unwrap(),
+            }
         }
         drop(child.stdin.take());
         child.wait_with_output().unwrap()
