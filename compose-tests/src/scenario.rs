@@ -1321,11 +1321,22 @@ impl<'w> Run<'w> {
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default()
         };
-        for l in ns(&["ip", "-o", "link", "show"]).lines() {
-            let name = l.split(':').nth(1).unwrap_or_default().trim();
-            if !name.is_empty() && name != "lo" {
-                left.push(format!("link {}", name.split('@').next().unwrap_or(name)));
+        // A removed container's veth pair dies with its network namespace,
+        // in the kernel's cleanup worker, a little after berth returns (more
+        // under load): it is given 2 s to go, and reported if still there.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let links: Vec<String> = ns(&["ip", "-o", "link", "show"])
+                .lines()
+                .map(|l| l.split(':').nth(1).unwrap_or_default().trim().to_owned())
+                .filter(|name| !name.is_empty() && name != "lo")
+                .map(|name| format!("link {}", name.split('@').next().unwrap_or(&name)))
+                .collect();
+            if links.is_empty() || std::time::Instant::now() > deadline {
+                left.extend(links);
+                break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // An empty table or chain is not a leftover; a rule is.
         let rules = ns(&["nft", "list", "ruleset"]);
