@@ -605,15 +605,7 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
         }
     }
     let mut rows = Vec::new();
-    let selected: Vec<&ContainerRecord> = select(&containers, &ps.services).collect();
-    // Each container's state and status (a file and a look at its
-    // monitor), over the cores.
-    let states = state::par_map(&selected, |c| {
-        let run = RunState::load(&paths, &c.id);
-        let status = run.effective_status();
-        (run, status)
-    });
-    for (c, (run, status)) in selected.into_iter().zip(states) {
+    for c in select(&containers, &ps.services) {
         if let Some(src) = &source {
             let built = project
                 .services
@@ -623,6 +615,8 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
                 continue;
             }
         }
+        let run = RunState::load(&paths, &c.id);
+        let status = run.effective_status();
         if !ps.all
             && statuses.is_empty()
             && status != Status::Running

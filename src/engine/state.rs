@@ -345,14 +345,8 @@ pub fn alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    let memo = ALIVE_MEMO.with(|m| m.borrow().clone());
-    let seen = |m: &Memo| {
-        m.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&pid)
-            .copied()
-    };
-    if let Some(known) = memo.as_ref().and_then(seen) {
+    if let Some(known) = ALIVE_MEMO.with(|m| m.borrow().as_ref().and_then(|m| m.get(&pid).copied()))
+    {
         return known;
     }
     let yes = match rustix::fs::readlink(format!("/proc/{pid}/exe"), Vec::new()) {
@@ -362,9 +356,11 @@ pub fn alive(pid: i32) -> bool {
         // trace, such as a non-dumpable one): its state letter says.
         Err(_) => alive_by_stat(pid),
     };
-    if let Some(m) = memo {
-        m.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, yes);
-    }
+    ALIVE_MEMO.with(|m| {
+        if let Some(m) = m.borrow_mut().as_mut() {
+            m.insert(pid, yes);
+        }
+    });
     yes
 }
 
@@ -389,17 +385,15 @@ fn alive_by_stat(pid: i32) -> bool {
     }
 }
 
-type Memo = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i32, bool>>>;
-
 thread_local! {
-    static ALIVE_MEMO: std::cell::RefCell<Option<Memo>> = const { std::cell::RefCell::new(None) };
+    static ALIVE_MEMO: std::cell::RefCell<Option<std::collections::HashMap<i32, bool>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
-/// While it lives, [`alive`] answers each pid from its first look, on
-/// this thread and the [`par_map`] workers it starts. For a command that
-/// reports a moment's state, such as `ps`, which asks about the same
-/// monitor up to three times (adoption, status, status text); never for
-/// one that waits for a change.
+/// While it lives, [`alive`] answers each pid from its first look (on
+/// this thread). For a command that reports a moment's state, such as
+/// `ps`, which asks about the same monitor up to three times (adoption,
+/// status, status text); never for one that waits for a change.
 pub struct AliveMemo(());
 
 impl AliveMemo {
@@ -413,47 +407,6 @@ impl Drop for AliveMemo {
     fn drop(&mut self) {
         ALIVE_MEMO.with(|m| *m.borrow_mut() = None);
     }
-}
-
-/// `f` over `items`, in order, on up to four threads (as many as this
-/// process may run on): `ps` and the commands that read every container
-/// make hundreds of small reads and decodes, which spread over the cores.
-/// Few items stay on this thread. Workers share this thread's
-/// [`AliveMemo`].
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let cores = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_or(1, |set| {
-        (0..nix::sched::CpuSet::count())
-            .filter(|&i| set.is_set(i).unwrap_or(false))
-            .count()
-    });
-    let threads = cores.clamp(1, 4);
-    if threads < 2 || items.len() < 48 {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let memo = ALIVE_MEMO.with(|m| m.borrow().clone());
-    let f = &f;
-    std::thread::scope(|s| {
-        let workers: Vec<_> = items
-            .chunks(chunk)
-            .skip(1)
-            .map(|part| {
-                let memo = memo.clone();
-                s.spawn(move || {
-                    ALIVE_MEMO.with(|m| *m.borrow_mut() = memo);
-                    part.iter().map(f).collect::<Vec<R>>()
-                })
-            })
-            .collect();
-        let mut out: Vec<R> = items[..chunk].iter().map(f).collect();
-        for w in workers {
-            match w.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
 }
 
 /// Reads `<containers>/<id>/<file>` whole into `buf`, opened relative to
@@ -587,23 +540,22 @@ pub fn all_containers(paths: &Paths) -> Result<Vec<ContainerRecord>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
-    let mut ids = Vec::new();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
     for e in entries {
-        let id = e?.file_name().to_string_lossy().into_owned();
-        if !id.starts_with('.') {
-            ids.push(id);
+        let e = e?;
+        let id = e.file_name().to_string_lossy().into_owned();
+        if id.starts_with('.') {
+            continue;
+        }
+        // A container half-made by a killed `up` has no record yet: it is
+        // cleaned by the next `up`/`down` of its project through `orphans`.
+        if read_in_container(paths, &id, "container.json", &mut buf).is_ok() {
+            if let Ok(r) = serde_json::from_slice::<ContainerRecord>(&buf) {
+                out.push(r);
+            }
         }
     }
-    // A container half-made by a killed `up` has no record yet: it is
-    // cleaned by the next `up`/`down` of its project through `orphans`.
-    let mut out: Vec<ContainerRecord> = par_map(&ids, |id| {
-        let mut buf = Vec::new();
-        read_in_container(paths, id, "container.json", &mut buf).ok()?;
-        serde_json::from_slice(&buf).ok()
-    })
-    .into_iter()
-    .flatten()
-    .collect();
     out.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
     Ok(out)
 }
@@ -850,38 +802,6 @@ mod tests {
         write(&big);
         read_in_container(&paths, "c1", "state.json", &mut buf).unwrap();
         assert_eq!(buf, big.as_bytes());
-    }
-
-    #[test]
-    fn par_map_keeps_order_and_shares_the_memo() {
-        let items: Vec<u32> = (0..500).collect();
-        let main = std::thread::current().id();
-        let out = super::par_map(&items, |i| (i * 2, std::thread::current().id() != main));
-        assert_eq!(
-            out.iter().map(|o| o.0).collect::<Vec<_>>(),
-            (0..500).map(|i| i * 2).collect::<Vec<_>>()
-        );
-        let cores = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
-        if (0..nix::sched::CpuSet::count())
-            .filter(|&i| cores.is_set(i).unwrap())
-            .count()
-            > 1
-        {
-            assert!(out.iter().any(|o| o.1), "no worker thread ran");
-        }
-        assert_eq!(super::par_map(&items[..3], |i| *i), vec![0, 1, 2]);
-        // A worker's first look is the memo's answer here.
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        let _memo = AliveMemo::begin();
-        let pids = vec![pid; 100];
-        assert!(super::par_map(&pids, |p| alive(*p)).iter().all(|a| *a));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(alive(pid), "answered from the workers' look");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! An entry's name is a digest of everything a load starts from: the
 //! berth executable (a rebuilt berth never reads an older berth's entry),
 //! each compose file's path and content, the project directory, the whole
-//! interpolation environment (the process's and the `.env` file's), the
+//! interpolation environment (the process's and the `.env` file's; but for
+//! a few variables shells and benchmark tools change on every command,
+//! which count only when a compose file names them, see [`VOLATILE`]), the
 //! explicit project name and the load options. Inside, next to the
 //! project, is what the load saw besides (see [`super::inputs`]): the
 //! files `include`, `extends`, `env_file` and `label_file` read, the paths
@@ -31,27 +33,68 @@ use super::project::{Config, FileObject, Model, Network, Project, Secret, Servic
 /// How many entries the directory keeps (the oldest go first).
 const KEEP: usize = 32;
 
+/// Variables a shell or a benchmark tool changes between commands
+/// (`$_` is the last command's path, hyperfine sets a random offset per
+/// run): left out of an entry's name unless a compose file names them, so
+/// they do not turn every command into a miss.
+const VOLATILE: &[&str] = &[
+    "_",
+    "SHLVL",
+    "OLDPWD",
+    "HYPERFINE_RANDOMIZED_ENVIRONMENT_OFFSET",
+];
+
 /// [`load::load`], through the cache in `dir`.
 pub fn load(details: &ConfigDetails, opts: &LoadOptions, dir: &Path) -> Result<Project, LoadError> {
-    let Some(key) = key(details, opts) else {
+    let left_out: Vec<&str> = VOLATILE
+        .iter()
+        .copied()
+        .filter(|v| !details.files.iter().any(|f| mentions(&f.content, v)))
+        .collect();
+    let Some(key) = key(details, opts, &left_out) else {
         return load::load(details, opts);
     };
     let path = dir.join(format!("{key}.json"));
-    if let Some(p) = hit(&path) {
+    if let Some(mut p) = hit(&path) {
+        // The project's environment is the one it was loaded with: the
+        // variables left out of the name take their values of now.
+        for v in &left_out {
+            match details.environment.get(*v) {
+                Some(value) => p.environment.insert((*v).to_owned(), value.clone()),
+                None => p.environment.remove(*v),
+            };
+        }
         return Ok(p);
     }
     let recording = Recording::begin();
     let project = load::load(details, opts)?;
     let seen = recording.finish();
-    if let Err(e) = store(dir, &path, &project, seen) {
-        tracing::debug!(error = %format!("{e:#}"), "keeping a loaded project in the cache");
+    // A file read besides that names a variable left out: not kept.
+    let named_elsewhere = seen.iter().any(|s| match s {
+        Seen::Bytes { path, .. } => {
+            std::fs::read_to_string(path).map_or(true, |t| left_out.iter().any(|v| mentions(&t, v)))
+        }
+        _ => false,
+    });
+    if !named_elsewhere {
+        if let Err(e) = store(dir, &path, &project, seen) {
+            tracing::debug!(error = %format!("{e:#}"), "keeping a loaded project in the cache");
+        }
     }
     Ok(project)
 }
 
+/// Whether `text` has `name` as a whole word (not inside a longer name).
+fn mentions(text: &str, name: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    text.match_indices(name).any(|(i, _)| {
+        !word(text[..i].chars().next_back()) && !word(text[i + name.len()..].chars().next())
+    })
+}
+
 /// The entry's name, `None` when there is nothing stable to name it by
 /// (standard input, or berth's own executable cannot be looked at).
-fn key(details: &ConfigDetails, opts: &LoadOptions) -> Option<String> {
+fn key(details: &ConfigDetails, opts: &LoadOptions, left_out: &[&str]) -> Option<String> {
     if details.files.iter().any(|f| f.path.as_os_str() == "-") {
         return None;
     }
@@ -72,7 +115,11 @@ fn key(details: &ConfigDetails, opts: &LoadOptions) -> Option<String> {
     );
     // Debug forms are deterministic for these (ordered maps, vectors,
     // strings), and name every field, so a new field changes the key.
-    h.update(format!("{details:?}\0{opts:?}").as_bytes());
+    let mut named = details.clone();
+    named
+        .environment
+        .retain(|k, _| !left_out.contains(&k.as_str()));
+    h.update(format!("{named:?}\0{opts:?}").as_bytes());
     Some(hex::encode(h.finalize()))
 }
 
@@ -427,6 +474,47 @@ mod tests {
     }
 
     #[test]
+    fn volatile_variables_do_not_name_an_entry_unless_a_file_names_them() {
+        assert!(mentions("a: ${_}", "_"));
+        assert!(mentions("environment: [SHLVL]", "SHLVL"));
+        assert!(!mentions("image: my_app", "_"));
+        assert!(!mentions("x: $SHLVLX", "SHLVL"));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        let y = "services:\n  a:\n    image: a\n";
+        let opts = LoadOptions::default();
+        let d1 = details(tmp.path(), &[("compose.yaml", y)], &[("_", "/bin/one")]);
+        let d2 = details(tmp.path(), &[("compose.yaml", y)], &[("_", "/bin/two")]);
+        assert_eq!(load(&d1, &opts, &dir).unwrap().environment["_"], "/bin/one");
+        // The same entry, with the environment of now.
+        let p2 = load(&d2, &opts, &dir).unwrap();
+        assert_eq!(p2.environment["_"], "/bin/two");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        assert_eq!(p2, load::load(&d2, &opts).unwrap());
+        // A file that names one: its value names the entry.
+        let y = "services:\n  a:\n    image: a\n    environment: [SHLVL]\n";
+        let s1 = details(tmp.path(), &[("compose.yaml", y)], &[("SHLVL", "1")]);
+        let s2 = details(tmp.path(), &[("compose.yaml", y)], &[("SHLVL", "2")]);
+        let env = |p: Project| p.services["a"].environment["SHLVL"].clone();
+        assert_eq!(env(load(&s1, &opts, &dir).unwrap()), Some("1".to_owned()));
+        assert_eq!(env(load(&s2, &opts, &dir).unwrap()), Some("2".to_owned()));
+        // An included file that names one: never kept.
+        std::fs::write(
+            tmp.path().join("inc.yaml"),
+            "services:\n  b:\n    image: b\n    environment: [OLDPWD]\n",
+        )
+        .unwrap();
+        let y = "include: [inc.yaml]\nservices:\n  a:\n    image: a\n";
+        let before = std::fs::read_dir(&dir).unwrap().count();
+        let o1 = details(tmp.path(), &[("compose.yaml", y)], &[("OLDPWD", "/x")]);
+        let o2 = details(tmp.path(), &[("compose.yaml", y)], &[("OLDPWD", "/y")]);
+        let env = |p: Project| p.services["b"].environment["OLDPWD"].clone();
+        assert_eq!(env(load(&o1, &opts, &dir).unwrap()), Some("/x".to_owned()));
+        assert_eq!(env(load(&o2, &opts, &dir).unwrap()), Some("/y".to_owned()));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before);
+    }
+
+    #[test]
     fn a_hit_is_the_same_project_and_any_change_is_a_miss() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("cache");
@@ -450,7 +538,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
-        let path = dir.join(format!("{}.json", key(&d, &opts).unwrap()));
+        let path = dir.join(format!("{}.json", key(&d, &opts, VOLATILE).unwrap()));
         assert_eq!(mode(&path), 0o600);
         assert_eq!(hit(&path).as_ref(), Some(&first), "a hit");
         assert_eq!(load(&d, &opts, &dir).unwrap(), first);

@@ -35,29 +35,37 @@ pub fn orphans(paths: &Paths) -> Vec<String> {
     ) else {
         return Vec::new();
     };
-    let names: Vec<std::ffi::OsString> = entries.flatten().map(|e| e.file_name()).collect();
-    // The monitors whose pid is dead: a readlink and a look in /proc each,
-    // spread over the cores.
-    let dead = crate::engine::state::par_map(&names, |name| {
-        let id = name.to_str()?.strip_suffix(".pid")?;
-        let target = rustix::fs::readlinkat(&dirfd, name.as_os_str(), Vec::new()).ok()?;
-        let pid = target.to_str().ok()?.parse::<i32>().ok()?;
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".pid")) else {
+            continue;
+        };
+        let Some(pid) = rustix::fs::readlinkat(&dirfd, name.as_os_str(), std::mem::take(&mut buf))
+            .ok()
+            .and_then(|target| {
+                let pid = target.to_str().ok()?.parse::<i32>().ok();
+                buf = target.into_bytes();
+                pid
+            })
+        else {
+            continue;
+        };
         // A killed monitor may linger as a zombie until its reaper (often
         // pid 1) gets to it: that counts as dead.
-        (pid <= 0 || !crate::engine::state::alive(pid)).then(|| id.to_owned())
-    });
-    let mut out = Vec::new();
-    for id in dead.into_iter().flatten() {
-        let link = paths.monitor_pid(&id);
-        if !paths.container(&id).join("container.json").exists() {
-            let _ = std::fs::remove_file(&link);
+        if pid <= 0 || crate::engine::state::alive(pid) {
             continue;
         }
-        let state = RunState::load(paths, &id);
+        if !paths.container(id).join("container.json").exists() {
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        }
+        let state = RunState::load(paths, id);
         match state.status {
-            Status::Running | Status::Restarting | Status::Paused => out.push(id),
+            Status::Running | Status::Restarting | Status::Paused => out.push(id.to_owned()),
             _ => {
-                let _ = std::fs::remove_file(&link);
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }
