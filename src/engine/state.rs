@@ -34,6 +34,9 @@
 //! $BERTH_ROOT/networks/, $BERTH_RUN/networks/   berth-network's state
 //! $BERTH_RUN/networks/netns/<id>      the container's network namespace
 //! $BERTH_RUN/dns/                     the DNS server's table, pid and locks
+//! $BERTH_RUN/cache/load/<digest>.json  loaded projects, reused while their
+//!                                     files and environment are unchanged
+//!                                     (`model::cache`; root's only)
 //! $BERTH_RUN/monitors/<id>.pid        the monitor's pid, as the target of a
 //!                                     symbolic link (one readlink, where a
 //!                                     file costs an open, reads and a
