@@ -53,8 +53,16 @@ pub fn details(settings: &ProjectSettings) -> Result<ConfigDetails> {
 
 /// Loads the project with every stage on.
 pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project> {
-    let settings = settings(args)?;
-    let details = details(&settings)?;
+    load_from(args, &settings(args)?, services)
+}
+
+/// [`load`] with the settings resolved already.
+fn load_from(
+    args: &ProjectArgs,
+    settings: &ProjectSettings,
+    services: &[String],
+) -> Result<Project> {
+    let details = details(settings)?;
     let opts = LoadOptions {
         profiles: settings.profiles.clone(),
         selected_services: services.to_vec(),
@@ -90,7 +98,8 @@ pub fn load_or_name(args: &ProjectArgs, services: &[String]) -> Result<Project> 
             settings(args)?;
             unreachable!("settings fails when no compose file is found")
         }
-        (_, false) => load(args, services),
+        // Files were found: the settings are those `load` would resolve.
+        (_, false) => load_from(args, &found, services),
     }
 }
 
