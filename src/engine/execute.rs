@@ -861,11 +861,6 @@ pub(super) fn create_in(
             // Saved before attaching, so a failure is undone by teardown.
             record.save(paths)?;
             let a = net::attach_default_bridge(paths, project, svc, id, name, &p)?;
-            record.ports = a
-                .attachments
-                .first()
-                .map(net::ports_text)
-                .unwrap_or_default();
             attached = Some(a);
             NetNs::Path(p)
         }
@@ -877,11 +872,6 @@ pub(super) fn create_in(
                 svc.hostname.as_str()
             };
             let a = net::attach(paths, project, svc, id, name, hostname, &p)?;
-            record.ports = a
-                .attachments
-                .first()
-                .map(net::ports_text)
-                .unwrap_or_default();
             attached = Some(a);
             NetNs::Path(p)
         }
@@ -890,6 +880,10 @@ pub(super) fn create_in(
             unreachable!("network_check accepts only the modes above")
         }
     };
+    // Published ports, as `ps` shows them: those of the first network.
+    if let Some(a) = attached.as_ref().and_then(|a| a.attachments.first()) {
+        record.ports = net::ports_text(a);
+    }
 
     // /etc files.
     let hostname = if svc.hostname.is_empty() {
