@@ -65,6 +65,7 @@ pub enum ListFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum RuntimeCommand {
     /// Create a container (the process waits for `start`)
     Create(CreateArgs),

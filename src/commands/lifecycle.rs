@@ -576,8 +576,9 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
     // One look at each monitor and container process, shared by adoption
     // and the status columns.
     let _memo = state::AliveMemo::begin();
-    let project = load_existing(args)?;
+    let project = project::outline_or_name(args)?;
     let paths = Paths::from_env();
+    crate::monitor::adopt::adopt_orphans(&paths);
     let containers = state::project_containers(&paths, &project.name)?;
     let mut statuses = ps.status.clone();
     let mut source: Option<String> = None;
@@ -607,11 +608,7 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
     let mut rows = Vec::new();
     for c in select(&containers, &ps.services) {
         if let Some(src) = &source {
-            let built = project
-                .services
-                .get(&c.service)
-                .is_some_and(|s| s.build.is_some());
-            if built != (src == "build") {
+            if project.built.contains(&c.service) != (src == "build") {
                 continue;
             }
         }

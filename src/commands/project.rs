@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::engine::naming::LABEL_DEPENDS_ON;
 use crate::engine::state::{self as engine_state, Paths};
+use crate::model::cache::Outline;
 use crate::model::load::{ConfigDetails, ConfigFile, LoadOptions};
 use crate::model::project::{Network, Project, Service, ServiceDependency};
 use crate::settings::{
@@ -62,14 +63,7 @@ fn load_from(
     settings: &ProjectSettings,
     services: &[String],
 ) -> Result<Project> {
-    let details = details(settings)?;
-    let opts = LoadOptions {
-        profiles: settings.profiles.clone(),
-        selected_services: services.to_vec(),
-        keep_unused_resources: args.all_resources,
-        ..LoadOptions::default()
-    };
-    let cache = Paths::from_env().run.join("cache").join("load");
+    let (details, opts, cache) = load_inputs(args, settings, services)?;
     let mut project = crate::model::cache::load(&details, &opts, &cache)?;
     // As compose: the flag, or COMPOSE_COMPATIBILITY from the environment
     // or the project's `.env`.
@@ -81,25 +75,69 @@ fn load_from(
     Ok(project)
 }
 
+/// What a load starts from: the files, the options, the cache directory.
+fn load_inputs(
+    args: &ProjectArgs,
+    settings: &ProjectSettings,
+    services: &[String],
+) -> Result<(ConfigDetails, LoadOptions, std::path::PathBuf)> {
+    let opts = LoadOptions {
+        profiles: settings.profiles.clone(),
+        selected_services: services.to_vec(),
+        keep_unused_resources: args.all_resources,
+        ..LoadOptions::default()
+    };
+    let cache = Paths::from_env().run.join("cache").join("load");
+    Ok((details(settings)?, opts, cache))
+}
+
 /// The project of a verb that acts on existing containers (`ps`, `down`,
 /// `logs`, `start`, `stop`, `restart`, `kill`, `rm`): the compose file's
 /// when one is in reach, else — given a project name (`-p` or
 /// `COMPOSE_PROJECT_NAME`) — the project its containers' records and labels
 /// describe, as docker compose's `projectOrName` does.
 pub fn load_or_name(args: &ProjectArgs, services: &[String]) -> Result<Project> {
+    match found_or_name(args)? {
+        Found::Name(paths, name, dir) => from_containers(&paths, &name, &dir),
+        Found::Files(found) => load_from(args, &found, services),
+    }
+}
+
+/// [`load_or_name`]'s project in outline, for `ps`: from a compose file
+/// the load cache answers it without decoding a service.
+pub fn outline_or_name(args: &ProjectArgs) -> Result<Outline> {
+    match found_or_name(args)? {
+        Found::Name(paths, name, dir) => Ok(Outline::of(&from_containers(&paths, &name, &dir)?)),
+        Found::Files(found) => {
+            let (details, opts, cache) = load_inputs(args, &found, &[])?;
+            Ok(crate::model::cache::outline(&details, &opts, &cache)?)
+        }
+    }
+}
+
+/// Where [`load_or_name`] takes a project from.
+enum Found {
+    /// Compose files, with the settings `load` would resolve.
+    Files(ProjectSettings),
+    /// No file, and an explicit name: the containers'.
+    Name(Paths, String, std::path::PathBuf),
+}
+
+fn found_or_name(args: &ProjectArgs) -> Result<Found> {
     let process = ProcessContext::current().context("reading the current directory")?;
     let found = settings::resolve(args, &process, false)?;
     match (&found.name, found.config.is_empty()) {
-        (ProjectNameSource::Explicit(name), true) => {
-            from_containers(&Paths::from_env(), name, &found.working_dir)
-        }
+        (ProjectNameSource::Explicit(name), true) => Ok(Found::Name(
+            Paths::from_env(),
+            name.clone(),
+            found.working_dir.clone(),
+        )),
         // No file and no name: the error `settings` gives (no compose file).
         (_, true) => {
             settings(args)?;
             unreachable!("settings fails when no compose file is found")
         }
-        // Files were found: the settings are those `load` would resolve.
-        (_, false) => load_from(args, &found, services),
+        (_, false) => Ok(Found::Files(found)),
     }
 }
 

@@ -5,8 +5,8 @@
 //! A monitor removes its pid link (`$BERTH_RUN/monitors/<id>.pid`, whose
 //! target is the pid) when it ends; one that was killed leaves it naming a
 //! dead process. Finding those costs a directory read, a `readlink` and
-//! one small read (`/proc/<pid>/stat`) per running container, so every
-//! command can afford it. For each, if the container's state says it
+//! one look at the process ([`alive`](crate::engine::state::alive)) per
+//! running container, so every command can afford it. For each, if the container's state says it
 //! runs (or was restarting or paused), a monitor is spawned in
 //! [`Mode::Adopt`](super::process::Mode::Adopt): it takes over the still
 //! running container, or applies the restart policy to one that ended
