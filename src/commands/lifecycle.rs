@@ -578,8 +578,31 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
     let _memo = state::AliveMemo::begin();
     let project = project::outline_or_name(args)?;
     let paths = Paths::from_env();
-    crate::monitor::adopt::adopt_orphans(&paths);
     let containers = state::project_containers(&paths, &project.name)?;
+    let mut runs: Vec<RunState> = containers
+        .iter()
+        .map(|c| RunState::load(&paths, &c.id))
+        .collect();
+    // Adoption (`monitor::adopt`) of this project's containers, found
+    // from the states just read (each names its monitor), not from a
+    // second pass over every monitor's pid link.
+    let orphans: Vec<String> = containers
+        .iter()
+        .zip(&runs)
+        .filter(|(c, run)| {
+            matches!(
+                run.status,
+                Status::Running | Status::Restarting | Status::Paused
+            ) && !(run.monitor_pid > 0 && state::alive(run.monitor_pid))
+                && crate::monitor::adopt::orphaned(&paths, &c.id)
+        })
+        .map(|(c, _)| c.id.clone())
+        .collect();
+    if !crate::monitor::adopt::adopt(&paths, orphans).is_empty() {
+        for (c, run) in containers.iter().zip(runs.iter_mut()) {
+            *run = RunState::load(&paths, &c.id);
+        }
+    }
     let mut statuses = ps.status.clone();
     let mut source: Option<String> = None;
     for f in &ps.filter {
@@ -606,13 +629,15 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
         }
     }
     let mut rows = Vec::new();
-    for c in select(&containers, &ps.services) {
+    for (c, run) in containers.iter().zip(runs) {
+        if !ps.services.is_empty() && !ps.services.contains(&c.service) {
+            continue;
+        }
         if let Some(src) = &source {
             if project.built.contains(&c.service) != (src == "build") {
                 continue;
             }
         }
-        let run = RunState::load(&paths, &c.id);
         let status = run.effective_status();
         if !ps.all
             && statuses.is_empty()
@@ -696,6 +721,10 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
+    // The process ends next: freeing each record's strings one by one
+    // would only cost time.
+    std::mem::forget(rows);
+    std::mem::forget(containers);
     Ok(())
 }
 

@@ -220,7 +220,7 @@ impl ContainerRecord {
     pub fn save(&self, paths: &Paths) -> Result<()> {
         write_atomic(
             &paths.container(&self.id).join("container.json"),
-            &serde_json::to_vec_pretty(self)?,
+            &serde_json::to_vec(self)?,
         )
     }
 
@@ -236,10 +236,7 @@ impl ContainerRecord {
             .containers()
             .join(format!(".new-{}-{}", self.id, std::process::id()));
         fs_err::create_dir_all(&staging)?;
-        fs_err::write(
-            staging.join("container.json"),
-            serde_json::to_vec_pretty(self)?,
-        )?;
+        fs_err::write(staging.join("container.json"), serde_json::to_vec(self)?)?;
         fs_err::rename(&staging, paths.container(&self.id))?;
         Ok(())
     }

@@ -73,7 +73,11 @@ pub fn load(details: &ConfigDetails, opts: &LoadOptions, dir: &Path) -> Result<P
 /// The [`Outline`] of the project [`load`] would give, from the same
 /// entry: a hit decodes no service (for 200 of them, about a sixth of
 /// what `ps` costs).
-pub fn outline(details: &ConfigDetails, opts: &LoadOptions, dir: &Path) -> Result<Outline, LoadError> {
+pub fn outline(
+    details: &ConfigDetails,
+    opts: &LoadOptions,
+    dir: &Path,
+) -> Result<Outline, LoadError> {
     through(
         details,
         opts,

@@ -6,7 +6,9 @@
 //! target is the pid) when it ends; one that was killed leaves it naming a
 //! dead process. Finding those costs a directory read, a `readlink` and
 //! one look at the process ([`alive`](crate::engine::state::alive)) per
-//! running container, so every command can afford it. For each, if the container's state says it
+//! running container, so every command can afford it (`ps`, which reads
+//! every state of its project anyway, finds its project's orphans from
+//! the monitor pids those name, see [`orphaned`]). For each, if the container's state says it
 //! runs (or was restarting or paused), a monitor is spawned in
 //! [`Mode::Adopt`](super::process::Mode::Adopt): it takes over the still
 //! running container, or applies the restart policy to one that ended
@@ -77,7 +79,23 @@ pub fn orphans(paths: &Paths) -> Vec<String> {
 /// report; returns the ids adopted. Failures are logged and left for the
 /// next command: they never fail the command that noticed them.
 pub fn adopt_orphans(paths: &Paths) -> Vec<String> {
-    let ids = orphans(paths);
+    adopt(paths, orphans(paths))
+}
+
+/// Whether container `id` is an orphan, as [`orphans`] tells: its pid
+/// link names a dead process and its state says it runs (or was
+/// restarting or paused).
+pub fn orphaned(paths: &Paths, id: &str) -> bool {
+    crate::engine::state::read_monitor_pid(paths, id)
+        .is_some_and(|pid| pid > 0 && !crate::engine::state::alive(pid))
+        && matches!(
+            RunState::load(paths, id).status,
+            Status::Running | Status::Restarting | Status::Paused
+        )
+}
+
+/// [`adopt_orphans`] for the orphans `ids`.
+pub fn adopt(paths: &Paths, ids: Vec<String>) -> Vec<String> {
     if ids.is_empty() {
         return ids;
     }
