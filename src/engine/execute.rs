@@ -99,16 +99,7 @@ const PARALLEL: usize = 16;
 pub fn execute(paths: &Paths, project: &Project, plan: &Plan, opts: &ExecOptions) -> Result<()> {
     preflight(paths, project, plan)?;
     reclaim_half_made(paths, &project.name)?;
-    // Each container's directories in a block group of their own (see
-    // `spread_subdirs`): its record and bundle, its monitor's FIFOs, its
-    // runtime state.
-    for dir in [
-        paths.containers(),
-        paths.run.join("containers"),
-        paths.runtime_root(),
-    ] {
-        state::spread_subdirs(&dir)?;
-    }
+    spread_container_dirs(paths)?;
     if plan.steps.iter().any(|s| {
         matches!(
             s.action,
@@ -728,7 +719,22 @@ pub enum Kind {
 
 /// Makes a one-off (`run`) container of `svc`, named
 /// `project-service-run-<id>`; returns its id and name.
+/// Each container's directories in a block group of their own (see
+/// `spread_subdirs`): its record and bundle, its monitor's FIFOs, its
+/// runtime state.
+fn spread_container_dirs(paths: &Paths) -> Result<()> {
+    for dir in [
+        paths.containers(),
+        paths.run.join("containers"),
+        paths.runtime_root(),
+    ] {
+        state::spread_subdirs(&dir)?;
+    }
+    Ok(())
+}
+
 pub fn create_oneoff(paths: &Paths, project: &Project, svc: &Service) -> Result<(String, String)> {
+    spread_container_dirs(paths)?;
     let id = new_id()?;
     let name = if svc.container_name.is_empty() {
         naming::oneoff_name(project, &svc.name, &id)
