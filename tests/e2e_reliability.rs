@@ -192,6 +192,49 @@ fn a_killed_monitor_is_replaced_and_its_container_loses_nothing() {
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
 
+/// Any command repairs any project (`../DESIGN.md`: "the next `berth`
+/// command notices and repairs"): `ps` of another project adopts this
+/// one's orphan, and lists none of its containers.
+#[test]
+fn the_ps_of_another_project_adopts_an_orphan_too() {
+    let env = Env::new(
+        "services:\n  sleeper:\n    image: bb:latest\n    network_mode: none\n    command: [\"sleep\", \"600\"]\n",
+    );
+    env.ok(&["up", "-d"]);
+    let id = env.id_of(&format!("{}-sleeper-1", env.project));
+    let before = env.state(&id);
+    let (m1, p1) = (
+        before["monitor_pid"].as_i64().unwrap(),
+        before["pid"].as_i64().unwrap(),
+    );
+    kill9(m1);
+    env.wait_for("the monitor to die", Duration::from_secs(5), || {
+        !pid_alive(m1)
+    });
+    let other = env.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(
+        other.join("compose.yaml"),
+        format!(
+            "name: {}o\nservices:\n  a:\n    image: bb:latest\n",
+            env.project
+        ),
+    )
+    .unwrap();
+    let ps = String::from_utf8(env.ok_bytes_in(&other, &["ps", "-a"])).unwrap();
+    assert!(!ps.contains("sleeper"), "{ps}");
+    let after = env.state(&id);
+    let m2 = after["monitor_pid"].as_i64().unwrap();
+    assert!(m2 > 0 && m2 != m1 && pid_alive(m2), "not adopted: {after}");
+    assert_eq!(after["pid"].as_i64(), Some(p1), "{after}");
+    assert_eq!(after["status"], "running", "{after}");
+
+    let ids: BTreeSet<String> = env.containers().into_iter().map(|(_, id)| id).collect();
+    env.ok(&["down", "-t", "0"]);
+    let left = env.leftovers(&ids);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
 #[test]
 fn a_container_that_ended_without_a_monitor_gets_its_restart_policy() {
     let env = Env::new(

@@ -583,21 +583,24 @@ pub fn ps(args: &ProjectArgs, ps: &PsArgs) -> Result<()> {
         .iter()
         .map(|c| RunState::load(&paths, &c.id))
         .collect();
-    // Adoption (`monitor::adopt`) of this project's containers, found
-    // from the states just read (each names its monitor), not from a
-    // second pass over every monitor's pid link.
-    let orphans: Vec<String> = containers
-        .iter()
-        .zip(&runs)
-        .filter(|(c, run)| {
-            matches!(
-                run.status,
-                Status::Running | Status::Restarting | Status::Paused
-            ) && !(run.monitor_pid > 0 && state::alive(run.monitor_pid))
-                && crate::monitor::adopt::orphaned(&paths, &c.id)
-        })
-        .map(|(c, _)| c.id.clone())
-        .collect();
+    // Adoption (`monitor::adopt`), as every command does it; this
+    // project's orphans are found from the states just read (each names
+    // its monitor), without a second look at their pid links.
+    let own: std::collections::HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+    let mut orphans = crate::monitor::adopt::orphans_but(&paths, &|id| own.contains(id));
+    orphans.extend(
+        containers
+            .iter()
+            .zip(&runs)
+            .filter(|(c, run)| {
+                matches!(
+                    run.status,
+                    Status::Running | Status::Restarting | Status::Paused
+                ) && !(run.monitor_pid > 0 && state::alive(run.monitor_pid))
+                    && crate::monitor::adopt::orphaned(&paths, &c.id)
+            })
+            .map(|(c, _)| c.id.clone()),
+    );
     if !crate::monitor::adopt::adopt(&paths, orphans).is_empty() {
         for (c, run) in containers.iter().zip(runs.iter_mut()) {
             *run = RunState::load(&paths, &c.id);

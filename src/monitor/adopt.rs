@@ -7,8 +7,9 @@
 //! dead process. Finding those costs a directory read, a `readlink` and
 //! one look at the process ([`alive`](crate::engine::state::alive)) per
 //! running container, so every command can afford it (`ps`, which reads
-//! every state of its project anyway, finds its project's orphans from
-//! the monitor pids those name, see [`orphaned`]). For each, if the container's state says it
+//! every state of its project anyway, looks at its own project's
+//! containers through the monitor pids those name, see [`orphaned`], and
+//! reads the pid links of the others only). For each, if the container's state says it
 //! runs (or was restarting or paused), a monitor is spawned in
 //! [`Mode::Adopt`](super::process::Mode::Adopt): it takes over the still
 //! running container, or applies the restart policy to one that ended
@@ -26,6 +27,12 @@ use crate::engine::state::{Paths, RunState, Status};
 /// The containers whose monitor died while they ran (or were restarting
 /// or paused). Stale pid files of containers that had ended are removed.
 pub fn orphans(paths: &Paths) -> Vec<String> {
+    orphans_but(paths, &|_| false)
+}
+
+/// [`orphans`], but for the containers `skip` names (which the caller
+/// looks at itself, see [`orphaned`]).
+pub fn orphans_but(paths: &Paths, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
     let dir = paths.monitors();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
@@ -44,6 +51,9 @@ pub fn orphans(paths: &Paths) -> Vec<String> {
         let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".pid")) else {
             continue;
         };
+        if skip(id) {
+            continue;
+        }
         let Some(pid) = rustix::fs::readlinkat(&dirfd, name.as_os_str(), std::mem::take(&mut buf))
             .ok()
             .and_then(|target| {
