@@ -50,11 +50,7 @@ pub fn load(details: &ConfigDetails, opts: &LoadOptions, dir: &Path) -> Result<P
         details,
         opts,
         dir,
-        |bytes, left_out| {
-            let entry: Entry = serde_json::from_slice(bytes).ok()?;
-            if !entry.seen.iter().all(Seen::still_holds) {
-                return None;
-            }
+        |entry: Entry, left_out| {
             let mut p = entry.project.into_project();
             // The project's environment is the one it was loaded with: the
             // variables left out of the name take their values of now.
@@ -64,7 +60,7 @@ pub fn load(details: &ConfigDetails, opts: &LoadOptions, dir: &Path) -> Result<P
                     None => p.environment.remove(*v),
                 };
             }
-            Some(p)
+            p
         },
         |p| p,
     )
@@ -82,15 +78,7 @@ pub fn outline(
         details,
         opts,
         dir,
-        |bytes, _| {
-            // The project that follows in the entry is skipped unread.
-            let entry: OutlineEntry = serde_json::from_slice(bytes).ok()?;
-            entry
-                .seen
-                .iter()
-                .all(Seen::still_holds)
-                .then_some(entry.outline)
-        },
+        |entry: OutlineEntry, _| entry.outline,
         |p| Outline::of(&p),
     )
 }
@@ -117,14 +105,14 @@ impl Outline {
     }
 }
 
-/// The entry for `details` and `opts` answered by `hit` (given the entry's
-/// bytes and the variables left out of its name), else a real load, kept
-/// and answered by `loaded`.
-fn through<T>(
+/// The entry for `details` and `opts`, read as `E` and answered by `hit`
+/// (given the variables left out of its name) when everything it saw
+/// still holds; else a real load, kept and answered by `loaded`.
+fn through<E: Kept, T>(
     details: &ConfigDetails,
     opts: &LoadOptions,
     dir: &Path,
-    hit: impl FnOnce(&[u8], &[&str]) -> Option<T>,
+    hit: impl FnOnce(E, &[&str]) -> T,
     loaded: impl FnOnce(Project) -> T,
 ) -> Result<T, LoadError> {
     let left_out: Vec<&str> = VOLATILE
@@ -136,8 +124,8 @@ fn through<T>(
         return load::load(details, opts).map(loaded);
     };
     let path = dir.join(format!("{key}.json"));
-    if let Some(t) = std::fs::read(&path).ok().and_then(|b| hit(&b, &left_out)) {
-        return Ok(t);
+    if let Some(entry) = read::<E>(&path) {
+        return Ok(hit(entry, &left_out));
     }
     let recording = Recording::begin();
     let project = load::load(details, opts)?;
@@ -249,11 +237,36 @@ struct Entry {
     project: Cached,
 }
 
-/// An [`Entry`] read for its outline alone.
+/// An [`Entry`] read for its outline alone (the project is skipped
+/// unread).
 #[derive(Deserialize)]
 struct OutlineEntry {
     seen: Vec<Seen>,
     outline: Outline,
+}
+
+/// An entry as some answer reads it: what its load saw besides.
+trait Kept: serde::de::DeserializeOwned {
+    fn seen(&self) -> &[Seen];
+}
+
+impl Kept for Entry {
+    fn seen(&self) -> &[Seen] {
+        &self.seen
+    }
+}
+
+impl Kept for OutlineEntry {
+    fn seen(&self) -> &[Seen] {
+        &self.seen
+    }
+}
+
+/// The entry at `path` when it can be read and everything it saw still
+/// holds.
+fn read<E: Kept>(path: &Path) -> Option<E> {
+    let entry: E = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    entry.seen().iter().all(Seen::still_holds).then_some(entry)
 }
 
 /// A [`Project`] whole: its `Serialize` is `config`'s output, which leaves
@@ -434,17 +447,11 @@ mod tests {
     /// What a hit of the entry at `path` gives, as [`load`] and
     /// [`outline`] read it.
     fn hit(path: &Path) -> Option<Project> {
-        let bytes = std::fs::read(path).ok()?;
-        let entry: Entry = serde_json::from_slice(&bytes).ok()?;
-        let held = entry.seen.iter().all(Seen::still_holds);
-        held.then(|| entry.project.into_project())
+        read::<Entry>(path).map(|e| e.project.into_project())
     }
 
     fn outline_hit(path: &Path) -> Option<Outline> {
-        let bytes = std::fs::read(path).ok()?;
-        let entry: OutlineEntry = serde_json::from_slice(&bytes).ok()?;
-        let held = entry.seen.iter().all(Seen::still_holds);
-        held.then_some(entry.outline)
+        read::<OutlineEntry>(path).map(|e| e.outline)
     }
 
     fn roundtrip(p: &Project) -> Project {
